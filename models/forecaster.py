@@ -1,0 +1,135 @@
+"""One recurrent forecaster for every cell type, with a direct multi-step head.
+
+The recurrent part reads inputs shaped (batch, seq_len, input_dim) and can resume from a carried state, so
+reading a history in pieces gives exactly the forecast of reading it at once. The head maps the hidden
+output of each step to the next ``horizon`` values (one per quantile), which lets training put a loss on
+every step of a long chunk ("forking sequences") and lets the service answer from the last step alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+Cell = Literal["lstm", "gru", "rnn"]
+# LSTM carries (hidden, cell); GRU and RNN carry hidden alone. Each tensor is (num_layers, B, hidden_size).
+State = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class ForecasterConfig:
+    input_dim: int  # features per time step: scaled target, covariates, calendar features
+    horizon: int  # steps forecast from each origin
+    cell: Cell = "lstm"
+    hidden_size: int = 64
+    num_layers: int = 2
+    dropout: float = 0.0  # between stacked layers, as torch applies it
+    nonlinearity: Literal["tanh", "relu"] = "tanh"  # plain RNN only; relu gets identity recurrent weights
+    quantiles: tuple[float, ...] = ()  # empty: one point forecast per step
+    head_hidden: int = 0  # width of an MLP layer in the head; 0 for a single linear map
+
+    def __post_init__(self) -> None:
+        if self.cell not in ("lstm", "gru", "rnn"):
+            raise ValueError(f"cell must be lstm, gru or rnn, got {self.cell!r}")
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
+        if self.nonlinearity == "relu" and self.cell != "rnn":
+            raise ValueError(f"nonlinearity='relu' applies to cell='rnn' only, got cell={self.cell!r}")
+        for q in self.quantiles:
+            if not 0.0 < q < 1.0:
+                raise ValueError(f"quantiles must lie in (0, 1), got {q}")
+        if list(self.quantiles) != sorted(set(self.quantiles)):
+            raise ValueError(f"quantiles must be strictly increasing, got {self.quantiles}")
+        # A tuple survives a round trip through JSON, YAML or a checkpoint as a list.
+        object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
+
+    @property
+    def outputs_per_step(self) -> int:
+        return max(1, len(self.quantiles))
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["quantiles"] = list(self.quantiles)
+        return data
+
+
+def _build_rnn(config: ForecasterConfig) -> nn.LSTM | nn.GRU | nn.RNN:
+    common = dict(
+        input_size=config.input_dim,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        dropout=config.dropout if config.num_layers > 1 else 0.0,
+        batch_first=True,
+    )
+    if config.cell == "lstm":
+        return nn.LSTM(**common)  # type: ignore[arg-type]
+    if config.cell == "gru":
+        return nn.GRU(**common)  # type: ignore[arg-type]
+    rnn = nn.RNN(nonlinearity=config.nonlinearity, **common)  # type: ignore[arg-type]
+    if config.nonlinearity == "relu":
+        # IRNN (Le et al., 2015): identity recurrence keeps relu activations from vanishing or exploding
+        # at initialisation.
+        for layer in range(config.num_layers):
+            nn.init.eye_(getattr(rnn, f"weight_hh_l{layer}"))
+            nn.init.zeros_(getattr(rnn, f"bias_hh_l{layer}"))
+    return rnn
+
+
+class Forecaster(nn.Module):
+    """Recurrent encoder plus direct multi-step head.
+
+    Shapes:
+        x: (B, T, input_dim)
+        state: tuple of (num_layers, B, hidden_size) tensors
+        forecast from ``forward``: (B, horizon, outputs_per_step), read from the last step
+        forecasts from ``forecast_every_step``: (B, T, horizon, outputs_per_step)
+    """
+
+    def __init__(self, config: ForecasterConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.rnn = _build_rnn(config)
+        out = config.horizon * config.outputs_per_step
+        if config.head_hidden > 0:
+            self.head: nn.Module = nn.Sequential(
+                nn.Linear(config.hidden_size, config.head_hidden), nn.GELU(), nn.Linear(config.head_hidden, out)
+            )
+        else:
+            self.head = nn.Linear(config.hidden_size, out)
+
+    def encode(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Runs the recurrence; returns every step's top-layer output (B, T, hidden) and the new state."""
+        if x.dim() != 3 or x.shape[-1] != self.config.input_dim:
+            raise ValueError(f"x must be (batch, seq_len, {self.config.input_dim}), got {tuple(x.shape)}")
+        if isinstance(self.rnn, nn.LSTM):
+            lstm_state = None if state is None else (state[0], state[1])
+            outputs, (h, c) = self.rnn(x, lstm_state)
+            return outputs, (h, c)
+        outputs, h = self.rnn(x, None if state is None else state[0])
+        return outputs, (h,)
+
+    def decode(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Maps hidden outputs (..., hidden) to forecasts (..., horizon, outputs_per_step)."""
+        return self.head(hidden).unflatten(-1, (self.config.horizon, self.config.outputs_per_step))
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        outputs, new_state = self.encode(x, state)
+        return self.decode(outputs[:, -1]), new_state  # (B, horizon, outputs_per_step)
+
+    def forecast_every_step(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        outputs, new_state = self.encode(x, state)
+        return self.decode(outputs), new_state  # (B, T, horizon, outputs_per_step)
+
+    def zero_state(self, batch_size: int) -> State:
+        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
+        param = next(self.parameters())
+        zeros = torch.zeros(shape, dtype=param.dtype, device=param.device)
+        return (zeros, zeros.clone()) if self.config.cell == "lstm" else (zeros,)
+
+
+def state_tensors(config: ForecasterConfig) -> int:
+    """How many tensors a state of this cell carries."""
+    return 2 if config.cell == "lstm" else 1

@@ -1,0 +1,1 @@
+"""The BentoML service (see issue: sessions that keep recurrent state)."""

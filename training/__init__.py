@@ -1,0 +1,1 @@
+"""The Lightning training job: data, task, evaluation and export."""

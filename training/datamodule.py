@@ -1,0 +1,188 @@
+"""Chronological split, train-only scaling and the chunks the forecaster trains on.
+
+Training reads long chunks and puts a loss on every step after a short warm-up, each step forecasting its
+next ``horizon`` values ("forking sequences", MQ-RNN). The recurrence then runs about once over each point
+per pass instead of ``input_size`` times as overlapping windows would, and every step trains the path the
+service runs: a state carried forward, read out at the latest observation.
+
+No look-ahead: scaling statistics come from the training part alone, inputs at step t hold values up to t,
+and a target is used only where it lies inside the part the chunk belongs to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from models.features import FeatureSpec, Scaling, encode_inputs, input_width
+from training.data import DataError, FillPolicy, Series, read_frame, split_series
+
+
+@dataclass(frozen=True)
+class Part:
+    """Index range [start, end) of one series that belongs to a split."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Span:
+    """One chunk: where it is read from, which of its steps count, and where its targets may lie."""
+
+    series: int  # index into the data module's series
+    start: int
+    length: int
+    first_counted: int  # absolute index of the first step whose forecast enters the loss
+    part: Part  # targets outside it are masked, so no split sees another's values
+
+
+class ChunkDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """Items (inputs (L, D), targets (L, H), mask (L, H)); mask marks the targets a loss may use."""
+
+    def __init__(self, inputs: list[np.ndarray], targets: list[np.ndarray], spans: list[Span], horizon: int) -> None:
+        self.inputs = [torch.from_numpy(x) for x in inputs]
+        self.targets = [torch.from_numpy(z.astype(np.float32)) for z in targets]
+        self.spans = spans
+        self.horizon = horizon
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        span = self.spans[index]
+        x = self.inputs[span.series][span.start : span.start + span.length]  # (L, D)
+        origins = torch.arange(span.start, span.start + span.length)
+        steps = origins.unsqueeze(1) + torch.arange(1, self.horizon + 1)  # (L, H) absolute target indices
+        mask = (steps >= span.part.start) & (steps < span.part.end) & (origins >= span.first_counted).unsqueeze(1)
+        z = self.targets[span.series]
+        targets = z[steps.clamp(max=len(z) - 1)] * mask  # (L, H)
+        return x, targets, mask
+
+
+class SeriesDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        path: str = "builtin:elecdemand",
+        target: str = "y",
+        covariates: list[str] | None = None,
+        calendar: list[str] | None = None,
+        fill: FillPolicy = "error",
+        input_size: int = 336,
+        horizon: int = 48,
+        val_size: int = 1344,
+        test_size: int = 1344,
+        chunk_length: int = 720,
+        chunk_stride: int = 24,
+        warmup: int = 48,
+        batch_size: int = 32,
+        num_workers: int = 0,
+    ) -> None:
+        """
+        Args:
+            path: ``builtin:elecdemand``, or a CSV / Parquet file in long format.
+            target: the column to forecast.
+            covariates: numeric columns read as inputs next to the target.
+            calendar: features derived from ``ds`` (time_of_day, day_of_week, day_of_year).
+            fill: what to do with NaN values: raise, forward-fill or interpolate.
+            input_size: history a windowed forecast reads; validation and test origins get this much.
+            horizon: steps forecast from every origin.
+            val_size: last steps before the test part, per series, for validation.
+            test_size: last steps of each series, for the final evaluation.
+            chunk_length: steps per training chunk.
+            chunk_stride: steps between the starts of consecutive training chunks.
+            warmup: first steps of a chunk that carry no loss, while the state forms from zero.
+            batch_size: chunks per training batch.
+            num_workers: DataLoader worker processes.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.path = path
+        self.target = target
+        self.covariates = tuple(covariates or ())
+        self.calendar = tuple(calendar or ())
+        self.fill = fill
+        self.input_size = input_size
+        self.horizon = horizon
+        self.val_size = val_size
+        self.test_size = test_size
+        self.chunk_length = chunk_length
+        self.chunk_stride = chunk_stride
+        self.warmup = warmup
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.series: list[Series] = []
+        self.inputs: list[np.ndarray] = []
+        self.scaled_targets: list[np.ndarray] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.series:
+            return
+        series, freq = split_series(read_frame(self.path), self.target, self.covariates, self.fill)
+        needed = self.val_size + self.test_size + max(self.chunk_length, self.input_size) + self.horizon
+        for s in series:
+            if len(s) < needed:
+                raise DataError(
+                    f"series {s.uid!r} has {len(s)} points; one training chunk plus validation and test need "
+                    f"{needed} (chunk_length or input_size, + horizon + val_size + test_size)"
+                )
+        self.series = series
+        self.features = FeatureSpec(self.target, self.covariates, self.calendar, freq)
+        train_rows = np.concatenate(
+            [np.column_stack([s.target, s.covariates])[: self.train_part(s).end] for s in series]
+        )
+        self.scaling = Scaling.fit(train_rows)
+        self.inputs = [self.encode(s) for s in series]
+        self.scaled_targets = [(s.target - self.scaling.mean[0]) / self.scaling.std[0] for s in series]
+
+    def encode(self, series: Series) -> np.ndarray:
+        return encode_inputs(self.features, self.scaling, series.target, series.covariates, series.timestamps)
+
+    def train_part(self, series: Series) -> Part:
+        return Part(0, len(series) - self.val_size - self.test_size)
+
+    def val_part(self, series: Series) -> Part:
+        end = len(series) - self.test_size
+        return Part(end - self.val_size, end)
+
+    def test_part(self, series: Series) -> Part:
+        return Part(len(series) - self.test_size, len(series))
+
+    @property
+    def input_dim(self) -> int:
+        return input_width(self.covariates, self.calendar)
+
+    def train_dataset(self) -> ChunkDataset:
+        spans = []
+        for index, s in enumerate(self.series):
+            part = self.train_part(s)
+            for start in range(0, part.end - self.chunk_length, self.chunk_stride):
+                spans.append(Span(index, start, self.chunk_length, start + self.warmup, part))
+        return ChunkDataset(self.inputs, self.scaled_targets, spans, self.horizon)
+
+    def held_out_dataset(self, part_of: str) -> ChunkDataset:
+        """One chunk per series: ``input_size`` steps of history, then the part's origins."""
+        spans = []
+        for index, s in enumerate(self.series):
+            part = self.val_part(s) if part_of == "val" else self.test_part(s)
+            start = part.start - self.input_size
+            # The first origin is the step before the part, so the first target is the part's first value.
+            spans.append(Span(index, start, part.end - 1 - start, part.start - 1, part))
+        return ChunkDataset(self.inputs, self.scaled_targets, spans, self.horizon)
+
+    def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        return DataLoader(
+            self.train_dataset(),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        return DataLoader(self.held_out_dataset("val"), batch_size=self.batch_size, num_workers=self.num_workers)

@@ -1,0 +1,129 @@
+"""Evaluates a trained checkpoint on the test part, against naive baselines on the same origins.
+
+Two readings of the same model: *windowed* (each origin reads its last ``input_size`` points from a zero
+state, as a stateless API would) and *streaming* (one state carried through the whole series, as a service
+session does). A large gap between them says the served path is not the evaluated one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.checkpoint import Checkpoint
+from models.features import encode_inputs
+from models.forecaster import Forecaster
+from training.data import Series
+from training.datamodule import SeriesDataModule
+from training.metrics import interval_coverage, point_metrics, seasonal_naive_scale
+
+
+@dataclass
+class SeriesForecasts:
+    """Everything forecast for one series at its test origins, in the target's own units."""
+
+    series: Series
+    origins: np.ndarray  # (N,) index of the last observation each forecast reads
+    actual: np.ndarray  # (N, H)
+    windowed: np.ndarray  # (N, H, Q)
+    streaming: np.ndarray  # (N, H, Q)
+    naive: np.ndarray  # (N, H)
+    seasonal_naive: np.ndarray  # (N, H)
+    hidden: np.ndarray  # (T, hidden) top-layer outputs of the streaming pass
+    mase_scale: float
+
+
+def season_length(freq: str) -> int:
+    """Steps per day for intraday data, 7 for daily, else 1 (no seasonality assumed)."""
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+    day = pd.Timedelta(days=1)
+    if step < day and day % step == pd.Timedelta(0):
+        return int(day / step)
+    return 7 if step == day else 1
+
+
+def test_origins(series: Series, start: int, horizon: int, season: int) -> np.ndarray:
+    """Origins whose forecasts lie inside the test part: each midnight for intraday data (day-ahead), else
+    every ``season`` steps."""
+    last = len(series) - horizon
+    candidates = np.arange(start - 1, last)
+    if season > 1 and series.timestamps[1] - series.timestamps[0] < pd.Timedelta(days=1):
+        next_stamp = series.timestamps[candidates + 1]
+        return candidates[(next_stamp.hour == 0) & (next_stamp.minute == 0)]
+    return candidates[:: max(1, season)]
+
+
+def _seasonal_naive(y: np.ndarray, origins: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    steps = np.arange(horizon)
+    # Step k repeats the value one season before it, wrapping to the last observed season beyond it.
+    lag = origins[:, None] + 1 + (steps % season) - season
+    return y[lag]
+
+
+@torch.no_grad()
+def forecast_series(
+    model: Forecaster, checkpoint: Checkpoint, data: SeriesDataModule, series: Series, inputs: np.ndarray
+) -> SeriesForecasts:
+    horizon, season = model.config.horizon, season_length(checkpoint.features.freq or "1D")
+    test_start = data.test_part(series).start
+    origins = test_origins(series, test_start, horizon, season)
+    windows = np.stack([inputs[o - data.input_size + 1 : o + 1] for o in origins])  # (N, input_size, D)
+    windowed, _ = model(torch.from_numpy(windows))  # (N, H, Q)
+    hidden, _ = model.encode(torch.from_numpy(inputs).unsqueeze(0))  # (1, T, hidden)
+    streaming = model.decode(hidden[0, origins])  # (N, H, Q)
+    y = series.target
+    return SeriesForecasts(
+        series=series,
+        origins=origins,
+        actual=y[origins[:, None] + 1 + np.arange(horizon)],
+        windowed=checkpoint.scaling.unscale_target(windowed.numpy()),
+        streaming=checkpoint.scaling.unscale_target(streaming.numpy()),
+        naive=np.repeat(y[origins][:, None], horizon, axis=1),
+        seasonal_naive=_seasonal_naive(y, origins, horizon, season),
+        hidden=hidden[0].numpy(),
+        mase_scale=seasonal_naive_scale(y[: data.train_part(series).end], season),
+    )
+
+
+def _median_index(quantiles: tuple[float, ...]) -> int:
+    return int(np.argmin([abs(q - 0.5) for q in quantiles])) if quantiles else 0
+
+
+def build_report(checkpoint: Checkpoint, forecasts: list[SeriesForecasts]) -> dict[str, Any]:
+    quantiles = checkpoint.config.quantiles
+    mid = _median_index(quantiles)
+    actual = np.concatenate([f.actual for f in forecasts])
+    scale = np.concatenate([np.full(len(f.origins), f.mase_scale) for f in forecasts])
+    methods: dict[str, dict[str, float]] = {}
+    for name in ("windowed", "streaming"):
+        full = np.concatenate([getattr(f, name) for f in forecasts])  # (N, H, Q)
+        methods[name] = point_metrics(actual, full[..., mid], scale)
+        if len(quantiles) >= 2:
+            methods[name]["coverage"] = interval_coverage(actual, full[..., 0], full[..., -1])
+            methods[name]["nominal_coverage"] = quantiles[-1] - quantiles[0]
+    for name in ("naive", "seasonal_naive"):
+        methods[name] = point_metrics(actual, np.concatenate([getattr(f, name) for f in forecasts]), scale)
+    return {
+        "origins": int(len(actual)),
+        "horizon": checkpoint.config.horizon,
+        "season": season_length(checkpoint.features.freq or "1D"),
+        "metrics": methods,
+        "streaming_vs_windowed_mae": methods["streaming"]["mae"] / methods["windowed"]["mae"],
+        "mape_gain_over_seasonal_naive": 1 - methods["streaming"]["mape"] / methods["seasonal_naive"]["mape"],
+    }
+
+
+def evaluate(checkpoint: Checkpoint, data: SeriesDataModule) -> tuple[dict[str, Any], list[SeriesForecasts]]:
+    """Forecasts every series' test origins with the checkpoint; returns the report and the forecasts."""
+    data.setup()
+    model = checkpoint.build_model()
+    forecasts = []
+    for series in data.series:
+        # Encode with the checkpoint's statistics, so the report judges exactly what would be served.
+        inputs = encode_inputs(checkpoint.features, checkpoint.scaling, series.target, series.covariates, series.timestamps)
+        forecasts.append(forecast_series(model, checkpoint, data, series, inputs))
+    return build_report(checkpoint, forecasts), forecasts

@@ -1,0 +1,86 @@
+"""The LightningModule: loss, optimisation and logging around a forecaster it is given."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import grad_norm
+
+from models.checkpoint import Checkpoint
+from models.forecaster import Forecaster
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs (B, L, D), targets (B, L, H), mask (B, L, H)
+
+
+def pinball_loss(forecast: torch.Tensor, target: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+    """Elementwise quantile loss; forecast (..., Q), target (...), quantiles (Q,)."""
+    error = target.unsqueeze(-1) - forecast
+    return torch.maximum(quantiles * error, (quantiles - 1) * error).mean(-1)
+
+
+class ForecastTask(L.LightningModule):
+    def __init__(
+        self,
+        network: Forecaster,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        schedule: Literal["cosine", "constant"] = "cosine",
+        point_loss: Literal["mse", "mae"] = "mae",
+    ) -> None:
+        """
+        Args:
+            network: the forecaster to train.
+            lr: AdamW's peak learning rate.
+            weight_decay: AdamW's decoupled weight decay.
+            schedule: cosine decay to zero over the run's steps, or a constant rate.
+            point_loss: loss of a point forecaster; a quantile forecaster uses the pinball loss.
+        """
+        super().__init__()
+        # The network is a module, not a hyperparameter: its config travels in the seqcast checkpoint.
+        self.save_hyperparameters(ignore=["network"])
+        self.network = network
+        self.register_buffer("quantiles", torch.tensor(network.config.quantiles), persistent=False)
+
+    def masked_loss(self, batch: Batch) -> torch.Tensor:
+        x, targets, mask = batch
+        forecast, _ = self.network.forecast_every_step(x)  # (B, L, H, Q)
+        if self.network.config.quantiles:
+            elementwise = pinball_loss(forecast, targets, self.quantiles)
+        elif self.hparams["point_loss"] == "mse":
+            elementwise = (forecast.squeeze(-1) - targets) ** 2
+        else:
+            elementwise = (forecast.squeeze(-1) - targets).abs()
+        return (elementwise * mask).sum() / mask.sum().clamp(min=1)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = self.masked_loss(batch)
+        self.log("train_loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.log("val_loss", self.masked_loss(batch), prog_bar=True, sync_dist=True)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Lightning clips after this hook, so this is the norm the clipping threshold is judged against.
+        self.log("grad_norm", grad_norm(self.network, norm_type=2)["grad_2.0_norm_total"])
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+        if self.hparams["schedule"] == "constant":
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Every Lightning checkpoint (best and last) also carries seqcast's own format, so any of them can be
+        # evaluated and exported without the LightningModule.
+        data = self.trainer.datamodule  # type: ignore[attr-defined]
+        checkpoint["seqcast"] = Checkpoint(
+            config=self.network.config,
+            features=data.features,
+            scaling=data.scaling,
+            state_dict=self.network.state_dict(),
+            metadata={"epoch": self.current_epoch, "global_step": self.global_step, "data_path": data.path},
+        ).to_payload()
