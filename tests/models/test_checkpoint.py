@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import Checkpoint, CheckpointError, FeatureSpec, Forecaster, ForecasterConfig, Scaling
+from models import load_checkpoint, save_checkpoint
+
+DATA = Path(__file__).parent / "data"
+
+
+def _checkpoint(cell: str = "gru") -> Checkpoint:
+    config = ForecasterConfig(input_dim=2, horizon=4, cell=cell, hidden_size=8, quantiles=(0.2, 0.5, 0.8))  # type: ignore[arg-type]
+    return Checkpoint(
+        config, FeatureSpec("y", ("t",)), Scaling((1.0, 2.0), (3.0, 4.0)), Forecaster(config).state_dict(), {"epoch": 3}
+    )
+
+
+def test_round_trip_rebuilds_the_same_model(tmp_path: Path) -> None:
+    original = _checkpoint()
+    save_checkpoint(original, tmp_path / "c.pt")
+    loaded = load_checkpoint(tmp_path / "c.pt")
+    assert loaded.config == original.config
+    assert loaded.features == original.features
+    assert loaded.scaling == original.scaling
+    assert loaded.metadata == {"epoch": 3}
+    x = torch.randn(2, 9, 2)
+    torch.testing.assert_close(loaded.build_model()(x)[0], original.build_model()(x)[0])
+
+
+def test_first_format_checkpoint_still_loads_and_forecasts_the_same() -> None:
+    checkpoint = load_checkpoint(DATA / "checkpoint_v1.pt")
+    expected = json.loads((DATA / "checkpoint_v1_expected.json").read_text())
+    assert checkpoint.features == FeatureSpec("y", ("temperature",), ("time_of_day",), "30min")
+    assert checkpoint.config.quantiles == (0.1, 0.5, 0.9)
+    forecast, _ = checkpoint.build_model()(torch.tensor(expected["input"]))
+    torch.testing.assert_close(forecast, torch.tensor(expected["forecast"]))
+
+
+def test_unknown_format_version_is_refused(tmp_path: Path) -> None:
+    payload = _checkpoint().to_payload()
+    payload["format_version"] = 99
+    torch.save(payload, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="format_version 99 is not supported"):
+        load_checkpoint(tmp_path / "future.pt")
+
+
+class _Payload:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("code ran while loading",))
+
+
+def test_a_pickled_object_is_never_unpickled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "evil.pt"
+    with path.open("wb") as f:
+        pickle.dump({"format_version": 1, "config": _Payload()}, f)
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_checkpoint(path)
+    assert "code ran" not in capsys.readouterr().out

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import Forecaster, ForecasterConfig
+
+CELLS = [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")]
+
+
+@pytest.mark.parametrize(("cell", "nonlinearity"), CELLS)
+def test_carried_state_equals_one_pass(cell: str, nonlinearity: str) -> None:
+    torch.manual_seed(0)
+    config = ForecasterConfig(
+        input_dim=4, horizon=6, cell=cell, nonlinearity=nonlinearity, hidden_size=16, num_layers=2,  # type: ignore[arg-type]
+        dropout=0.2, quantiles=(0.1, 0.5, 0.9), head_hidden=8,
+    )
+    model = Forecaster(config).eval()
+    x = torch.randn(3, 97, 4)
+    full, full_state = model(x)
+    for split in (1, 13, 50, 96):
+        first, state = model(x[:, :split])
+        second, second_state = model(x[:, split:], state)
+        torch.testing.assert_close(second, full, atol=1e-5, rtol=1e-5)
+        for a, b in zip(second_state, full_state):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert full.shape == (3, 6, 3)
+    assert len(full_state) == (2 if cell == "lstm" else 1)
+
+
+def test_every_step_forecasts_match_last_step_forecast() -> None:
+    model = Forecaster(ForecasterConfig(input_dim=2, horizon=5)).eval()
+    x = torch.randn(2, 30, 2)
+    every, _ = model.forecast_every_step(x)
+    last, _ = model(x)
+    assert every.shape == (2, 30, 5, 1)
+    torch.testing.assert_close(every[:, -1], last)
+    # The forecast at step t reads nothing after t.
+    prefix, _ = model(x[:, :11])
+    torch.testing.assert_close(every[:, 10], prefix)
+
+
+def test_relu_rnn_starts_with_identity_recurrence() -> None:
+    model = Forecaster(ForecasterConfig(input_dim=2, horizon=1, cell="rnn", nonlinearity="relu", hidden_size=8))
+    for name, weight in model.rnn.named_parameters():
+        if name.startswith("weight_hh"):
+            torch.testing.assert_close(weight, torch.eye(8))
+
+
+def test_zero_state_is_the_default_state() -> None:
+    model = Forecaster(ForecasterConfig(input_dim=3, horizon=2, cell="lstm")).eval()
+    x = torch.randn(4, 12, 3)
+    torch.testing.assert_close(model(x)[0], model(x, model.zero_state(4))[0])
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"cell": "transformer"}, "cell must be lstm, gru or rnn, got 'transformer'"),
+        ({"cell": "lstm", "nonlinearity": "relu"}, "nonlinearity='relu' applies to cell='rnn' only"),
+        ({"quantiles": (0.5, 1.5)}, "quantiles must lie in (0, 1), got 1.5"),
+        ({"quantiles": (0.9, 0.1)}, "quantiles must be strictly increasing"),
+    ],
+)
+def test_config_rejects_bad_fields(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ForecasterConfig(input_dim=1, horizon=1, **fields)  # type: ignore[arg-type]
+
+
+def test_wrong_input_width_is_named() -> None:
+    model = Forecaster(ForecasterConfig(input_dim=3, horizon=2))
+    with pytest.raises(ValueError, match=r"x must be \(batch, seq_len, 3\), got \(1, 5, 2\)"):
+        model(torch.zeros(1, 5, 2))

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import synthetic_frame
+from training.data import DataError
+from training.datamodule import SeriesDataModule
+
+SIZES = dict(input_size=96, horizon=24, val_size=200, test_size=200, chunk_length=240, chunk_stride=40, warmup=12)
+
+
+def _module(path: Path, **overrides: object) -> SeriesDataModule:
+    options = {**SIZES, **overrides}
+    data = SeriesDataModule(path=str(path), covariates=["temperature"], calendar=["time_of_day"], **options)  # type: ignore[arg-type]
+    data.setup("fit")
+    return data
+
+
+def _all_train_items(data: SeriesDataModule) -> list[tuple[torch.Tensor, ...]]:
+    dataset = data.train_dataset()
+    return [dataset[i] for i in range(len(dataset))]
+
+
+def test_validation_and_test_values_change_nothing_training_sees(tmp_path: Path) -> None:
+    frame = synthetic_frame(points=1500)
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    held_out = frame.index >= 1500 - 400
+    frame.loc[held_out, "y"] *= 50
+    frame.loc[held_out, "temperature"] = -100.0
+    frame.to_csv(tmp_path / "b.csv", index=False)
+    a, b = _module(tmp_path / "a.csv"), _module(tmp_path / "b.csv")
+    assert a.scaling == b.scaling
+    items_a, items_b = _all_train_items(a), _all_train_items(b)
+    assert len(items_a) == len(items_b) > 10
+    for item_a, item_b in zip(items_a, items_b):
+        for tensor_a, tensor_b in zip(item_a, item_b):
+            torch.testing.assert_close(tensor_a, tensor_b)
+    # ... while the validation batch does see them, so the check above is not vacuous.
+    assert not torch.equal(a.held_out_dataset("val")[0][1], b.held_out_dataset("val")[0][1])
+
+
+def test_targets_are_the_next_horizon_values_and_stay_in_their_part(series_csv: Path) -> None:
+    data = _module(series_csv)
+    z = data.scaled_targets[0]
+    train_end = data.train_part(data.series[0]).end
+    dataset = data.train_dataset()
+    for index in range(len(dataset)):
+        span = dataset.spans[index]
+        _, targets, mask = dataset[index]
+        assert not mask[: SIZES["warmup"]].any()
+        for t in range(0, span.length, 37):
+            steps = span.start + t + 1 + np.arange(SIZES["horizon"])
+            expected_mask = (steps < train_end) & (t >= SIZES["warmup"])
+            assert mask[t].numpy().tolist() == expected_mask.tolist()
+            np.testing.assert_allclose(targets[t][mask[t]].numpy(), z[steps[expected_mask]], rtol=1e-6)
+
+
+def test_inputs_at_a_step_hold_nothing_from_later_steps(series_csv: Path) -> None:
+    data = _module(series_csv)
+    series = data.series[0]
+    later_changed = series.target.copy()
+    later_changed[1000:] += 5.0
+    from dataclasses import replace
+
+    changed = data.encode(replace(series, target=later_changed))
+    np.testing.assert_array_equal(changed[:1000], data.inputs[0][:1000])
+    assert not np.array_equal(changed[1000:], data.inputs[0][1000:])
+
+
+def test_validation_chunk_starts_with_a_full_input_window(series_csv: Path) -> None:
+    data = _module(series_csv)
+    x, _, mask = data.held_out_dataset("val")[0]
+    first_origin = int(mask.any(dim=1).float().argmax())
+    assert first_origin == SIZES["input_size"] - 1
+    assert x.shape == (SIZES["input_size"] + SIZES["val_size"] - 1, data.input_dim)
+
+
+def test_series_too_short_for_one_window_is_named(tmp_path: Path) -> None:
+    frame = synthetic_frame(points=800, series=2)
+    frame = frame[(frame.unique_id == "s0") | (frame.index < 800 + 500)]
+    frame.to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(DataError, match=r"series 's1' has 500 points; one training chunk plus validation and test need 664"):
+        _module(tmp_path / "short.csv")
+
+
+def test_scaling_comes_from_training_rows_only(series_csv: Path) -> None:
+    data = _module(series_csv)
+    frame = pd.read_csv(series_csv)
+    train = frame.iloc[: data.train_part(data.series[0]).end]
+    assert data.scaling.mean[0] == pytest.approx(train.y.mean())
+    assert data.scaling.std[1] == pytest.approx(train.temperature.std(ddof=0))
