@@ -58,15 +58,9 @@ class Checkpoint:
             )
         config = dict(payload["config"])
         config["quantiles"] = tuple(config.get("quantiles", ()))
-        features = dict(payload["features"])
         return cls(
             config=ForecasterConfig(**config),
-            features=FeatureSpec(
-                target=features["target"],
-                covariates=tuple(features["covariates"]),
-                calendar=tuple(features["calendar"]),
-                freq=features["freq"],
-            ),
+            features=FeatureSpec(**payload["features"]),
             scaling=Scaling(tuple(payload["scaling"]["mean"]), tuple(payload["scaling"]["std"])),
             state_dict=dict(payload["state_dict"]),
             metadata=dict(payload.get("metadata", {})),

@@ -2,6 +2,10 @@
 
 Keeping this in one place is what makes a served forecast match the evaluated one: the same scaling
 statistics and the same calendar encoding are applied to a session's values as to the training data.
+
+Two kinds of covariate: *past* ones are observed alongside the target and read as inputs; *future* ones are
+also known over the forecast horizon (a weather forecast, a holiday calendar), so the head reads their
+horizon values too. Calendar features come from timestamps and are future-known by construction.
 """
 
 from __future__ import annotations
@@ -19,35 +23,67 @@ CALENDAR_PERIODS = {
 }
 
 
-def input_width(covariates: tuple[str, ...] | list[str], calendar: tuple[str, ...] | list[str]) -> int:
-    """Model inputs per step: the scaled target, each covariate, and a sin/cos pair per calendar feature."""
-    return 1 + len(covariates) + 2 * len(calendar)
+def input_width(past: tuple[str, ...], future: tuple[str, ...], calendar: tuple[str, ...]) -> int:
+    """Inputs per step: the scaled target, every covariate, and a sin/cos pair per calendar feature."""
+    return 1 + len(past) + len(future) + 2 * len(calendar)
+
+
+def future_width(future: tuple[str, ...], calendar: tuple[str, ...]) -> int:
+    """Known-ahead features per horizon step: future covariates and the calendar pairs."""
+    return len(future) + 2 * len(calendar)
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
     target: str  # name of the forecast column in the training data
-    covariates: tuple[str, ...] = ()  # observed numeric columns, read alongside the target
+    past_covariates: tuple[str, ...] = ()  # observed with the target, unknown ahead
+    future_covariates: tuple[str, ...] = ()  # observed with the target and known over the horizon
     calendar: tuple[str, ...] = ()  # names from CALENDAR_PERIODS, derived from timestamps
     freq: str | None = None  # pandas offset alias of the series, e.g. "30min"; needed for calendar features
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "past_covariates", tuple(self.past_covariates))
+        object.__setattr__(self, "future_covariates", tuple(self.future_covariates))
+        object.__setattr__(self, "calendar", tuple(self.calendar))
         unknown = [name for name in self.calendar if name not in CALENDAR_PERIODS]
         if unknown:
             raise ValueError(f"calendar features {unknown} are unknown; choose from {sorted(CALENDAR_PERIODS)}")
         if self.calendar and self.freq is None:
             raise ValueError("calendar features need the series frequency (freq)")
-        object.__setattr__(self, "covariates", tuple(self.covariates))
-        object.__setattr__(self, "calendar", tuple(self.calendar))
+        both = set(self.past_covariates) & set(self.future_covariates)
+        if both or self.target in self.covariates:
+            raise ValueError(f"a column is declared twice among target, past and future covariates: {sorted(both)}")
+
+    @property
+    def covariates(self) -> tuple[str, ...]:
+        """Every covariate observed at each step, in input order."""
+        return self.past_covariates + self.future_covariates
 
     @property
     def input_dim(self) -> int:
-        return input_width(self.covariates, self.calendar)
+        return input_width(self.past_covariates, self.future_covariates, self.calendar)
+
+    @property
+    def future_dim(self) -> int:
+        return future_width(self.future_covariates, self.calendar)
+
+    @property
+    def known_ahead_columns(self) -> list[int]:
+        """Input columns that are also known over the horizon: future covariates, then calendar."""
+        first_future = 1 + len(self.past_covariates)
+        return list(range(first_future, self.input_dim))
+
+    @property
+    def step(self) -> pd.Timedelta:
+        if self.freq is None:
+            raise ValueError("the series frequency (freq) is unknown")
+        return pd.to_timedelta(pd.tseries.frequencies.to_offset(self.freq).nanos, unit="ns")
 
     def to_dict(self) -> dict[str, object]:
         return {
             "target": self.target,
-            "covariates": list(self.covariates),
+            "past_covariates": list(self.past_covariates),
+            "future_covariates": list(self.future_covariates),
             "calendar": list(self.calendar),
             "freq": self.freq,
         }
@@ -55,7 +91,7 @@ class FeatureSpec:
 
 @dataclass(frozen=True)
 class Scaling:
-    """Standardisation statistics, fitted on the training part only; index 0 is the target."""
+    """Standardisation statistics, fitted on the training part only; index 0 is the target, then covariates."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -69,8 +105,8 @@ class Scaling:
         std = np.where(std > 1e-8, std, 1.0)
         return cls(tuple(float(m) for m in mean), tuple(float(s) for s in std))
 
-    def scale(self, values: np.ndarray) -> np.ndarray:
-        return (values - np.asarray(self.mean)) / np.asarray(self.std)
+    def scale(self, values: np.ndarray, columns: slice = slice(None)) -> np.ndarray:
+        return (values - np.asarray(self.mean)[columns]) / np.asarray(self.std)[columns]
 
     def unscale_target(self, z: np.ndarray) -> np.ndarray:
         return z * self.std[0] + self.mean[0]
@@ -89,6 +125,25 @@ def calendar_features(timestamps: pd.DatetimeIndex, names: tuple[str, ...]) -> n
     return np.stack(columns, axis=-1) if columns else np.zeros((len(timestamps), 0))
 
 
+def _with_calendar(spec: FeatureSpec, scaled: np.ndarray, timestamps: pd.DatetimeIndex | None) -> np.ndarray:
+    parts = [scaled]
+    if spec.calendar:
+        if timestamps is None or len(timestamps) != len(scaled):
+            got = None if timestamps is None else len(timestamps)
+            raise ValueError(f"calendar features need {len(scaled)} timestamps, got {got}")
+        parts.append(calendar_features(timestamps, spec.calendar))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _check_width(name: str, values: np.ndarray | None, rows: int, width: int) -> np.ndarray:
+    if width == 0:
+        return np.zeros((rows, 0))
+    if values is None or values.shape != (rows, width):
+        got = None if values is None else values.shape
+        raise ValueError(f"{name} must be ({rows}, {width}), got {got}")
+    return values
+
+
 def encode_inputs(
     spec: FeatureSpec,
     scaling: Scaling,
@@ -98,18 +153,23 @@ def encode_inputs(
 ) -> np.ndarray:
     """Builds model inputs (T, spec.input_dim) as float32 from raw values.
 
-    target: (T,); covariates: (T, len(spec.covariates)); timestamps: T stamps when spec.calendar is set.
+    target: (T,); covariates: (T, len(spec.covariates)), past then future ones; timestamps: T stamps when
+    spec.calendar is set.
     """
     n = len(target)
-    raw = target.reshape(n, 1)
-    if spec.covariates:
-        if covariates is None or covariates.shape != (n, len(spec.covariates)):
-            got = None if covariates is None else covariates.shape
-            raise ValueError(f"covariates must be ({n}, {len(spec.covariates)}), got {got}")
-        raw = np.concatenate([raw, covariates], axis=1)
-    parts = [scaling.scale(raw)]
-    if spec.calendar:
-        if timestamps is None or len(timestamps) != n:
-            raise ValueError(f"calendar features need {n} timestamps")
-        parts.append(calendar_features(timestamps, spec.calendar))
-    return np.concatenate(parts, axis=1).astype(np.float32)
+    covariates = _check_width("covariates", covariates, n, len(spec.covariates))
+    return _with_calendar(spec, scaling.scale(np.column_stack([target, covariates])), timestamps)
+
+
+def encode_future(
+    spec: FeatureSpec, scaling: Scaling, future: np.ndarray | None, timestamps: pd.DatetimeIndex | None
+) -> np.ndarray:
+    """Known-ahead features (H, spec.future_dim) of the horizon, equal to the ``known_ahead_columns`` that
+    ``encode_inputs`` gives for the same steps.
+
+    future: (H, len(spec.future_covariates)) raw values; timestamps: the H horizon stamps.
+    """
+    rows = len(timestamps) if timestamps is not None else (0 if future is None else len(future))
+    future = _check_width("future_covariates", future, rows, len(spec.future_covariates))
+    first_future = 1 + len(spec.past_covariates)
+    return _with_calendar(spec, scaling.scale(future, slice(first_future, None)), timestamps)

@@ -2,8 +2,9 @@
 
 The recurrent part reads inputs shaped (batch, seq_len, input_dim) and can resume from a carried state, so
 reading a history in pieces gives exactly the forecast of reading it at once. The head maps the hidden
-output of each step to the next ``horizon`` values (one per quantile), which lets training put a loss on
-every step of a long chunk ("forking sequences") and lets the service answer from the last step alone.
+output of each step, together with the known-ahead features of the steps it forecasts (future covariates,
+calendar), to the next ``horizon`` values (one per quantile). Training can then put a loss on every step of
+a long chunk ("forking sequences") and the service answers from the last step alone.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ State = tuple[torch.Tensor, ...]
 class ForecasterConfig:
     input_dim: int  # features per time step: scaled target, covariates, calendar features
     horizon: int  # steps forecast from each origin
+    future_dim: int = 0  # known-ahead features per horizon step that the head conditions on
     cell: Cell = "lstm"
     hidden_size: int = 64
     num_layers: int = 2
@@ -83,6 +85,7 @@ class Forecaster(nn.Module):
 
     Shapes:
         x: (B, T, input_dim)
+        future: (B, horizon, future_dim) for ``forward``, (B, T, horizon, future_dim) for every step
         state: tuple of (num_layers, B, hidden_size) tensors
         forecast from ``forward``: (B, horizon, outputs_per_step), read from the last step
         forecasts from ``forecast_every_step``: (B, T, horizon, outputs_per_step)
@@ -92,13 +95,14 @@ class Forecaster(nn.Module):
         super().__init__()
         self.config = config
         self.rnn = _build_rnn(config)
+        head_in = config.hidden_size + config.horizon * config.future_dim
         out = config.horizon * config.outputs_per_step
         if config.head_hidden > 0:
             self.head: nn.Module = nn.Sequential(
-                nn.Linear(config.hidden_size, config.head_hidden), nn.GELU(), nn.Linear(config.head_hidden, out)
+                nn.Linear(head_in, config.head_hidden), nn.GELU(), nn.Linear(config.head_hidden, out)
             )
         else:
-            self.head = nn.Linear(config.hidden_size, out)
+            self.head = nn.Linear(head_in, out)
 
     def encode(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Runs the recurrence; returns every step's top-layer output (B, T, hidden) and the new state."""
@@ -111,17 +115,31 @@ class Forecaster(nn.Module):
         outputs, h = self.rnn(x, None if state is None else state[0])
         return outputs, (h,)
 
-    def decode(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Maps hidden outputs (..., hidden) to forecasts (..., horizon, outputs_per_step)."""
-        return self.head(hidden).unflatten(-1, (self.config.horizon, self.config.outputs_per_step))
+    def decode(self, hidden: torch.Tensor, future: torch.Tensor | None = None) -> torch.Tensor:
+        """Maps hidden outputs (..., hidden) and the horizon's known-ahead features (..., horizon, future_dim)
+        to forecasts (..., horizon, outputs_per_step)."""
+        config = self.config
+        if config.future_dim:
+            expected = (*hidden.shape[:-1], config.horizon, config.future_dim)
+            if future is None or tuple(future.shape) != expected:
+                got = None if future is None else tuple(future.shape)
+                raise ValueError(f"future must be {expected} (..., horizon, future_dim), got {got}")
+            hidden = torch.cat([hidden, future.flatten(-2)], dim=-1)  # (..., hidden + horizon * future_dim)
+        return self.head(hidden).unflatten(-1, (config.horizon, config.outputs_per_step))
 
-    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forward(
+        self, x: torch.Tensor, state: State | None = None, future: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """Forecast from the last step; future: (B, horizon, future_dim) when the model has future features."""
         outputs, new_state = self.encode(x, state)
-        return self.decode(outputs[:, -1]), new_state  # (B, horizon, outputs_per_step)
+        return self.decode(outputs[:, -1], future), new_state  # (B, horizon, outputs_per_step)
 
-    def forecast_every_step(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forecast_every_step(
+        self, x: torch.Tensor, state: State | None = None, future: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """Forecasts from every step; future: (B, T, horizon, future_dim) when the model has future features."""
         outputs, new_state = self.encode(x, state)
-        return self.decode(outputs), new_state  # (B, T, horizon, outputs_per_step)
+        return self.decode(outputs, future), new_state  # (B, T, horizon, outputs_per_step)
 
     def zero_state(self, batch_size: int) -> State:
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from models.checkpoint import Checkpoint, save_checkpoint
-from models.features import input_width
+from models.features import future_width, input_width
 from training.datamodule import SeriesDataModule
 from training.evaluate import evaluate, season_length
 from training.task import ForecastTask
@@ -34,16 +34,21 @@ def write_evaluation(checkpoint: Checkpoint, data: SeriesDataModule, out: Path) 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     plot_forecasts(forecasts[0], checkpoint.config.quantiles, out / "forecast.png")
-    plot_hidden_state(forecasts[0], season_length(checkpoint.features.freq or "1D"), out / "hidden_state.png")
+    plot_hidden_state(forecasts[0], season_length(checkpoint.features.step), out / "hidden_state.png")
     return report
 
 
 class SeqcastCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments(
-            ("data.covariates", "data.calendar"),
+            ("data.past_covariates", "data.future_covariates", "data.calendar"),
             "model.network.init_args.config.input_dim",
-            compute_fn=lambda covariates, calendar: input_width(covariates or (), calendar or ()),
+            compute_fn=lambda past, future, calendar: input_width(past or (), future or (), calendar or ()),
+        )
+        parser.link_arguments(
+            ("data.future_covariates", "data.calendar"),
+            "model.network.init_args.config.future_dim",
+            compute_fn=lambda future, calendar: future_width(future or (), calendar or ()),
         )
         parser.link_arguments("data.horizon", "model.network.init_args.config.horizon")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -64,11 +69,13 @@ class SeqcastCLI(LightningCLI):
 
     def after_fit(self) -> None:
         trainer = self.trainer
-        if not trainer.is_global_zero or trainer.checkpoint_callback is None:
-            return
-        best = trainer.checkpoint_callback.best_model_path or trainer.checkpoint_callback.last_model_path
-        checkpoint = checkpoint_from_lightning(best)
+        # log_dir is broadcast from rank 0, so every process must ask for it before the others stop here.
         out = Path(trainer.log_dir or trainer.default_root_dir)
+        saver = trainer.checkpoint_callback
+        if not trainer.is_global_zero or not isinstance(saver, ModelCheckpoint):
+            return
+        best = saver.best_model_path or saver.last_model_path
+        checkpoint = checkpoint_from_lightning(best)
         report = write_evaluation(checkpoint, self.datamodule, out)
         save_checkpoint(checkpoint, out / "checkpoint.pt")
         metrics = report["metrics"]

@@ -125,9 +125,11 @@ def split_series(
             raise DataError(f"series {uid!r} has {len(timestamps)} point(s); it needs a regular frequency")
         steps.add(_check_timestamps(uid, timestamps))
         y = _fill(group[target].to_numpy(dtype=float), fill, uid, target, timestamps)
-        cov = np.stack(
-            [_fill(group[c].to_numpy(dtype=float), fill, uid, c, timestamps) for c in covariates], axis=-1
-        ) if covariates else np.zeros((len(y), 0))
+        cov = (
+            np.stack([_fill(group[c].to_numpy(dtype=float), fill, uid, c, timestamps) for c in covariates], axis=-1)
+            if covariates
+            else np.zeros((len(y), 0))
+        )
         series.append(Series(uid, timestamps, y, cov))
     if len(steps) > 1:
         raise DataError(f"all series must share one frequency, found {sorted(str(s) for s in steps)}")

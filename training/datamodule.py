@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from models.features import FeatureSpec, Scaling, encode_inputs, input_width
+from models.features import FeatureSpec, Scaling, encode_inputs
 from training.data import DataError, FillPolicy, Series, read_frame, split_series
 
 
@@ -41,11 +41,26 @@ class Span:
     part: Part  # targets outside it are masked, so no split sees another's values
 
 
-class ChunkDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
-    """Items (inputs (L, D), targets (L, H), mask (L, H)); mask marks the targets a loss may use."""
+Item = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
-    def __init__(self, inputs: list[np.ndarray], targets: list[np.ndarray], spans: list[Span], horizon: int) -> None:
+
+class ChunkDataset(Dataset[Item]):
+    """Items (inputs (L, D), known-ahead features (L, H, F), targets (L, H), mask (L, H)).
+
+    Row t of the known-ahead features and of the targets covers steps t+1 .. t+H; the mask marks the targets
+    a loss may use.
+    """
+
+    def __init__(
+        self,
+        inputs: list[np.ndarray],
+        known_ahead: list[int],
+        targets: list[np.ndarray],
+        spans: list[Span],
+        horizon: int,
+    ) -> None:
         self.inputs = [torch.from_numpy(x) for x in inputs]
+        self.known_ahead = [x[:, known_ahead] for x in self.inputs]
         self.targets = [torch.from_numpy(z.astype(np.float32)) for z in targets]
         self.spans = spans
         self.horizon = horizon
@@ -53,15 +68,20 @@ class ChunkDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.spans)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> Item:
         span = self.spans[index]
         x = self.inputs[span.series][span.start : span.start + span.length]  # (L, D)
         origins = torch.arange(span.start, span.start + span.length)
         steps = origins.unsqueeze(1) + torch.arange(1, self.horizon + 1)  # (L, H) absolute target indices
-        mask = (steps >= span.part.start) & (steps < span.part.end) & (origins >= span.first_counted).unsqueeze(1)
+        # A row counts only when its whole horizon lies in the part: the head mixes all horizon steps, so
+        # one known-ahead value from the next part would leak into the forecasts of this one.
+        counted = (origins >= span.first_counted) & (steps[:, -1] < span.part.end) & (steps[:, 0] >= span.part.start)
+        mask = counted.unsqueeze(1).expand(-1, self.horizon)  # (L, H)
         z = self.targets[span.series]
-        targets = z[steps.clamp(max=len(z) - 1)] * mask  # (L, H)
-        return x, targets, mask
+        inside = steps.clamp(max=len(z) - 1)  # keeps the lookup in range; those rows are not counted
+        targets = z[inside] * mask  # (L, H)
+        future = self.known_ahead[span.series][inside] * mask.unsqueeze(-1)  # (L, H, F)
+        return x, future, targets, mask
 
 
 class SeriesDataModule(L.LightningDataModule):
@@ -69,7 +89,8 @@ class SeriesDataModule(L.LightningDataModule):
         self,
         path: str = "builtin:elecdemand",
         target: str = "y",
-        covariates: list[str] | None = None,
+        past_covariates: list[str] | None = None,
+        future_covariates: list[str] | None = None,
         calendar: list[str] | None = None,
         fill: FillPolicy = "error",
         input_size: int = 336,
@@ -86,8 +107,10 @@ class SeriesDataModule(L.LightningDataModule):
         Args:
             path: ``builtin:elecdemand``, or a CSV / Parquet file in long format.
             target: the column to forecast.
-            covariates: numeric columns read as inputs next to the target.
-            calendar: features derived from ``ds`` (time_of_day, day_of_week, day_of_year).
+            past_covariates: numeric columns read as inputs next to the target, unknown ahead.
+            future_covariates: numeric columns read as inputs and also known over the horizon (weather
+                forecasts, holiday flags); the head reads their horizon values.
+            calendar: features derived from ``ds`` (time_of_day, day_of_week, day_of_year); known ahead.
             fill: what to do with NaN values: raise, forward-fill or interpolate.
             input_size: history a windowed forecast reads; validation and test origins get this much.
             horizon: steps forecast from every origin.
@@ -103,7 +126,8 @@ class SeriesDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.path = path
         self.target = target
-        self.covariates = tuple(covariates or ())
+        self.past_covariates = tuple(past_covariates or ())
+        self.future_covariates = tuple(future_covariates or ())
         self.calendar = tuple(calendar or ())
         self.fill = fill
         self.input_size = input_size
@@ -122,7 +146,8 @@ class SeriesDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.series:
             return
-        series, freq = split_series(read_frame(self.path), self.target, self.covariates, self.fill)
+        covariates = self.past_covariates + self.future_covariates
+        series, freq = split_series(read_frame(self.path), self.target, covariates, self.fill)
         needed = self.val_size + self.test_size + max(self.chunk_length, self.input_size) + self.horizon
         for s in series:
             if len(s) < needed:
@@ -131,7 +156,7 @@ class SeriesDataModule(L.LightningDataModule):
                     f"{needed} (chunk_length or input_size, + horizon + val_size + test_size)"
                 )
         self.series = series
-        self.features = FeatureSpec(self.target, self.covariates, self.calendar, freq)
+        self.features = FeatureSpec(self.target, self.past_covariates, self.future_covariates, self.calendar, freq)
         train_rows = np.concatenate(
             [np.column_stack([s.target, s.covariates])[: self.train_part(s).end] for s in series]
         )
@@ -152,17 +177,13 @@ class SeriesDataModule(L.LightningDataModule):
     def test_part(self, series: Series) -> Part:
         return Part(len(series) - self.test_size, len(series))
 
-    @property
-    def input_dim(self) -> int:
-        return input_width(self.covariates, self.calendar)
-
     def train_dataset(self) -> ChunkDataset:
         spans = []
         for index, s in enumerate(self.series):
             part = self.train_part(s)
             for start in range(0, part.end - self.chunk_length, self.chunk_stride):
                 spans.append(Span(index, start, self.chunk_length, start + self.warmup, part))
-        return ChunkDataset(self.inputs, self.scaled_targets, spans, self.horizon)
+        return ChunkDataset(self.inputs, self.features.known_ahead_columns, self.scaled_targets, spans, self.horizon)
 
     def held_out_dataset(self, part_of: str) -> ChunkDataset:
         """One chunk per series: ``input_size`` steps of history, then the part's origins."""
@@ -172,9 +193,9 @@ class SeriesDataModule(L.LightningDataModule):
             start = part.start - self.input_size
             # The first origin is the step before the part, so the first target is the part's first value.
             spans.append(Span(index, start, part.end - 1 - start, part.start - 1, part))
-        return ChunkDataset(self.inputs, self.scaled_targets, spans, self.horizon)
+        return ChunkDataset(self.inputs, self.features.known_ahead_columns, self.scaled_targets, spans, self.horizon)
 
-    def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def train_dataloader(self) -> DataLoader[Item]:
         return DataLoader(
             self.train_dataset(),
             batch_size=self.batch_size,
@@ -184,5 +205,5 @@ class SeriesDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def val_dataloader(self) -> DataLoader[Item]:
         return DataLoader(self.held_out_dataset("val"), batch_size=self.batch_size, num_workers=self.num_workers)

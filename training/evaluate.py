@@ -37,9 +37,8 @@ class SeriesForecasts:
     mase_scale: float
 
 
-def season_length(freq: str) -> int:
+def season_length(step: pd.Timedelta) -> int:
     """Steps per day for intraday data, 7 for daily, else 1 (no seasonality assumed)."""
-    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
     day = pd.Timedelta(days=1)
     if step < day and day % step == pd.Timedelta(0):
         return int(day / step)
@@ -68,13 +67,15 @@ def _seasonal_naive(y: np.ndarray, origins: np.ndarray, horizon: int, season: in
 def forecast_series(
     model: Forecaster, checkpoint: Checkpoint, data: SeriesDataModule, series: Series, inputs: np.ndarray
 ) -> SeriesForecasts:
-    horizon, season = model.config.horizon, season_length(checkpoint.features.freq or "1D")
+    horizon, season = model.config.horizon, season_length(checkpoint.features.step)
     test_start = data.test_part(series).start
     origins = test_origins(series, test_start, horizon, season)
     windows = np.stack([inputs[o - data.input_size + 1 : o + 1] for o in origins])  # (N, input_size, D)
-    windowed, _ = model(torch.from_numpy(windows))  # (N, H, Q)
+    ahead = inputs[:, checkpoint.features.known_ahead_columns]
+    future = torch.from_numpy(np.stack([ahead[o + 1 : o + 1 + horizon] for o in origins]))  # (N, H, F)
+    windowed, _ = model(torch.from_numpy(windows), future=future)  # (N, H, Q)
     hidden, _ = model.encode(torch.from_numpy(inputs).unsqueeze(0))  # (1, T, hidden)
-    streaming = model.decode(hidden[0, origins])  # (N, H, Q)
+    streaming = model.decode(hidden[0, origins], future)  # (N, H, Q)
     y = series.target
     return SeriesForecasts(
         series=series,
@@ -110,7 +111,7 @@ def build_report(checkpoint: Checkpoint, forecasts: list[SeriesForecasts]) -> di
     return {
         "origins": int(len(actual)),
         "horizon": checkpoint.config.horizon,
-        "season": season_length(checkpoint.features.freq or "1D"),
+        "season": season_length(checkpoint.features.step),
         "metrics": methods,
         "streaming_vs_windowed_mae": methods["streaming"]["mae"] / methods["windowed"]["mae"],
         "mape_gain_over_seasonal_naive": 1 - methods["streaming"]["mape"] / methods["seasonal_naive"]["mape"],
@@ -124,6 +125,8 @@ def evaluate(checkpoint: Checkpoint, data: SeriesDataModule) -> tuple[dict[str, 
     forecasts = []
     for series in data.series:
         # Encode with the checkpoint's statistics, so the report judges exactly what would be served.
-        inputs = encode_inputs(checkpoint.features, checkpoint.scaling, series.target, series.covariates, series.timestamps)
+        inputs = encode_inputs(
+            checkpoint.features, checkpoint.scaling, series.target, series.covariates, series.timestamps
+        )
         forecasts.append(forecast_series(model, checkpoint, data, series, inputs))
     return build_report(checkpoint, forecasts), forecasts

@@ -26,11 +26,23 @@ def plot_forecasts(forecasts: SeriesForecasts, quantiles: tuple[float, ...], pat
         label = n == 0
         ax.plot(when, forecasts.actual[i], color="black", lw=1.2, label="actual" if label else None)
         ax.plot(when, forecasts.streaming[i, :, mid], color="tab:blue", label="seqcast (streaming)" if label else None)
-        ax.plot(when, forecasts.seasonal_naive[i], color="tab:gray", ls="--", lw=0.9,
-                label="seasonal naive" if label else None)
+        ax.plot(
+            when,
+            forecasts.seasonal_naive[i],
+            color="tab:gray",
+            ls="--",
+            lw=0.9,
+            label="seasonal naive" if label else None,
+        )
         if len(quantiles) >= 2:
-            ax.fill_between(when, forecasts.streaming[i, :, 0], forecasts.streaming[i, :, -1], color="tab:blue",
-                            alpha=0.2, label=f"{quantiles[0]:g}-{quantiles[-1]:g} interval" if label else None)
+            ax.fill_between(
+                when,
+                forecasts.streaming[i, :, 0],
+                forecasts.streaming[i, :, -1],
+                color="tab:blue",
+                alpha=0.2,
+                label=f"{quantiles[0]:g}-{quantiles[-1]:g} interval" if label else None,
+            )
     ax.set_title(f"series {forecasts.series.uid}: forecasts from the last {len(chosen)} test origins")
     ax.set_ylabel("target")
     ax.legend(loc="upper left")
@@ -60,7 +72,7 @@ def plot_hidden_state(forecasts: SeriesForecasts, season: int, path: Path, steps
     image = ax.imshow(window[:, order].T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
     stamps = forecasts.series.timestamps[start : start + len(window)]
     ticks = np.arange(0, len(window), max(1, season))
-    ax.set_xticks(ticks, [stamps[t].strftime("%a %d %b") for t in ticks], rotation=30, ha="right")
+    ax.set_xticks(ticks, [stamps[int(t)].strftime("%a %d %b") for t in ticks], rotation=30, ha="right")
     ax.set_ylabel("hidden unit (strongest daily cycle first)")
     ax.set_title("top-layer hidden state over the test part")
     fig.colorbar(image, ax=ax, fraction=0.03)

@@ -11,7 +11,8 @@ from lightning.pytorch.utilities import grad_norm
 from models.checkpoint import Checkpoint
 from models.forecaster import Forecaster
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs (B, L, D), targets (B, L, H), mask (B, L, H)
+# inputs (B, L, D), known-ahead features (B, L, H, F), targets (B, L, H), mask (B, L, H)
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def pinball_loss(forecast: torch.Tensor, target: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
@@ -41,11 +42,12 @@ class ForecastTask(L.LightningModule):
         # The network is a module, not a hyperparameter: its config travels in the seqcast checkpoint.
         self.save_hyperparameters(ignore=["network"])
         self.network = network
+        self.quantiles: torch.Tensor
         self.register_buffer("quantiles", torch.tensor(network.config.quantiles), persistent=False)
 
     def masked_loss(self, batch: Batch) -> torch.Tensor:
-        x, targets, mask = batch
-        forecast, _ = self.network.forecast_every_step(x)  # (B, L, H, Q)
+        x, future, targets, mask = batch
+        forecast, _ = self.network.forecast_every_step(x, future=future)  # (B, L, H, Q)
         if self.network.config.quantiles:
             elementwise = pinball_loss(forecast, targets, self.quantiles)
         elif self.hparams["point_loss"] == "mse":
@@ -67,10 +69,12 @@ class ForecastTask(L.LightningModule):
         self.log("grad_norm", grad_norm(self.network, norm_type=2)["grad_2.0_norm_total"])
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
-        if self.hparams["schedule"] == "constant":
+        hparams = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hparams["lr"], weight_decay=hparams["weight_decay"])
+        if hparams["schedule"] == "constant":
             return optimizer
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.estimated_stepping_batches))
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

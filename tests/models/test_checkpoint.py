@@ -7,8 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import Checkpoint, CheckpointError, FeatureSpec, Forecaster, ForecasterConfig, Scaling
-from models import load_checkpoint, save_checkpoint
+from models import (
+    Checkpoint,
+    CheckpointError,
+    FeatureSpec,
+    Forecaster,
+    ForecasterConfig,
+    Scaling,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -16,7 +24,11 @@ DATA = Path(__file__).parent / "data"
 def _checkpoint(cell: str = "gru") -> Checkpoint:
     config = ForecasterConfig(input_dim=2, horizon=4, cell=cell, hidden_size=8, quantiles=(0.2, 0.5, 0.8))  # type: ignore[arg-type]
     return Checkpoint(
-        config, FeatureSpec("y", ("t",)), Scaling((1.0, 2.0), (3.0, 4.0)), Forecaster(config).state_dict(), {"epoch": 3}
+        config,
+        FeatureSpec("y", past_covariates=("t",)),
+        Scaling((1.0, 2.0), (3.0, 4.0)),
+        Forecaster(config).state_dict(),
+        {"epoch": 3},
     )
 
 
@@ -35,9 +47,9 @@ def test_round_trip_rebuilds_the_same_model(tmp_path: Path) -> None:
 def test_first_format_checkpoint_still_loads_and_forecasts_the_same() -> None:
     checkpoint = load_checkpoint(DATA / "checkpoint_v1.pt")
     expected = json.loads((DATA / "checkpoint_v1_expected.json").read_text())
-    assert checkpoint.features == FeatureSpec("y", ("temperature",), ("time_of_day",), "30min")
+    assert checkpoint.features == FeatureSpec("y", ("humidity",), ("temperature",), ("time_of_day",), "30min")
     assert checkpoint.config.quantiles == (0.1, 0.5, 0.9)
-    forecast, _ = checkpoint.build_model()(torch.tensor(expected["input"]))
+    forecast, _ = checkpoint.build_model()(torch.tensor(expected["input"]), future=torch.tensor(expected["future"]))
     torch.testing.assert_close(forecast, torch.tensor(expected["forecast"]))
 
 

@@ -12,8 +12,15 @@ CELLS = [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")]
 def test_carried_state_equals_one_pass(cell: str, nonlinearity: str) -> None:
     torch.manual_seed(0)
     config = ForecasterConfig(
-        input_dim=4, horizon=6, cell=cell, nonlinearity=nonlinearity, hidden_size=16, num_layers=2,  # type: ignore[arg-type]
-        dropout=0.2, quantiles=(0.1, 0.5, 0.9), head_hidden=8,
+        input_dim=4,
+        horizon=6,
+        cell=cell,
+        nonlinearity=nonlinearity,
+        hidden_size=16,
+        num_layers=2,  # type: ignore[arg-type]
+        dropout=0.2,
+        quantiles=(0.1, 0.5, 0.9),
+        head_hidden=8,
     )
     model = Forecaster(config).eval()
     x = torch.randn(3, 97, 4)
@@ -22,7 +29,7 @@ def test_carried_state_equals_one_pass(cell: str, nonlinearity: str) -> None:
         first, state = model(x[:, :split])
         second, second_state = model(x[:, split:], state)
         torch.testing.assert_close(second, full, atol=1e-5, rtol=1e-5)
-        for a, b in zip(second_state, full_state):
+        for a, b in zip(second_state, full_state, strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert full.shape == (3, 6, 3)
     assert len(full_state) == (2 if cell == "lstm" else 1)

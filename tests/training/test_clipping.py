@@ -40,22 +40,31 @@ class AppliedGradients(L.Callback):
 
 def _exploding_run(clip_val: float | None, algorithm: str = "norm", steps: int = 6) -> AppliedGradients:
     torch.manual_seed(0)
-    network = Forecaster(ForecasterConfig(input_dim=2, horizon=4, cell="rnn", nonlinearity="relu", hidden_size=16, num_layers=1))
+    network = Forecaster(
+        ForecasterConfig(input_dim=2, horizon=4, cell="rnn", nonlinearity="relu", hidden_size=16, num_layers=1)
+    )
     with torch.no_grad():
         network.rnn.weight_hh_l0.copy_(1.05 * torch.eye(16))  # expanding recurrence: 1.05^300 ≈ 2e6
     length = 300
     x = torch.rand(8, length, 2)
     targets = torch.randn(8, length, 4)
     mask = torch.ones(8, length, 4, dtype=torch.bool)
+    no_future = torch.zeros(8, length, 4, 0)
     recorder = AppliedGradients()
     trainer = L.Trainer(
-        max_steps=steps, gradient_clip_val=clip_val, gradient_clip_algorithm=algorithm, accelerator="cpu",
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        max_steps=steps,
+        gradient_clip_val=clip_val,
+        gradient_clip_algorithm=algorithm,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         callbacks=[recorder],
     )
     task = RecordingTask(network, lr=1e-3, schedule="constant", point_loss="mse")
     task.applied_norms, task.largest_entries = recorder.norms, recorder.largest
-    trainer.fit(task, DataLoader(TensorDataset(x, targets, mask), batch_size=8))
+    trainer.fit(task, DataLoader(TensorDataset(x, no_future, targets, mask), batch_size=8))
     return recorder
 
 

@@ -31,7 +31,7 @@ def test_csv_and_parquet_read_the_same(tmp_path: Path) -> None:
     from_csv, _ = _split(read_frame(str(tmp_path / "a.csv")))
     from_parquet, _ = _split(read_frame(str(tmp_path / "a.parquet")))
     assert [s.uid for s in from_csv] == ["s0", "s1"]
-    for a, b in zip(from_csv, from_parquet):
+    for a, b in zip(from_csv, from_parquet, strict=True):
         np.testing.assert_allclose(a.target, b.target)
         np.testing.assert_allclose(a.covariates, b.covariates)
 

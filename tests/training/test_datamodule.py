@@ -16,7 +16,7 @@ SIZES = dict(input_size=96, horizon=24, val_size=200, test_size=200, chunk_lengt
 
 def _module(path: Path, **overrides: object) -> SeriesDataModule:
     options = {**SIZES, **overrides}
-    data = SeriesDataModule(path=str(path), covariates=["temperature"], calendar=["time_of_day"], **options)  # type: ignore[arg-type]
+    data = SeriesDataModule(path=str(path), future_covariates=["temperature"], calendar=["time_of_day"], **options)  # type: ignore[arg-type]
     data.setup("fit")
     return data
 
@@ -37,11 +37,11 @@ def test_validation_and_test_values_change_nothing_training_sees(tmp_path: Path)
     assert a.scaling == b.scaling
     items_a, items_b = _all_train_items(a), _all_train_items(b)
     assert len(items_a) == len(items_b) > 10
-    for item_a, item_b in zip(items_a, items_b):
-        for tensor_a, tensor_b in zip(item_a, item_b):
+    for item_a, item_b in zip(items_a, items_b, strict=True):
+        for tensor_a, tensor_b in zip(item_a, item_b, strict=True):
             torch.testing.assert_close(tensor_a, tensor_b)
     # ... while the validation batch does see them, so the check above is not vacuous.
-    assert not torch.equal(a.held_out_dataset("val")[0][1], b.held_out_dataset("val")[0][1])
+    assert not torch.equal(a.held_out_dataset("val")[0][2], b.held_out_dataset("val")[0][2])
 
 
 def test_targets_are_the_next_horizon_values_and_stay_in_their_part(series_csv: Path) -> None:
@@ -51,11 +51,11 @@ def test_targets_are_the_next_horizon_values_and_stay_in_their_part(series_csv: 
     dataset = data.train_dataset()
     for index in range(len(dataset)):
         span = dataset.spans[index]
-        _, targets, mask = dataset[index]
+        _, _, targets, mask = dataset[index]
         assert not mask[: SIZES["warmup"]].any()
         for t in range(0, span.length, 37):
             steps = span.start + t + 1 + np.arange(SIZES["horizon"])
-            expected_mask = (steps < train_end) & (t >= SIZES["warmup"])
+            expected_mask = np.full(len(steps), steps[-1] < train_end and t >= SIZES["warmup"])
             assert mask[t].numpy().tolist() == expected_mask.tolist()
             np.testing.assert_allclose(targets[t][mask[t]].numpy(), z[steps[expected_mask]], rtol=1e-6)
 
@@ -74,17 +74,19 @@ def test_inputs_at_a_step_hold_nothing_from_later_steps(series_csv: Path) -> Non
 
 def test_validation_chunk_starts_with_a_full_input_window(series_csv: Path) -> None:
     data = _module(series_csv)
-    x, _, mask = data.held_out_dataset("val")[0]
+    x, _, _, mask = data.held_out_dataset("val")[0]
     first_origin = int(mask.any(dim=1).float().argmax())
     assert first_origin == SIZES["input_size"] - 1
-    assert x.shape == (SIZES["input_size"] + SIZES["val_size"] - 1, data.input_dim)
+    assert x.shape == (SIZES["input_size"] + SIZES["val_size"] - 1, data.features.input_dim)
 
 
 def test_series_too_short_for_one_window_is_named(tmp_path: Path) -> None:
     frame = synthetic_frame(points=800, series=2)
     frame = frame[(frame.unique_id == "s0") | (frame.index < 800 + 500)]
     frame.to_csv(tmp_path / "short.csv", index=False)
-    with pytest.raises(DataError, match=r"series 's1' has 500 points; one training chunk plus validation and test need 664"):
+    with pytest.raises(
+        DataError, match=r"series 's1' has 500 points; one training chunk plus validation and test need 664"
+    ):
         _module(tmp_path / "short.csv")
 
 

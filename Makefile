@@ -1,0 +1,35 @@
+# One entry point for a fresh machine: `make demo` trains, evaluates and exports on the built-in data set;
+# `make test` runs the whole suite. Both install what they need first (Debian packages, then a venv).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/lstm.yaml
+APT_PACKAGES := redis-server prometheus
+
+.PHONY: install system-packages demo test lint
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: any looser request pulls a multi-GB CUDA build (see README for GPUs).
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: system-packages $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/seqcast-train fit --config $(CONFIG)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest
