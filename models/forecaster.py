@@ -141,6 +141,28 @@ class Forecaster(nn.Module):
         outputs, new_state = self.encode(x, state)
         return self.decode(outputs, future), new_state  # (B, T, horizon, outputs_per_step)
 
+    def forward_ragged(
+        self, sequences: list[torch.Tensor], state: State | None = None, future: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """One pass over sequences of different lengths, as if each ran alone from its own state.
+
+        sequences: B tensors (T_i, input_dim), T_i >= 1; state: per-sequence initial states stacked on the
+        batch axis; future: (B, horizon, future_dim). Returns forecasts (B, horizon, outputs_per_step) read
+        at each sequence's own last step, and each sequence's state after it.
+        """
+        lengths = torch.tensor([len(s) for s in sequences])
+        padded = nn.utils.rnn.pad_sequence(sequences, batch_first=True)  # (B, max T_i, input_dim)
+        packed = nn.utils.rnn.pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
+        if isinstance(self.rnn, nn.LSTM):
+            _, (h, c) = self.rnn(packed, None if state is None else (state[0], state[1]))
+            new_state: State = (h, c)
+        else:
+            _, h = self.rnn(packed, None if state is None else state[0])
+            new_state = (h,)
+        # With packing, the final hidden state is taken at each sequence's own length, and the top layer's
+        # final hidden state is that step's output.
+        return self.decode(h[-1], future), new_state
+
     def zero_state(self, batch_size: int) -> State:
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
         param = next(self.parameters())

@@ -78,3 +78,20 @@ def test_wrong_input_width_is_named() -> None:
     model = Forecaster(ForecasterConfig(input_dim=3, horizon=2))
     with pytest.raises(ValueError, match=r"x must be \(batch, seq_len, 3\), got \(1, 5, 2\)"):
         model(torch.zeros(1, 5, 2))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_ragged_batch_equals_each_sequence_alone(cell: str) -> None:
+    torch.manual_seed(1)
+    config = ForecasterConfig(input_dim=3, horizon=4, future_dim=2, cell=cell, hidden_size=8)  # type: ignore[arg-type]
+    model = Forecaster(config).eval()
+    sequences = [torch.randn(n, 3) for n in (5, 1, 17, 9)]
+    states = [model(torch.randn(1, 6, 3), future=torch.randn(1, 4, 2))[1] for _ in sequences]
+    stacked = tuple(torch.cat(parts, dim=1) for parts in zip(*states, strict=True))
+    future = torch.randn(4, 4, 2)
+    forecast, new_state = model.forward_ragged(sequences, stacked, future)
+    for i, (x, state) in enumerate(zip(sequences, states, strict=True)):
+        alone, alone_state = model(x.unsqueeze(0), state, future[i : i + 1])
+        torch.testing.assert_close(forecast[i : i + 1], alone, atol=1e-6, rtol=1e-5)
+        for a, b in zip(new_state, alone_state, strict=True):
+            torch.testing.assert_close(a[:, i : i + 1], b, atol=1e-6, rtol=1e-5)

@@ -1,0 +1,141 @@
+"""Typed request and response bodies. Their examples appear in the OpenAPI page at ``/docs``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidatorFunctionWrapHandler, WrapValidator
+
+# Non-finite numbers would poison a recurrent state for good, so they are refused where they enter.
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Rows = list[list[Finite]]
+
+
+class BatchItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Whether the item came as a bare object rather than inside a list, so it is answered the same way.
+    _single: bool = PrivateAttr(default=False)
+
+
+def _one_or_many(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    if isinstance(value, dict):
+        items = handler([value])
+        items[0]._single = True
+        return items
+    return handler(value)
+
+
+def one_or_many(item: type[BatchItem]) -> Any:
+    """A batchable endpoint's body: one request object, or a list of them answered with a list."""
+    return Annotated[list[item], WrapValidator(_one_or_many)]  # type: ignore[valid-type]
+
+
+class HistoryRequest(BatchItem):
+    history: list[Finite] = Field(min_length=1, description="observed target values, oldest first")
+    covariates: Rows | None = Field(
+        None, description="one row per history value: the model's past, then future covariates (see /info)"
+    )
+    start: datetime | None = Field(
+        None, description="timestamp of the first history value; needed when the model has calendar features"
+    )
+    future_covariates: Rows | None = Field(
+        None, description="one row per forecast step: the model's future covariates over the horizon"
+    )
+
+
+class ForecastRequest(HistoryRequest):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "history": [4.1, 4.3, 4.6],
+                    "covariates": [[18.2, 1.0], [18.0, 1.0], [17.7, 1.0]],
+                    "start": "2014-12-30T22:30:00",
+                    "future_covariates": [[17.5, 1.0], [17.2, 1.0]],
+                }
+            ]
+        }
+    )
+
+
+class OpenRequest(HistoryRequest):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"history": [4.1, 4.3], "covariates": [[18.2, 1.0], [18.0, 1.0]], "start": "2014-12-30T23:00:00"}]
+        }
+    )
+
+
+class ObserveRequest(BatchItem):
+    session_id: str = Field(min_length=1, max_length=64)
+    seq: int = Field(ge=0, description="observations the session had consumed when the client last heard of it")
+    values: list[Finite] = Field(min_length=1, description="new target values, oldest first")
+    covariates: Rows | None = Field(None, description="one row per new value, as in /forecast")
+    future_covariates: Rows | None = Field(None, description="one row per forecast step, as in /forecast")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"session_id": "3q2-9FAKxHjHk4mQyQ5Zfw", "seq": 2, "values": [4.6], "covariates": [[17.7, 1.0]]}]
+        }
+    )
+
+
+class CloseRequest(BaseModel):
+    session_id: str = Field(min_length=1, max_length=64)
+
+
+class ForecastResponse(BaseModel):
+    forecast: list[float] = Field(description="point forecast (the median for quantile models), one per step")
+    quantiles: dict[str, list[float]] | None = Field(None, description="forecast per trained quantile")
+    model: str = Field(description="tag of the model that answered")
+
+
+class SessionResponse(ForecastResponse):
+    session_id: str
+    seq: int = Field(description="observations the session has consumed")
+
+
+class CloseResponse(BaseModel):
+    session_id: str
+    seq: int
+    closed: bool = True
+
+
+class InfoResponse(BaseModel):
+    model: str
+    cell: str
+    horizon: int
+    quantiles: list[float]
+    target: str
+    past_covariates: list[str]
+    future_covariates: list[str]
+    calendar: list[str]
+    freq: str | None
+    max_history: int
+    max_observe: int
+    test_metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A request the service refuses; rendered as ``{"error", "field"?, "seq"?}`` with its HTTP status."""
+
+    status: int
+    error: str
+    field: str | None = None
+    seq: int | None = None  # the session's current seq, for 409s
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.error}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.seq is not None:
+            body["seq"] = self.seq
+        return body
+
+
+class RejectedRequest(Exception):
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.error)
+        self.rejection = rejection
