@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,3 +42,28 @@ def bentoml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "bentoml"
     monkeypatch.setenv("BENTOML_HOME", str(home))
     return home
+
+
+# Overrides that shrink the committed configs to a model and data set that train in seconds.
+SMALL = [
+    "--data.input_size", "48", "--data.horizon", "12", "--data.val_size", "200", "--data.test_size", "200",
+    "--data.chunk_length", "144", "--data.chunk_stride", "48", "--data.warmup", "12", "--data.batch_size", "16",
+    "--data.future_covariates", "[temperature]", "--data.calendar", "[time_of_day]",
+    "--model.network.init_args.config.hidden_size", "16", "--model.network.init_args.config.head_hidden", "16",
+]
+
+
+def run_training(workdir: Path, *extra: str, config: str = "configs/gru.yaml") -> subprocess.CompletedProcess[str]:
+    """Runs `seqcast-train fit` on synthetic data in ``workdir``, exporting into ``workdir/bentoml``."""
+    data = workdir / "series.csv"
+    if not data.exists():
+        synthetic_frame(points=1500).to_csv(data, index=False)
+    command = [
+        sys.executable, "-m", "training.cli", "fit", "--config", str(ROOT / config), "--data.path", str(data),
+        "--trainer.logger.init_args.save_dir", str(workdir / "runs"),
+        "--checkpoint.dirpath", str(workdir / "checkpoints"), "--trainer.max_time", "null", *SMALL, *extra,
+    ]
+    env = {**os.environ, "BENTOML_HOME": str(workdir / "bentoml"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done

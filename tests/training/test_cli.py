@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,63 +10,7 @@ import pytest
 import torch
 
 from models import load_checkpoint
-from tests.conftest import ROOT, synthetic_frame
-
-SMALL = [
-    "--data.input_size",
-    "48",
-    "--data.horizon",
-    "12",
-    "--data.val_size",
-    "200",
-    "--data.test_size",
-    "200",
-    "--data.chunk_length",
-    "144",
-    "--data.chunk_stride",
-    "48",
-    "--data.warmup",
-    "12",
-    "--data.batch_size",
-    "16",
-    "--data.future_covariates",
-    "[temperature]",
-    "--data.calendar",
-    "[time_of_day]",
-    "--model.network.init_args.config.hidden_size",
-    "16",
-    "--model.network.init_args.config.head_hidden",
-    "16",
-]
-
-
-def train(tmp_path: Path, *extra: str, config: str = "configs/gru.yaml") -> subprocess.CompletedProcess[str]:
-    data = tmp_path / "series.csv"
-    if not data.exists():
-        synthetic_frame(points=1500).to_csv(data, index=False)
-    command = [
-        sys.executable,
-        "-m",
-        "training.cli",
-        "fit",
-        "--config",
-        str(ROOT / config),
-        "--data.path",
-        str(data),
-        "--trainer.logger.init_args.save_dir",
-        str(tmp_path / "runs"),
-        "--checkpoint.dirpath",
-        str(tmp_path / "checkpoints"),
-        "--trainer.max_time",
-        "null",
-        *SMALL,
-        *extra,
-    ]
-    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
-
+from tests.conftest import run_training as train
 
 def test_fit_evaluates_the_best_checkpoint_and_exports_it(tmp_path: Path) -> None:
     done = train(tmp_path, "--trainer.max_epochs", "3")

@@ -1,0 +1,95 @@
+"""Real servers for tests: redis-server and `bentoml serve`, each on a free loopback port, stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} did not come up within {timeout}s")
+
+
+@contextmanager
+def redis_server(workdir: Path, appendonly: bool = False, port: int | None = None) -> Iterator[str]:
+    """A redis-server of its own; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (make install puts it there)")
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", ""]
+    command += ["--appendonly", "yes" if appendonly else "no", "--protected-mode", "no"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5).close() or True, 10, "redis")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+class Service:
+    """A running `bentoml serve` of seqcast's service."""
+
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+        self.process, self.url, self.log = process, url, log
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+@contextmanager
+def bentoml_serve(bentoml_home: Path, log: Path, port: int | None = None, **settings: object) -> Iterator[Service]:
+    """Starts the service with SEQCAST_* settings from keyword arguments; waits until /readyz answers."""
+    port = port or free_port()
+    env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "PYTHONPATH": str(ROOT)}
+    env.update({f"SEQCAST_{key.upper()}": str(value) for key, value in settings.items()})
+    command = [sys.executable, "-m", "bentoml", "serve", "service.service:Seqcast", "--port", str(port)]
+    command += ["--host", "127.0.0.1"]
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    service = Service(process, f"http://127.0.0.1:{port}", log)
+    try:
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited:\n{log.read_text()[-3000:]}")
+            with urllib.request.urlopen(service.url + "/readyz", timeout=2) as response:
+                return bool(response.status == 200)
+
+        wait_until(ready, 90, "bentoml serve")
+        yield service
+    finally:
+        service.stop()

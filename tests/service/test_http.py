@@ -1,0 +1,190 @@
+"""The service over HTTP, against a real `bentoml serve` with in-memory sessions."""
+
+from __future__ import annotations
+
+import random
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.service.bodies import HORIZON, history_body, observe_body, series
+
+
+def _ok(response: httpx.Response) -> Any:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _open(client: httpx.Client, values: list[float], temps: list[list[float]], seed: int = 0) -> dict[str, Any]:
+    return _ok(client.post("/open", json=history_body(values, temps, seed)))
+
+
+def test_one_object_gets_one_answer_and_a_list_a_list(client: httpx.Client) -> None:
+    values, temps = series(100)
+    single = _ok(client.post("/forecast", json=history_body(values, temps)))
+    assert len(single["forecast"]) == HORIZON and single["model"].startswith("seqcast-forecaster:")
+    both = _ok(client.post("/forecast", json=[history_body(values, temps), history_body(values[:50], temps[:50])]))
+    assert [a["forecast"] for a in both][0] == single["forecast"]
+    assert both[1]["forecast"] != single["forecast"]
+
+
+def test_open_then_observe_equals_forecast_of_the_whole_history(client: httpx.Client) -> None:
+    rng = random.Random(3)
+    values, temps = series(400, seed=5)
+    for trial in range(8):
+        cuts = sorted(rng.sample(range(1, 400), rng.randint(1, 3)))
+        opened = _open(client, values[: cuts[0]], temps[: cuts[0]], seed=trial)
+        session, seq = opened["session_id"], opened["seq"]
+        for start, end in zip(cuts, [*cuts[1:], 400], strict=True):
+            answer = _ok(client.post("/observe", json=observe_body(session, seq, values[start:end], temps[start:end], trial)))
+            assert answer["seq"] == end
+            seq = end
+        whole = _ok(client.post("/forecast", json=history_body(values, temps, trial)))
+        np.testing.assert_allclose(answer["forecast"], whole["forecast"], rtol=1e-4)
+
+
+def _adaptive_batches(client: httpx.Client, method: str) -> tuple[float, float]:
+    text = client.get("/metrics").text
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("bentoml_service_adaptive_batch_size_") and f'method_name="{method}"' in line:
+            value = float(line.rsplit(" ", 1)[1])
+            if line.startswith("bentoml_service_adaptive_batch_size_sum"):
+                total += value
+            elif line.startswith("bentoml_service_adaptive_batch_size_count"):
+                count += value
+    return total, count
+
+
+def test_concurrent_requests_share_forward_passes(client: httpx.Client, service: Any) -> None:
+    values, temps = series(300)
+    sessions = [_open(client, values[:100], temps[:100]) for _ in range(64)]
+    before_f, before_o = _adaptive_batches(client, "forecast"), _adaptive_batches(client, "observe")
+
+    def forecast(i: int) -> int:
+        with httpx.Client(base_url=service.url, timeout=30) as own:
+            return own.post("/forecast", json=history_body(values[: 100 + i], temps[: 100 + i])).status_code
+
+    def observe(s: dict[str, Any]) -> int:
+        with httpx.Client(base_url=service.url, timeout=30) as own:
+            return own.post("/observe", json=observe_body(s["session_id"], 100, values[100:110], temps[100:110])).status_code
+
+    with ThreadPoolExecutor(64) as pool:
+        assert set(pool.map(forecast, range(64))) == {200}
+        assert set(pool.map(observe, sessions)) == {200}
+    for method, before in (("forecast", before_f), ("observe", before_o)):
+        total, count = _adaptive_batches(client, method)
+        items, batches = total - before[0], count - before[1]
+        assert items == 64
+        assert batches < 64, f"{method}: 64 concurrent requests ran in {batches} batches, none shared"
+
+
+def test_stale_or_future_seq_gets_409_with_the_current_seq(client: httpx.Client) -> None:
+    values, temps = series(60)
+    session = _open(client, values[:40], temps[:40])["session_id"]
+    for wrong in (39, 41, 0):
+        response = client.post("/observe", json=observe_body(session, wrong, values[40:42], temps[40:42]))
+        assert response.status_code == 409
+        assert response.json() == {"error": f"seq: the session is at seq 40, the request says {wrong}", "field": "seq", "seq": 40}
+
+
+def test_a_retried_observe_is_answered_again_but_applied_once(client: httpx.Client) -> None:
+    values, temps = series(60)
+    session = _open(client, values[:40], temps[:40])["session_id"]
+    body = observe_body(session, 40, values[40:45], temps[40:45])
+    first = _ok(client.post("/observe", json=body))
+    again = _ok(client.post("/observe", json=body))
+    assert again == first and first["seq"] == 45
+    # A different request with the old seq is not a retry.
+    changed = observe_body(session, 40, values[40:44], temps[40:44])
+    assert client.post("/observe", json=changed).status_code == 409
+    after = _ok(client.post("/observe", json=observe_body(session, 45, values[45:50], temps[45:50])))
+    whole = _ok(client.post("/forecast", json=history_body(values[:50], temps[:50])))
+    np.testing.assert_allclose(after["forecast"], whole["forecast"], rtol=1e-4)
+
+
+def test_two_observes_of_one_session_in_one_batch_apply_in_order(client: httpx.Client) -> None:
+    values, temps = series(60)
+    session = _open(client, values[:40], temps[:40])["session_id"]
+    both = _ok(client.post("/observe", json=[
+        observe_body(session, 40, values[40:43], temps[40:43]),
+        observe_body(session, 43, values[43:47], temps[43:47]),
+    ]))
+    assert [a["seq"] for a in both] == [43, 47]
+    whole = _ok(client.post("/forecast", json=history_body(values[:47], temps[:47])))
+    np.testing.assert_allclose(both[1]["forecast"], whole["forecast"], rtol=1e-4)
+
+
+BAD_HISTORIES = [
+    ({"history": []}, 400, r"history"),
+    ({"history": "1,2,3"}, 400, r"history"),
+    ({"history": [1.0, "x"]}, 400, r"history"),
+    ({"covariates": [[1.0, 2.0]]}, 400, r"covariates: has 1 rows; expected 20"),
+    ({"covariates": [[1.0, 2.0]] * 20}, 400, r"covariates: row 0 has 2 values; expected 1 \(temperature\)"),
+    ({"future_covariates": [[1.0]] * 3}, 400, r"future_covariates: has 3 rows; expected 12"),
+    ({"future_covariates": None}, 400, r"future_covariates: required"),
+    ({"start": None}, 400, r"start: required: the model derives time_of_day"),
+    ({"start": "yesterday"}, 400, r"start"),
+    ({"extra": 1}, 400, r"extra"),
+]
+
+
+@pytest.mark.parametrize(("change", "status", "message"), BAD_HISTORIES)
+@pytest.mark.parametrize("endpoint", ["/forecast", "/open"])
+def test_bad_histories_get_a_4xx_naming_the_field(
+    client: httpx.Client, endpoint: str, change: dict[str, Any], status: int, message: str
+) -> None:
+    values, temps = series(20)
+    response = client.post(endpoint, json={**history_body(values, temps), **change})
+    assert response.status_code == status, response.text
+    assert re.search(message, response.text), response.text
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_values_are_refused(client: httpx.Client, literal: str) -> None:
+    response = client.post("/forecast", content=f'{{"history": [1.0, {literal}]}}', headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "history" in response.text and "finite" in response.text
+
+
+def test_a_bad_observe_changes_nothing(client: httpx.Client) -> None:
+    values, temps = series(60)
+    session = _open(client, values[:40], temps[:40])["session_id"]
+    bad = [
+        observe_body(session, 40, values[40:42], temps[40:41]),  # covariate rows short
+        {**observe_body(session, 40, values[40:42], temps[40:42]), "future_covariates": [[1.0]]},
+        {**observe_body(session, 40, values[40:42], temps[40:42]), "values": [1.0, None]},
+    ]
+    for body in bad:
+        assert client.post("/observe", json=body).status_code == 400
+    unknown = client.post("/observe", json=observe_body("no-such-session", 0, [1.0], [[1.0]]))
+    assert unknown.status_code == 404 and unknown.json()["field"] == "session_id"
+    after = _ok(client.post("/observe", json=observe_body(session, 40, values[40:42], temps[40:42])))
+    whole = _ok(client.post("/forecast", json=history_body(values[:42], temps[:42])))
+    assert after["seq"] == 42
+    np.testing.assert_allclose(after["forecast"], whole["forecast"], rtol=1e-4)
+
+
+def test_close_ends_a_session(client: httpx.Client) -> None:
+    values, temps = series(30)
+    session = _open(client, values, temps)["session_id"]
+    assert _ok(client.post("/close", json={"session_id": session})) == {"session_id": session, "seq": 30, "closed": True}
+    assert client.post("/close", json={"session_id": session}).status_code == 404
+    assert client.post("/observe", json=observe_body(session, 30, [1.0], [[1.0]])).status_code == 404
+
+
+def test_info_describes_the_model(client: httpx.Client) -> None:
+    info = _ok(client.post("/info"))
+    assert info["cell"] == "lstm" and info["horizon"] == HORIZON
+    assert info["future_covariates"] == ["temperature"] and info["calendar"] == ["time_of_day"]
+    assert set(info["test_metrics"]) == {"windowed", "streaming", "naive", "seasonal_naive"}
+
+
+def test_health_and_metrics_stay(client: httpx.Client) -> None:
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert "bentoml_service_request_duration_seconds" in client.get("/metrics").text
