@@ -13,10 +13,6 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     def __init__(self, app: App, max_bytes: int) -> None:
         self.app = app
@@ -37,25 +33,21 @@ class BodyLimit:
             await self._refuse(send)
             return
         received = 0
+        refused = False
 
         async def counted() -> Message:
-            # A chunked body declares no length, so it is counted as it arrives.
-            nonlocal received
+            # A chunked body declares no length, so it is counted as it arrives. Past the limit the client is
+            # answered here and the app is told the client left; whatever it answers then is dropped.
+            nonlocal received, refused
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise BodyTooLarge
-            return message
-
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked)
-        except BodyTooLarge:
-            if not started:
+            if received > self.max_bytes and not refused:
+                refused = True
                 await self._refuse(send)
+            return {"type": "http.disconnect"} if refused else message
+
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, unless_refused)

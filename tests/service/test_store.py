@@ -1,0 +1,136 @@
+"""One suite for both session stores: the in-process one and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+import redis
+
+from service.store import MemoryStore, RedisStore, SessionStore
+
+T = TypeVar("T")
+Scenario = Callable[[SessionStore], Awaitable[T]]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def run(request: pytest.FixtureRequest) -> Callable[[Scenario[T]], T]:
+    """Runs a scenario against a fresh store of each kind, built inside the scenario's own event loop
+    (an asyncio Redis client belongs to the loop it first connects on)."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        redis.Redis.from_url(url).flushdb()
+
+    def go(scenario: Scenario[T]) -> T:
+        async def main() -> T:
+            if request.param == "memory":
+                return await scenario(MemoryStore(ttl_s=60, max_sessions=1000))
+            store = RedisStore(url, ttl_s=60)
+            try:
+                return await scenario(store)
+            finally:
+                await store.client.aclose()
+
+        return asyncio.run(main())
+
+    return go
+
+
+def test_put_if_creates_only_new_sessions(run) -> None:  # type: ignore[no-untyped-def]
+    async def scenario(store: SessionStore) -> None:
+        assert await store.put_if("a", b"v1", 1, None)
+        assert not await store.put_if("a", b"other", 1, None)
+        assert await store.get_many(["a", "b"]) == [b"v1", None]
+
+    run(scenario)
+
+
+def test_put_if_compares_the_seq(run) -> None:  # type: ignore[no-untyped-def]
+    async def scenario(store: SessionStore) -> None:
+        await store.put_if("a", b"v3", 3, None)
+        assert not await store.put_if("a", b"stale", 5, 2)
+        assert await store.put_if("a", b"v5", 5, 3)
+        assert not await store.put_if("a", b"again", 7, 3)
+        assert await store.get_many(["a"]) == [b"v5"]
+
+    run(scenario)
+
+
+def test_only_one_of_concurrent_writers_wins(run) -> None:  # type: ignore[no-untyped-def]
+    async def scenario(store: SessionStore) -> list[bool]:
+        await store.put_if("a", b"v0", 0, None)
+
+        results = list(await asyncio.gather(*(store.put_if("a", f"w{i}".encode(), 1, 0) for i in range(20))))
+        assert results.count(True) == 1
+        assert await store.get_many(["a"]) == [f"w{results.index(True)}".encode()]
+        return results
+
+    run(scenario)
+
+
+def test_delete_and_count(run) -> None:  # type: ignore[no-untyped-def]
+    async def scenario(store: SessionStore) -> None:
+        for name in "abc":
+            await store.put_if(name, b"x", 1, None)
+        assert await store.count() == 3
+        assert await store.delete("b")
+        assert not await store.delete("b")
+        assert await store.count() == 2
+        assert await store.get_many(["b"]) == [None]
+        assert await store.ping()
+
+    run(scenario)
+
+
+def test_redis_expires_idle_sessions(redis_url: str) -> None:
+    async def scenario() -> None:
+        store = RedisStore(redis_url, ttl_s=0.3)
+        await store.put_if("idle", b"x", 1, None)
+        await store.put_if("busy", b"x", 1, None)
+        await asyncio.sleep(0.2)
+        await store.put_if("busy", b"y", 2, 1)  # a write refreshes the timeout
+        await asyncio.sleep(0.2)
+        assert await store.get_many(["idle", "busy"]) == [None, b"y"]
+        await store.client.aclose()
+
+    asyncio.run(scenario())
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_memory_store_expires_idle_sessions() -> None:
+    clock = Clock()
+    store = MemoryStore(ttl_s=10, max_sessions=100, clock=clock)
+
+    async def scenario() -> None:
+        await store.put_if("idle", b"x", 1, None)
+        clock.now = 6
+        await store.put_if("busy", b"x", 1, None)
+        clock.now = 11
+        assert await store.get_many(["idle", "busy"]) == [None, b"x"]
+        assert store.expired == 1
+
+    asyncio.run(scenario())
+
+
+def test_memory_store_evicts_the_least_recently_used() -> None:
+    store = MemoryStore(ttl_s=60, max_sessions=3)
+
+    async def scenario() -> None:
+        for i, name in enumerate("abc"):
+            await store.put_if(name, b"x", i, None)
+        await store.put_if("a", b"y", 9, 0)  # a is now the most recent
+        await store.put_if("d", b"x", 1, None)
+        assert await store.get_many(["a", "b", "c", "d"]) == [b"y", None, b"x", b"x"]
+        assert store.evicted == 1
+        assert await store.count() == 3
+
+    asyncio.run(scenario())
