@@ -14,8 +14,9 @@ import torch
 
 from models.checkpoint import Checkpoint
 from models.features import encode_future, encode_inputs
+from models.forecaster import state_tensors
 from service.records import NO_TIME
-from service.schemas import Rejection, RejectedRequest, Rows
+from service.schemas import RejectedRequest, Rejection, Rows
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ class Engine:
             stamps = pd.DatetimeIndex(next_time + self.step_ns * np.arange(self.config.horizon))
         return encode_future(self.spec, self.checkpoint.scaling, future, stamps)
 
-    def _encode(self, values: list[float], covariates: Rows | None, first_time: int, future_rows: Rows | None) -> Prepared:
+    def _encode(
+        self, values: list[float], covariates: Rows | None, first_time: int, future_rows: Rows | None
+    ) -> Prepared:
         target = np.asarray(values, dtype=float)
         n = len(target)
         past = _rows("covariates", covariates, n, self.spec.covariates, "value")
@@ -85,7 +88,9 @@ class Engine:
             first_time = pd.Timestamp(start).tz_localize(None).value if start.tzinfo else pd.Timestamp(start).value
         return self._encode(history, covariates, first_time, future)
 
-    def prepare_observe(self, values: list[float], covariates: Rows | None, next_time: int, future: Rows | None) -> Prepared:
+    def prepare_observe(
+        self, values: list[float], covariates: Rows | None, next_time: int, future: Rows | None
+    ) -> Prepared:
         return self._encode(values, covariates, next_time, future)
 
     @torch.inference_mode()
@@ -108,8 +113,7 @@ class Engine:
 
     @property
     def state_shape(self) -> tuple[int, int, int]:
-        tensors = 2 if self.config.cell == "lstm" else 1
-        return (tensors, self.config.num_layers, self.config.hidden_size)
+        return (state_tensors(self.config), self.config.num_layers, self.config.hidden_size)
 
     def answer(self, forecast: np.ndarray) -> dict[str, object]:
         """Response fields for one (horizon, outputs) forecast."""

@@ -50,7 +50,9 @@ class SessionRecord:
         state_at = _HEADER.size + tag_len
         forecast_at = state_at + 4 * tensors * layers * hidden
         if len(blob) != forecast_at + 4 * horizon * outputs:
-            raise RecordError(f"session record has {len(blob)} bytes, its header implies {forecast_at + 4 * horizon * outputs}")
+            raise RecordError(
+                f"session record has {len(blob)} bytes, its header implies {forecast_at + 4 * horizon * outputs}"
+            )
         state = np.frombuffer(blob, dtype="<f4", count=tensors * layers * hidden, offset=state_at)
         forecast = np.frombuffer(blob, dtype="<f4", count=horizon * outputs, offset=forecast_at)
         return cls(

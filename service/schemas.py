@@ -48,14 +48,12 @@ class HistoryRequest(BatchItem):
 class ForecastRequest(HistoryRequest):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {
-                    "history": [4.1, 4.3, 4.6],
-                    "covariates": [[18.2, 1.0], [18.0, 1.0], [17.7, 1.0]],
-                    "start": "2014-12-30T22:30:00",
-                    "future_covariates": [[17.5, 1.0], [17.2, 1.0]],
-                }
-            ]
+            "example": {
+                "history": [4.1, 4.3, 4.6],
+                "covariates": [[18.2, 1.0], [18.0, 1.0], [17.7, 1.0]],
+                "start": "2014-12-30T22:30:00",
+                "future_covariates": [[17.5, 1.0], [17.2, 1.0]],
+            }
         }
     )
 
@@ -63,7 +61,7 @@ class ForecastRequest(HistoryRequest):
 class OpenRequest(HistoryRequest):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"history": [4.1, 4.3], "covariates": [[18.2, 1.0], [18.0, 1.0]], "start": "2014-12-30T23:00:00"}]
+            "example": {"history": [4.1, 4.3], "covariates": [[18.2, 1.0], [18.0, 1.0]], "start": "2014-12-30T23:00:00"}
         }
     )
 
@@ -76,7 +74,7 @@ class ObserveRequest(BatchItem):
     future_covariates: Rows | None = Field(None, description="one row per forecast step, as in /forecast")
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"session_id": "3q2-9FAKxHjHk4mQyQ5Zfw", "seq": 2, "values": [4.6], "covariates": [[17.7, 1.0]]}]
+            "example": {"session_id": "3q2-9FAKxHjHk4mQyQ5Zfw", "seq": 2, "values": [4.6], "covariates": [[17.7, 1.0]]}
         }
     )
 

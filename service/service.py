@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import bentoml
-import numpy as np
 import torch
 from pydantic import BaseModel
 from starlette.responses import Response
@@ -30,8 +30,8 @@ from service.schemas import (
     InfoResponse,
     ObserveRequest,
     OpenRequest,
-    Rejection,
     RejectedRequest,
+    Rejection,
     SessionResponse,
     one_or_many,
 )
@@ -51,8 +51,6 @@ class Answer:
 
 def _render(item: Answer) -> tuple[int, bytes]:
     if isinstance(item.body, Rejection):
-        import json
-
         return item.body.status, json.dumps(item.body.body()).encode()
     return 200, item.body.model_dump_json().encode()
 
@@ -83,6 +81,17 @@ def _answer_spec(model: type[BaseModel]) -> type[bentoml.IODescriptor]:
     )
 
 
+@dataclass(frozen=True)
+class Step:
+    """An observe admitted to this round: where it came from and what it will run."""
+
+    session_id: str
+    index: int  # position in the batch
+    record: SessionRecord  # the session as the round found it
+    prepared: Prepared
+    digest: bytes
+
+
 def _reject(status: int, error: str, field: str | None = None, seq: int | None = None) -> Rejection:
     return Rejection(status, error, field=field, seq=seq)
 
@@ -108,11 +117,15 @@ class Seqcast:
 
     def _check_length(self, field: str, values: list[float], limit: int) -> None:
         if len(values) > limit:
-            raise RejectedRequest(_reject(400, f"{field}: has {len(values)} values; at most {limit} are accepted", field))
+            raise RejectedRequest(
+                _reject(400, f"{field}: has {len(values)} values; at most {limit} are accepted", field)
+            )
 
     def _prepare_history(self, request: ForecastRequest | OpenRequest) -> Prepared:
         self._check_length("history", request.history, settings.max_history)
-        return self.engine.prepare_history(request.history, request.covariates, request.start, request.future_covariates)
+        return self.engine.prepare_history(
+            request.history, request.covariates, request.start, request.future_covariates
+        )
 
     @bentoml.api(
         batchable=True,
@@ -153,11 +166,15 @@ class Seqcast:
 
     def _load(self, session_id: str, blob: bytes | None) -> SessionRecord | Rejection:
         if blob is None:
-            return _reject(404, f"session_id: no session {session_id!r} (never opened, closed or expired)", "session_id")
+            return _reject(
+                404, f"session_id: no session {session_id!r} (never opened, closed or expired)", "session_id"
+            )
         try:
             record = SessionRecord.from_bytes(blob)
         except RecordError as error:
-            return _reject(409, f"session_id: the stored session cannot be read ({error}); open a new one", "session_id")
+            return _reject(
+                409, f"session_id: the stored session cannot be read ({error}); open a new one", "session_id"
+            )
         if record.model != self.engine.tag:
             return _reject(
                 409,
@@ -187,66 +204,78 @@ class Seqcast:
         records = {sid: self._load(sid, blob) for sid, blob in zip(queues, blobs, strict=True)}
         # Each round takes the next observe of every session, so one session's observes chain in order.
         while any(queues.values()):
-            round_items: list[tuple[str, int, SessionRecord, Prepared, bytes]] = []
+            steps: list[Step] = []
             for sid, indices in queues.items():
                 if not indices:
                     continue
                 index = indices.pop(0)
-                request = requests[index]
-                outcome = self._admit(request, records[sid])
-                if isinstance(outcome, (Rejection, SessionResponse)):
-                    answers[index] = Answer(outcome, request._single)
+                request, record = requests[index], records[sid]
+                if isinstance(record, Rejection):
+                    answers[index] = Answer(record, request._single)
+                    continue
+                digest = _digest(request)
+                outcome = self._admit(request, record, digest)
+                if isinstance(outcome, Prepared):
+                    steps.append(Step(sid, index, record, outcome, digest))
                 else:
-                    record = records[sid]
-                    assert isinstance(record, SessionRecord)  # _admit rejected anything else
-                    round_items.append((sid, index, record, outcome, _digest(request)))
-            if round_items:
-                await self._apply(round_items, requests, records, answers)
+                    answers[index] = Answer(outcome, request._single)
+            if steps:
+                await self._apply(steps, requests, records, answers)
         return answers  # type: ignore[return-value]
 
-    def _admit(self, request: ObserveRequest, record: SessionRecord | Rejection) -> Prepared | Rejection | SessionResponse:
+    def _admit(
+        self, request: ObserveRequest, record: SessionRecord, digest: bytes
+    ) -> Prepared | Rejection | SessionResponse:
         """What to do with one observe: its prepared inputs, a rejection, or the answer it already got."""
-        if isinstance(record, Rejection):
-            return record
         if request.seq != record.seq:
-            if _digest(request) == record.last_digest:
+            if digest == record.last_digest:
                 return self._session_answer(request.session_id, record)  # a retry of what was just applied
-            return _reject(409, f"seq: the session is at seq {record.seq}, the request says {request.seq}", "seq", record.seq)
+            return _reject(
+                409, f"seq: the session is at seq {record.seq}, the request says {request.seq}", "seq", record.seq
+            )
         try:
             self._check_length("values", request.values, settings.max_observe)
-            return self.engine.prepare_observe(request.values, request.covariates, record.next_time, request.future_covariates)
+            return self.engine.prepare_observe(
+                request.values, request.covariates, record.next_time, request.future_covariates
+            )
         except RejectedRequest as rejected:
             return rejected.rejection
 
     async def _apply(
         self,
-        items: list[tuple[str, int, SessionRecord, Prepared, bytes]],
+        steps: list[Step],
         requests: list[ObserveRequest],
         records: dict[str, SessionRecord | Rejection],
         answers: list[Answer | None],
     ) -> None:
-        forecasts, states = self.engine.run([p for _, _, _, p, _ in items], [r.state for _, _, r, _, _ in items])
+        """Runs one round of admitted observes together, then stores each new state if its session is still
+        where the round found it."""
+        forecasts, states = self.engine.run([s.prepared for s in steps], [s.record.state for s in steps])
         updated = [
-            SessionRecord(self.engine.tag, old.seq + len(p.inputs), p.next_time, state, digest, forecast)
-            for (_, _, old, p, digest), state, forecast in zip(items, states, forecasts, strict=True)
+            SessionRecord(
+                self.engine.tag, s.record.seq + len(s.prepared.inputs), s.prepared.next_time, state, s.digest, forecast
+            )
+            for s, state, forecast in zip(steps, states, forecasts, strict=True)
         ]
         stored = await asyncio.gather(
             *(
-                self.store.put_if(sid, new.to_bytes(), new.seq, old.seq)
-                for (sid, _, old, _, _), new in zip(items, updated, strict=True)
+                self.store.put_if(s.session_id, new.to_bytes(), new.seq, s.record.seq)
+                for s, new in zip(steps, updated, strict=True)
             )
         )
-        for (sid, index, _, _, _), new, done in zip(items, updated, stored, strict=True):
-            single = requests[index]._single
+        for step, new, done in zip(steps, updated, stored, strict=True):
+            single = requests[step.index]._single
             if done:
-                records[sid] = new
-                answers[index] = Answer(self._session_answer(sid, new), single)
+                records[step.session_id] = new
+                answers[step.index] = Answer(self._session_answer(step.session_id, new), single)
                 continue
             # Another worker stepped the session meanwhile: nothing was written; report where it is now.
-            current = self._load(sid, (await self.store.get_many([sid]))[0])
-            records[sid] = current
+            current = self._load(step.session_id, (await self.store.get_many([step.session_id]))[0])
+            records[step.session_id] = current
             seq = current.seq if isinstance(current, SessionRecord) else None
-            answers[index] = Answer(_reject(409, "seq: the session changed while this request ran", "seq", seq), single)
+            answers[step.index] = Answer(
+                _reject(409, "seq: the session changed while this request ran", "seq", seq), single
+            )
 
     # Not named `close`: BentoML's in-process client of the service has a close() of its own.
     @bentoml.api(route="/close", output_spec=_answer_spec(CloseResponse))

@@ -11,14 +11,14 @@ class Settings(BaseSettings):
 
     model_tag: str = "seqcast-forecaster:latest"  # BentoML model store tag of the forecaster to serve
     session_store: str = "memory"  # "memory" (one worker only) or a redis:// URL shared by workers and replicas
-    session_ttl_s: float = Field(3600.0, gt=0)  # an idle session expires after this long
-    max_sessions: int = Field(100_000, gt=0)  # in-memory store: least recently used sessions are evicted past it
-    max_history: int = Field(20_000, gt=0)  # longest history /forecast and /open accept
-    max_observe: int = Field(2_000, gt=0)  # most new values one /observe accepts
-    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)  # larger request bodies get 413
-    workers: int = Field(1, gt=0)
-    max_batch_size: int = Field(64, gt=1)  # adaptive batching: most requests merged into one forward pass
-    max_latency_ms: int = Field(2_000, gt=0)  # adaptive batching sheds a request predicted to wait longer (503)
+    session_ttl_s: float = Field(default=3600.0, gt=0)  # an idle session expires after this long
+    max_sessions: int = Field(default=100_000, gt=0)  # in-memory store: past it, the least recently used go
+    max_history: int = Field(default=20_000, gt=0)  # longest history /forecast and /open accept
+    max_observe: int = Field(default=2_000, gt=0)  # most new values one /observe accepts
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)  # larger request bodies get 413
+    workers: int = Field(default=1, gt=0)
+    max_batch_size: int = Field(default=64, gt=1)  # adaptive batching: most requests merged into one forward pass
+    max_latency_ms: int = Field(default=2_000, gt=0)  # adaptive batching sheds a request predicted to wait longer (503)
 
     @field_validator("session_store")
     @classmethod

@@ -46,10 +46,30 @@ def bentoml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 # Overrides that shrink the committed configs to a model and data set that train in seconds.
 SMALL = [
-    "--data.input_size", "48", "--data.horizon", "12", "--data.val_size", "200", "--data.test_size", "200",
-    "--data.chunk_length", "144", "--data.chunk_stride", "48", "--data.warmup", "12", "--data.batch_size", "16",
-    "--data.future_covariates", "[temperature]", "--data.calendar", "[time_of_day]",
-    "--model.network.init_args.config.hidden_size", "16", "--model.network.init_args.config.head_hidden", "16",
+    "--data.input_size",
+    "48",
+    "--data.horizon",
+    "12",
+    "--data.val_size",
+    "200",
+    "--data.test_size",
+    "200",
+    "--data.chunk_length",
+    "144",
+    "--data.chunk_stride",
+    "48",
+    "--data.warmup",
+    "12",
+    "--data.batch_size",
+    "16",
+    "--data.future_covariates",
+    "[temperature]",
+    "--data.calendar",
+    "[time_of_day]",
+    "--model.network.init_args.config.hidden_size",
+    "16",
+    "--model.network.init_args.config.head_hidden",
+    "16",
 ]
 
 
@@ -59,9 +79,22 @@ def run_training(workdir: Path, *extra: str, config: str = "configs/gru.yaml") -
     if not data.exists():
         synthetic_frame(points=1500).to_csv(data, index=False)
     command = [
-        sys.executable, "-m", "training.cli", "fit", "--config", str(ROOT / config), "--data.path", str(data),
-        "--trainer.logger.init_args.save_dir", str(workdir / "runs"),
-        "--checkpoint.dirpath", str(workdir / "checkpoints"), "--trainer.max_time", "null", *SMALL, *extra,
+        sys.executable,
+        "-m",
+        "training.cli",
+        "fit",
+        "--config",
+        str(ROOT / config),
+        "--data.path",
+        str(data),
+        "--trainer.logger.init_args.save_dir",
+        str(workdir / "runs"),
+        "--checkpoint.dirpath",
+        str(workdir / "checkpoints"),
+        "--trainer.max_time",
+        "null",
+        *SMALL,
+        *extra,
     ]
     env = {**os.environ, "BENTOML_HOME": str(workdir / "bentoml"), "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)

@@ -71,15 +71,25 @@ class Service:
 
 
 @contextmanager
-def bentoml_serve(bentoml_home: Path, log: Path, port: int | None = None, **settings: object) -> Iterator[Service]:
-    """Starts the service with SEQCAST_* settings from keyword arguments; waits until /readyz answers."""
+def bentoml_serve(
+    bentoml_home: Path,
+    log: Path,
+    port: int | None = None,
+    target: str = "service.service:Seqcast",
+    cwd: Path = ROOT,
+    **settings: object,
+) -> Iterator[Service]:
+    """Serves ``target`` (the service in this checkout, or a bento tag) with SEQCAST_* settings from keyword
+    arguments; waits until /readyz answers."""
     port = port or free_port()
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "PYTHONPATH": str(ROOT)}
     env.update({f"SEQCAST_{key.upper()}": str(value) for key, value in settings.items()})
-    command = [sys.executable, "-m", "bentoml", "serve", "service.service:Seqcast", "--port", str(port)]
+    command = [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port)]
     command += ["--host", "127.0.0.1"]
     with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     service = Service(process, f"http://127.0.0.1:{port}", log)
     try:
 

@@ -26,5 +26,7 @@ def history_body(values: list[float], temps: list[list[float]], seed: int = 0) -
     return {"history": values, "covariates": temps, "start": START.isoformat(), "future_covariates": ahead(seed)}
 
 
-def observe_body(session: str, seq: int, values: list[float], temps: list[list[float]], seed: int = 0) -> dict[str, Any]:
+def observe_body(
+    session: str, seq: int, values: list[float], temps: list[list[float]], seed: int = 0
+) -> dict[str, Any]:
     return {"session_id": session, "seq": seq, "values": values, "covariates": temps, "future_covariates": ahead(seed)}

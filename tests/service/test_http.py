@@ -40,7 +40,9 @@ def test_open_then_observe_equals_forecast_of_the_whole_history(client: httpx.Cl
         opened = _open(client, values[: cuts[0]], temps[: cuts[0]], seed=trial)
         session, seq = opened["session_id"], opened["seq"]
         for start, end in zip(cuts, [*cuts[1:], 400], strict=True):
-            answer = _ok(client.post("/observe", json=observe_body(session, seq, values[start:end], temps[start:end], trial)))
+            answer = _ok(
+                client.post("/observe", json=observe_body(session, seq, values[start:end], temps[start:end], trial))
+            )
             assert answer["seq"] == end
             seq = end
         whole = _ok(client.post("/forecast", json=history_body(values, temps, trial)))
@@ -71,7 +73,9 @@ def test_concurrent_requests_share_forward_passes(client: httpx.Client, service:
 
     def observe(s: dict[str, Any]) -> int:
         with httpx.Client(base_url=service.url, timeout=30) as own:
-            return own.post("/observe", json=observe_body(s["session_id"], 100, values[100:110], temps[100:110])).status_code
+            return own.post(
+                "/observe", json=observe_body(s["session_id"], 100, values[100:110], temps[100:110])
+            ).status_code
 
     with ThreadPoolExecutor(64) as pool:
         assert set(pool.map(forecast, range(64))) == {200}
@@ -89,7 +93,11 @@ def test_stale_or_future_seq_gets_409_with_the_current_seq(client: httpx.Client)
     for wrong in (39, 41, 0):
         response = client.post("/observe", json=observe_body(session, wrong, values[40:42], temps[40:42]))
         assert response.status_code == 409
-        assert response.json() == {"error": f"seq: the session is at seq 40, the request says {wrong}", "field": "seq", "seq": 40}
+        assert response.json() == {
+            "error": f"seq: the session is at seq 40, the request says {wrong}",
+            "field": "seq",
+            "seq": 40,
+        }
 
 
 def test_a_retried_observe_is_answered_again_but_applied_once(client: httpx.Client) -> None:
@@ -110,10 +118,15 @@ def test_a_retried_observe_is_answered_again_but_applied_once(client: httpx.Clie
 def test_two_observes_of_one_session_in_one_batch_apply_in_order(client: httpx.Client) -> None:
     values, temps = series(60)
     session = _open(client, values[:40], temps[:40])["session_id"]
-    both = _ok(client.post("/observe", json=[
-        observe_body(session, 40, values[40:43], temps[40:43]),
-        observe_body(session, 43, values[43:47], temps[43:47]),
-    ]))
+    both = _ok(
+        client.post(
+            "/observe",
+            json=[
+                observe_body(session, 40, values[40:43], temps[40:43]),
+                observe_body(session, 43, values[43:47], temps[43:47]),
+            ],
+        )
+    )
     assert [a["seq"] for a in both] == [43, 47]
     whole = _ok(client.post("/forecast", json=history_body(values[:47], temps[:47])))
     np.testing.assert_allclose(both[1]["forecast"], whole["forecast"], rtol=1e-4)
@@ -146,7 +159,9 @@ def test_bad_histories_get_a_4xx_naming_the_field(
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_values_are_refused(client: httpx.Client, literal: str) -> None:
-    response = client.post("/forecast", content=f'{{"history": [1.0, {literal}]}}', headers={"content-type": "application/json"})
+    response = client.post(
+        "/forecast", content=f'{{"history": [1.0, {literal}]}}', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert "history" in response.text and "finite" in response.text
 
@@ -172,7 +187,11 @@ def test_a_bad_observe_changes_nothing(client: httpx.Client) -> None:
 def test_close_ends_a_session(client: httpx.Client) -> None:
     values, temps = series(30)
     session = _open(client, values, temps)["session_id"]
-    assert _ok(client.post("/close", json={"session_id": session})) == {"session_id": session, "seq": 30, "closed": True}
+    assert _ok(client.post("/close", json={"session_id": session})) == {
+        "session_id": session,
+        "seq": 30,
+        "closed": True,
+    }
     assert client.post("/close", json={"session_id": session}).status_code == 404
     assert client.post("/observe", json=observe_body(session, 30, [1.0], [[1.0]])).status_code == 404
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.bodies import history_body, observe_body, series
 from tests.servers import bentoml_serve
+from tests.service.bodies import history_body, observe_body, series
 
 
 @pytest.fixture(scope="module")

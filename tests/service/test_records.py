@@ -22,7 +22,10 @@ def test_round_trip_is_exact() -> None:
     original = _record()
     restored = SessionRecord.from_bytes(original.to_bytes())
     assert (restored.model, restored.seq, restored.next_time, restored.last_digest) == (
-        original.model, original.seq, original.next_time, original.last_digest,
+        original.model,
+        original.seq,
+        original.next_time,
+        original.last_digest,
     )
     np.testing.assert_array_equal(restored.state, original.state)
     np.testing.assert_array_equal(restored.last_forecast, original.last_forecast)

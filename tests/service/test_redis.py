@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_training
-from tests.service.bodies import history_body, observe_body, series
 from tests.servers import bentoml_serve, free_port
+from tests.service.bodies import history_body, observe_body, series
 
 
 def _post(client: httpx.Client, path: str, body: object) -> dict:  # type: ignore[type-arg]
@@ -31,9 +31,7 @@ def _worker_batches(client: httpx.Client) -> dict[str, float]:
     return counts
 
 
-def test_two_workers_share_sessions_and_a_restart_keeps_them(
-    model_home: Path, redis_url: str, tmp_path: Path
-) -> None:
+def test_two_workers_share_sessions_and_a_restart_keeps_them(model_home: Path, redis_url: str, tmp_path: Path) -> None:
     values, temps = series(400, seed=9)
     port = free_port()
     settings = dict(session_store=redis_url, workers=2)
@@ -41,7 +39,9 @@ def test_two_workers_share_sessions_and_a_restart_keeps_them(
     fresh = httpx.Limits(max_keepalive_connections=0)
     with bentoml_serve(model_home, tmp_path / "serve.log", port=port, **settings) as running:
         with httpx.Client(base_url=running.url, timeout=30, limits=fresh) as client, ThreadPoolExecutor(6) as pool:
-            sessions = [_post(client, "/open", history_body(values[:100], temps[:100]))["session_id"] for _ in range(12)]
+            sessions = [
+                _post(client, "/open", history_body(values[:100], temps[:100]))["session_id"] for _ in range(12)
+            ]
             for step in range(10):
                 lo, hi = 100 + 10 * step, 110 + 10 * step
                 bodies = [observe_body(session, lo, values[lo:hi], temps[lo:hi]) for session in sessions]

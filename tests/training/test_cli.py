@@ -12,6 +12,7 @@ import torch
 from models import load_checkpoint
 from tests.conftest import run_training as train
 
+
 def test_fit_evaluates_the_best_checkpoint_and_exports_it(tmp_path: Path) -> None:
     done = train(tmp_path, "--trainer.max_epochs", "3")
     run = tmp_path / "runs" / "gru" / "version_0"
