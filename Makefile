@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= configs/lstm.yaml
 APT_PACKAGES := redis-server prometheus
 
-.PHONY: install system-packages demo test lint
+.PHONY: install system-packages demo train serve test lint
 
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -23,8 +23,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: system-packages $(VENV)/.installed
 
-demo: install
+train: install
 	$(VENV)/bin/seqcast-train fit --config $(CONFIG)
+
+serve: install
+	$(VENV)/bin/bentoml serve service.service:Seqcast --port $(or $(PORT),3000)
+
+demo: train serve
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -16,7 +16,22 @@ from models.checkpoint import Checkpoint
 from models.features import encode_future, encode_inputs
 from models.forecaster import state_tensors
 from service.records import NO_TIME
-from service.schemas import RejectedRequest, Rejection, Rows
+from service.schemas import ForecastFields, RejectedRequest, Rejection, Rows
+
+# Scaled inputs this many training standard deviations out are a client's mistake (wrong units, a sentinel
+# value), and would drive the recurrence to saturation or overflow; they are refused where they enter.
+MAX_SCALED = 1e6
+
+
+@dataclass(frozen=True)
+class RunResult:
+    forecasts: np.ndarray  # (B, horizon, outputs per step) in the target's units
+    states: np.ndarray  # (B, state tensors, layers, hidden)
+    finite: np.ndarray  # (B,) whether each forecast is finite; a non-finite one must not be stored or sent
+
+    @staticmethod
+    def rejection() -> Rejection:
+        return Rejection(422, "the model's forecast for these inputs is not finite; nothing was stored")
 
 
 @dataclass(frozen=True)
@@ -49,10 +64,19 @@ def _rows(field: str, rows: Rows | None, count: int, names: tuple[str, ...], per
     return np.asarray(rows, dtype=float)
 
 
+def _check_range(field: str, scaled: np.ndarray, raw: np.ndarray) -> None:
+    bad = ~(np.abs(scaled) <= MAX_SCALED)  # also catches values that overflowed float32
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise _bad(field, f"value {raw[at]:g} at {list(at)} is far outside the training data's range")
+
+
 class Engine:
-    def __init__(self, checkpoint: Checkpoint, tag: str) -> None:
+    def __init__(self, checkpoint: Checkpoint, tag: str, max_history: int = 20_000, max_observe: int = 2_000) -> None:
         self.checkpoint = checkpoint
         self.tag = tag
+        self.max_history = max_history
+        self.max_observe = max_observe
         self.spec = checkpoint.features
         self.config = checkpoint.config
         self.model = checkpoint.build_model()
@@ -63,20 +87,27 @@ class Engine:
         stamps = None
         if self.spec.calendar:
             stamps = pd.DatetimeIndex(next_time + self.step_ns * np.arange(self.config.horizon))
-        return encode_future(self.spec, self.checkpoint.scaling, future, stamps)
+        encoded = encode_future(self.spec, self.checkpoint.scaling, future, stamps)
+        _check_range("future_covariates", encoded[:, : future.shape[1]], future)
+        return encoded
 
     def _encode(
-        self, values: list[float], covariates: Rows | None, first_time: int, future_rows: Rows | None
+        self, field: str, values: list[float], limit: int, covariates: Rows | None, first_time: int, future: Rows | None
     ) -> Prepared:
+        if len(values) > limit:
+            raise _bad(field, f"has {len(values)} values; at most {limit} are accepted")
         target = np.asarray(values, dtype=float)
         n = len(target)
         past = _rows("covariates", covariates, n, self.spec.covariates, "value")
         stamps = None
         if self.spec.calendar:
             stamps = pd.DatetimeIndex(first_time + self.step_ns * np.arange(n))
-        inputs = encode_inputs(self.spec, self.checkpoint.scaling, target, past, stamps)
+        with np.errstate(over="ignore"):  # an overflow to inf is caught and named just below
+            inputs = encode_inputs(self.spec, self.checkpoint.scaling, target, past, stamps)
+        _check_range(field, inputs[:, :1], target[:, None])
+        _check_range("covariates", inputs[:, 1 : 1 + past.shape[1]], past)
         next_time = first_time + self.step_ns * n if self.spec.calendar else NO_TIME
-        return Prepared(inputs, self._future(future_rows, next_time), next_time)
+        return Prepared(inputs, self._future(future, next_time), next_time)
 
     def prepare_history(
         self, history: list[float], covariates: Rows | None, start: datetime | None, future: Rows | None
@@ -86,36 +117,32 @@ class Engine:
             if start is None:
                 raise _bad("start", f"required: the model derives {', '.join(self.spec.calendar)} from timestamps")
             first_time = pd.Timestamp(start).tz_localize(None).value if start.tzinfo else pd.Timestamp(start).value
-        return self._encode(history, covariates, first_time, future)
+        return self._encode("history", history, self.max_history, covariates, first_time, future)
 
     def prepare_observe(
         self, values: list[float], covariates: Rows | None, next_time: int, future: Rows | None
     ) -> Prepared:
-        return self._encode(values, covariates, next_time, future)
+        return self._encode("values", values, self.max_observe, covariates, next_time, future)
 
     @torch.inference_mode()
-    def run(self, prepared: list[Prepared], states: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
-        """Runs every request from its state (None: from zero) in one ragged pass.
-
-        Returns forecasts (B, horizon, outputs per step) in the target's units and new states
-        (B, state tensors, layers, hidden).
-        """
+    def run(self, prepared: list[Prepared], states: list[np.ndarray | None]) -> RunResult:
+        """Runs every request from its state (None: from zero) in one ragged pass."""
         zero = np.zeros(self.state_shape, dtype=np.float32)
         initial = np.stack([zero if s is None else s for s in states])  # (B, tensors, layers, hidden)
         state = tuple(torch.from_numpy(initial[:, k]).transpose(0, 1).contiguous() for k in range(initial.shape[1]))
         sequences = [torch.from_numpy(p.inputs) for p in prepared]
         future = torch.from_numpy(np.stack([p.future for p in prepared]))
         forecast, new_state = self.model.forward_ragged(sequences, state, future)
-        if not torch.isfinite(forecast).all():
-            raise FloatingPointError("the model produced a non-finite forecast")
         stacked = torch.stack([s.transpose(0, 1) for s in new_state], dim=1)  # (B, tensors, layers, hidden)
-        return self.checkpoint.scaling.unscale_target(forecast.numpy()).astype(np.float32), stacked.numpy()
+        forecasts = self.checkpoint.scaling.unscale_target(forecast.numpy()).astype(np.float32)
+        finite = np.isfinite(forecasts).all(axis=(1, 2)) & np.isfinite(stacked.numpy()).all(axis=(1, 2, 3))
+        return RunResult(forecasts, stacked.numpy(), finite)
 
     @property
     def state_shape(self) -> tuple[int, int, int]:
         return (state_tensors(self.config), self.config.num_layers, self.config.hidden_size)
 
-    def answer(self, forecast: np.ndarray) -> dict[str, object]:
+    def answer(self, forecast: np.ndarray) -> ForecastFields:
         """Response fields for one (horizon, outputs) forecast."""
         quantiles = self.config.quantiles
         if not quantiles:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidatorFunctionWrapHandler, WrapValidator
 
@@ -81,6 +81,12 @@ class ObserveRequest(BatchItem):
 
 class CloseRequest(BaseModel):
     session_id: str = Field(min_length=1, max_length=64)
+
+
+class ForecastFields(TypedDict):
+    forecast: list[float]
+    quantiles: dict[str, list[float]] | None
+    model: str
 
 
 class ForecastResponse(BaseModel):

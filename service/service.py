@@ -6,10 +6,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +18,12 @@ from starlette.responses import Response
 from models.checkpoint import PUBLISHED_FILE, load_checkpoint
 from service.body_limit import BodyLimit
 from service.engine import Engine, Prepared
-from service.records import RecordError, SessionRecord
 from service.schemas import (
     CloseRequest,
     CloseResponse,
     ForecastRequest,
     ForecastResponse,
+    HistoryRequest,
     InfoResponse,
     ObserveRequest,
     OpenRequest,
@@ -35,6 +32,7 @@ from service.schemas import (
     SessionResponse,
     one_or_many,
 )
+from service.sessions import Sessions
 from service.settings import Settings
 from service.store import open_store
 
@@ -81,25 +79,6 @@ def _answer_spec(model: type[BaseModel]) -> type[bentoml.IODescriptor]:
     )
 
 
-@dataclass(frozen=True)
-class Step:
-    """An observe admitted to this round: where it came from and what it will run."""
-
-    session_id: str
-    index: int  # position in the batch
-    record: SessionRecord  # the session as the round found it
-    prepared: Prepared
-    digest: bytes
-
-
-def _reject(status: int, error: str, field: str | None = None, seq: int | None = None) -> Rejection:
-    return Rejection(status, error, field=field, seq=seq)
-
-
-def _digest(request: ObserveRequest) -> bytes:
-    return hashlib.blake2b(request.model_dump_json().encode(), digest_size=16).digest()
-
-
 @bentoml.service(name="seqcast", workers=settings.workers, traffic={"timeout": 60})
 class Seqcast:
     model_ref = bentoml.models.BentoModel(settings.model_tag)
@@ -108,21 +87,16 @@ class Seqcast:
         # One thread per worker: with more, small batches contend for the two cores under concurrent load.
         torch.set_num_threads(1)
         stored: bentoml.Model = self.model_ref  # type: ignore[assignment]  # BentoML resolves it per instance
-        self.engine = Engine(load_checkpoint(stored.path_of(PUBLISHED_FILE)), str(stored.tag))
+        checkpoint = load_checkpoint(stored.path_of(PUBLISHED_FILE))
+        self.engine = Engine(checkpoint, str(stored.tag), settings.max_history, settings.max_observe)
         self.store = open_store(settings.session_store, settings.session_ttl_s, settings.max_sessions)
+        self.sessions = Sessions(self.engine, self.store)
         self.metadata: dict[str, Any] = dict(stored.info.metadata)
 
     async def __is_ready__(self) -> bool:
         return await self.store.ping()
 
-    def _check_length(self, field: str, values: list[float], limit: int) -> None:
-        if len(values) > limit:
-            raise RejectedRequest(
-                _reject(400, f"{field}: has {len(values)} values; at most {limit} are accepted", field)
-            )
-
-    def _prepare_history(self, request: ForecastRequest | OpenRequest) -> Prepared:
-        self._check_length("history", request.history, settings.max_history)
+    def _prepare(self, request: HistoryRequest) -> Prepared:
         return self.engine.prepare_history(
             request.history, request.covariates, request.start, request.future_covariates
         )
@@ -135,57 +109,33 @@ class Seqcast:
     )
     async def forecast(self, requests: one_or_many(ForecastRequest), /) -> list[Answer]:  # type: ignore[valid-type]
         """Forecasts from each given history, read from a zero state. Concurrent requests share one pass."""
-        answers: list[Answer | None] = [None] * len(requests)
+        answers: list[Answer] = []
         ready: list[tuple[int, Prepared]] = []
         for index, request in enumerate(requests):
             try:
-                ready.append((index, self._prepare_history(request)))
+                ready.append((index, self._prepare(request)))
+                answers.append(Answer(Rejection(500, "not run"), request._single))  # replaced below
             except RejectedRequest as rejected:
-                answers[index] = Answer(rejected.rejection, request._single)
+                answers.append(Answer(rejected.rejection, request._single))
         if ready:
-            forecasts, _ = self.engine.run([p for _, p in ready], [None] * len(ready))
-            for (index, _), forecast in zip(ready, forecasts, strict=True):
-                body = ForecastResponse(**self.engine.answer(forecast))  # type: ignore[arg-type]
+            result = self.engine.run([p for _, p in ready], [None] * len(ready))
+            for k, (index, _) in enumerate(ready):
+                body = (
+                    ForecastResponse(**self.engine.answer(result.forecasts[k]))
+                    if result.finite[k]
+                    else result.rejection()
+                )
                 answers[index] = Answer(body, requests[index]._single)
-        return answers  # type: ignore[return-value]
+        return answers
 
     @bentoml.api(output_spec=_answer_spec(SessionResponse))
     async def open(self, request: OpenRequest, /) -> Answer:
         """Reads the history once and keeps the recurrent state; later observations go to /observe."""
         try:
-            prepared = self._prepare_history(request)
+            prepared = self._prepare(request)
         except RejectedRequest as rejected:
             return Answer(rejected.rejection)
-        forecasts, states = self.engine.run([prepared], [None])
-        session_id = secrets.token_urlsafe(16)  # 128 random bits: a session id is its own access key
-        seq = len(request.history)
-        record = SessionRecord(self.engine.tag, seq, prepared.next_time, states[0], bytes(16), forecasts[0])
-        if not await self.store.put_if(session_id, record.to_bytes(), seq, None):
-            raise RuntimeError("a fresh session id was already taken")
-        return Answer(SessionResponse(session_id=session_id, seq=seq, **self.engine.answer(forecasts[0])))  # type: ignore[arg-type]
-
-    def _load(self, session_id: str, blob: bytes | None) -> SessionRecord | Rejection:
-        if blob is None:
-            return _reject(
-                404, f"session_id: no session {session_id!r} (never opened, closed or expired)", "session_id"
-            )
-        try:
-            record = SessionRecord.from_bytes(blob)
-        except RecordError as error:
-            return _reject(
-                409, f"session_id: the stored session cannot be read ({error}); open a new one", "session_id"
-            )
-        if record.model != self.engine.tag:
-            return _reject(
-                409,
-                f"session_id: the session was opened under model {record.model}, this service now runs "
-                f"{self.engine.tag}; open a new session",
-                "session_id",
-            )
-        return record
-
-    def _session_answer(self, session_id: str, record: SessionRecord) -> SessionResponse:
-        return SessionResponse(session_id=session_id, seq=record.seq, **self.engine.answer(record.last_forecast))  # type: ignore[arg-type]
+        return Answer(await self.sessions.open(prepared))
 
     @bentoml.api(
         batchable=True,
@@ -196,98 +146,14 @@ class Seqcast:
     async def observe(self, requests: one_or_many(ObserveRequest), /) -> list[Answer]:  # type: ignore[valid-type]
         """Advances each session by its new values only. Observes of different sessions share one pass; several
         of one session in a batch are applied in arrival order."""
-        answers: list[Answer | None] = [None] * len(requests)
-        queues: dict[str, list[int]] = {}
-        for index, request in enumerate(requests):
-            queues.setdefault(request.session_id, []).append(index)
-        blobs = await self.store.get_many(list(queues))
-        records = {sid: self._load(sid, blob) for sid, blob in zip(queues, blobs, strict=True)}
-        # Each round takes the next observe of every session, so one session's observes chain in order.
-        while any(queues.values()):
-            steps: list[Step] = []
-            for sid, indices in queues.items():
-                if not indices:
-                    continue
-                index = indices.pop(0)
-                request, record = requests[index], records[sid]
-                if isinstance(record, Rejection):
-                    answers[index] = Answer(record, request._single)
-                    continue
-                digest = _digest(request)
-                outcome = self._admit(request, record, digest)
-                if isinstance(outcome, Prepared):
-                    steps.append(Step(sid, index, record, outcome, digest))
-                else:
-                    answers[index] = Answer(outcome, request._single)
-            if steps:
-                await self._apply(steps, requests, records, answers)
-        return answers  # type: ignore[return-value]
-
-    def _admit(
-        self, request: ObserveRequest, record: SessionRecord, digest: bytes
-    ) -> Prepared | Rejection | SessionResponse:
-        """What to do with one observe: its prepared inputs, a rejection, or the answer it already got."""
-        if request.seq != record.seq:
-            if digest == record.last_digest:
-                return self._session_answer(request.session_id, record)  # a retry of what was just applied
-            return _reject(
-                409, f"seq: the session is at seq {record.seq}, the request says {request.seq}", "seq", record.seq
-            )
-        try:
-            self._check_length("values", request.values, settings.max_observe)
-            return self.engine.prepare_observe(
-                request.values, request.covariates, record.next_time, request.future_covariates
-            )
-        except RejectedRequest as rejected:
-            return rejected.rejection
-
-    async def _apply(
-        self,
-        steps: list[Step],
-        requests: list[ObserveRequest],
-        records: dict[str, SessionRecord | Rejection],
-        answers: list[Answer | None],
-    ) -> None:
-        """Runs one round of admitted observes together, then stores each new state if its session is still
-        where the round found it."""
-        forecasts, states = self.engine.run([s.prepared for s in steps], [s.record.state for s in steps])
-        updated = [
-            SessionRecord(
-                self.engine.tag, s.record.seq + len(s.prepared.inputs), s.prepared.next_time, state, s.digest, forecast
-            )
-            for s, state, forecast in zip(steps, states, forecasts, strict=True)
-        ]
-        stored = await asyncio.gather(
-            *(
-                self.store.put_if(s.session_id, new.to_bytes(), new.seq, s.record.seq)
-                for s, new in zip(steps, updated, strict=True)
-            )
-        )
-        for step, new, done in zip(steps, updated, stored, strict=True):
-            single = requests[step.index]._single
-            if done:
-                records[step.session_id] = new
-                answers[step.index] = Answer(self._session_answer(step.session_id, new), single)
-                continue
-            # Another worker stepped the session meanwhile: nothing was written; report where it is now.
-            current = self._load(step.session_id, (await self.store.get_many([step.session_id]))[0])
-            records[step.session_id] = current
-            seq = current.seq if isinstance(current, SessionRecord) else None
-            answers[step.index] = Answer(
-                _reject(409, "seq: the session changed while this request ran", "seq", seq), single
-            )
+        outcomes = await self.sessions.observe(requests)
+        return [Answer(outcome, request._single) for outcome, request in zip(outcomes, requests, strict=True)]
 
     # Not named `close`: BentoML's in-process client of the service has a close() of its own.
     @bentoml.api(route="/close", output_spec=_answer_spec(CloseResponse))
     async def close_session(self, request: CloseRequest, /) -> Answer:
         """Ends a session and forgets its state."""
-        blob = (await self.store.get_many([request.session_id]))[0]
-        record = self._load(request.session_id, blob)
-        if isinstance(record, Rejection) and blob is None:
-            return Answer(record)
-        await self.store.delete(request.session_id)
-        seq = record.seq if isinstance(record, SessionRecord) else -1
-        return Answer(CloseResponse(session_id=request.session_id, seq=seq))
+        return Answer(await self.sessions.close(request.session_id))
 
     @bentoml.api
     def info(self) -> InfoResponse:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+import torch
 
+from models import Checkpoint, FeatureSpec, Forecaster, ForecasterConfig, Scaling
+from service.engine import Engine
 from tests.conftest import synthetic_frame
 
 HORIZON = 12
@@ -30,3 +33,24 @@ def observe_body(
     session: str, seq: int, values: list[float], temps: list[list[float]], seed: int = 0
 ) -> dict[str, Any]:
     return {"session_id": session, "seq": seq, "values": values, "covariates": temps, "future_covariates": ahead(seed)}
+
+
+ENGINE_SPEC = FeatureSpec("y", ("load",), ("temperature",), ("time_of_day", "day_of_week"), "30min")
+
+
+def make_engine(cell: str = "lstm", max_observe: int = 2_000) -> Engine:
+    """An engine over a randomly initialised forecaster (horizon 6, three quantiles), for in-process tests."""
+    torch.manual_seed(0)
+    config = ForecasterConfig(
+        input_dim=ENGINE_SPEC.input_dim,
+        horizon=6,
+        future_dim=ENGINE_SPEC.future_dim,
+        cell=cell,  # type: ignore[arg-type]
+        hidden_size=16,
+        num_layers=2,
+        quantiles=(0.1, 0.5, 0.9),
+        head_hidden=8,
+    )
+    scaling = Scaling((10.0, 3.0, 15.0), (2.0, 1.0, 5.0))
+    checkpoint = Checkpoint(config, ENGINE_SPEC, scaling, Forecaster(config).state_dict())
+    return Engine(checkpoint, "seqcast-forecaster:test", max_observe=max_observe)

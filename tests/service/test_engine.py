@@ -5,28 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from models import Checkpoint, FeatureSpec, Forecaster, ForecasterConfig, Scaling
-from service.engine import Engine
-
-SPEC = FeatureSpec("y", ("load",), ("temperature",), ("time_of_day", "day_of_week"), "30min")
-
-
-def _engine(cell: str) -> Engine:
-    torch.manual_seed(0)
-    config = ForecasterConfig(
-        input_dim=SPEC.input_dim,
-        horizon=6,
-        future_dim=SPEC.future_dim,
-        cell=cell,  # type: ignore[arg-type]
-        hidden_size=16,
-        num_layers=2,
-        quantiles=(0.1, 0.5, 0.9),
-        head_hidden=8,
-    )
-    checkpoint = Checkpoint(config, SPEC, Scaling((10.0, 3.0, 15.0), (2.0, 1.0, 5.0)), Forecaster(config).state_dict())
-    return Engine(checkpoint, "seqcast-forecaster:test")
+from tests.service.bodies import make_engine as _engine
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -41,14 +21,14 @@ def test_open_then_observe_equals_one_pass_over_many_random_splits(cell: str) ->
         future = rng.normal(15, 5, (6, 1)).tolist()
         cuts = sorted(set(rng.integers(1, n, size=int(rng.integers(1, 4))).tolist()))
         prepared = engine.prepare_history(values[: cuts[0]], covariates[: cuts[0]], start, future)
-        forecast, state = engine.run([prepared], [None])
+        result = engine.run([prepared], [None])
         next_time = prepared.next_time
         for lo, hi in zip(cuts, [*cuts[1:], n], strict=True):
             step = engine.prepare_observe(values[lo:hi], covariates[lo:hi], next_time, future)
-            forecast, state = engine.run([step], [state[0]])
+            result = engine.run([step], [result.states[0]])
             next_time = step.next_time
-        whole, _ = engine.run([engine.prepare_history(values, covariates, start, future)], [None])
-        np.testing.assert_allclose(forecast, whole, rtol=1e-4, atol=1e-5)
+        whole = engine.run([engine.prepare_history(values, covariates, start, future)], [None])
+        np.testing.assert_allclose(result.forecasts, whole.forecasts, rtol=1e-4, atol=1e-5)
         assert next_time == pd.Timestamp(start).value + n * pd.Timedelta("30min").value
 
 
@@ -60,10 +40,10 @@ def test_a_ragged_batch_answers_each_request_as_if_alone() -> None:
         engine.prepare_history(rng.normal(size=n).tolist(), rng.normal(size=(n, 2)).tolist(), start, [[1.0]] * 6)
         for n in (1, 7, 130, 40)
     ]
-    together, _ = engine.run(requests, [None] * 4)
+    together = engine.run(requests, [None] * 4)
     for i, request in enumerate(requests):
-        alone, _ = engine.run([request], [None])
-        np.testing.assert_allclose(together[i], alone[0], rtol=1e-5, atol=1e-6)
+        alone = engine.run([request], [None])
+        np.testing.assert_allclose(together.forecasts[i], alone.forecasts[0], rtol=1e-5, atol=1e-6)
 
 
 def test_quantile_answer_names_each_quantile_and_uses_the_median_as_the_point() -> None:

@@ -143,6 +143,7 @@ BAD_HISTORIES = [
     ({"start": None}, 400, r"start: required: the model derives time_of_day"),
     ({"start": "yesterday"}, 400, r"start"),
     ({"extra": 1}, 400, r"extra"),
+    ({"history": [1e300] * 20}, 400, r"history: value 1e\+300 at \[0, 0\] is far outside the training data's range"),
 ]
 
 

@@ -1,0 +1,168 @@
+"""Sessions: open, observe in batches, close, each observation applied exactly once.
+
+A session's ``seq`` counts the observations it has consumed. A new state is written only after a
+successful forward pass, and only if the stored session is still at the ``seq`` the pass started from, so
+no failure or concurrent writer can apply an observation twice or lose one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from service.engine import Engine, Prepared
+from service.records import RecordError, SessionRecord
+from service.schemas import CloseResponse, ObserveRequest, RejectedRequest, Rejection, SessionResponse
+from service.store import SessionStore
+
+NO_DIGEST = bytes(16)  # a fresh session has applied no observe yet
+
+
+def _digest(request: ObserveRequest) -> bytes:
+    return hashlib.blake2b(request.model_dump_json().encode(), digest_size=16).digest()
+
+
+@dataclass(frozen=True)
+class Step:
+    """An observe admitted to a round: where it came from and what it will run."""
+
+    session_id: str
+    index: int  # position in the batch
+    record: SessionRecord  # the session as the round found it
+    prepared: Prepared
+    digest: bytes
+
+
+class Sessions:
+    def __init__(self, engine: Engine, store: SessionStore) -> None:
+        self.engine = engine
+        self.store = store
+
+    def _answer(self, session_id: str, record: SessionRecord) -> SessionResponse:
+        return SessionResponse(session_id=session_id, seq=record.seq, **self.engine.answer(record.last_forecast))
+
+    @staticmethod
+    def _missing(session_id: str) -> Rejection:
+        return Rejection(404, f"session_id: no session {session_id!r} (never opened, closed or expired)", "session_id")
+
+    def _load(self, session_id: str, blob: bytes | None) -> SessionRecord | Rejection:
+        if blob is None:
+            return self._missing(session_id)
+        try:
+            record = SessionRecord.from_bytes(blob)
+        except RecordError as error:
+            return Rejection(
+                409, f"session_id: the stored session cannot be read ({error}); open a new one", "session_id"
+            )
+        if record.model != self.engine.tag:
+            return Rejection(
+                409,
+                f"session_id: the session was opened under model {record.model}, this service now runs "
+                f"{self.engine.tag}; open a new session",
+                "session_id",
+            )
+        return record
+
+    async def open(self, prepared: Prepared) -> SessionResponse | Rejection:
+        """Runs a checked history from a zero state and keeps the state under a new session id."""
+        result = self.engine.run([prepared], [None])
+        if not result.finite[0]:
+            return result.rejection()
+        session_id = secrets.token_urlsafe(16)  # 128 random bits: a session id is its own access key
+        seq = len(prepared.inputs)
+        record = SessionRecord(
+            self.engine.tag, seq, prepared.next_time, result.states[0], NO_DIGEST, result.forecasts[0]
+        )
+        if not await self.store.put_if(session_id, record.to_bytes(), seq, None):
+            raise RuntimeError("a fresh session id was already taken")
+        return self._answer(session_id, record)
+
+    async def observe(self, requests: list[ObserveRequest]) -> list[SessionResponse | Rejection]:
+        """Advances each session by its new values; several observes of one session apply in order."""
+        answers: list[SessionResponse | Rejection | None] = [None] * len(requests)
+        queues: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            queues.setdefault(request.session_id, []).append(index)
+        blobs = await self.store.get_many(list(queues))
+        records = {sid: self._load(sid, blob) for sid, blob in zip(queues, blobs, strict=True)}
+        # Each round takes the next observe of every session, so one session's observes chain in order.
+        while any(queues.values()):
+            steps: list[Step] = []
+            for sid, indices in queues.items():
+                if not indices:
+                    continue
+                index = indices.pop(0)
+                request, record = requests[index], records[sid]
+                if isinstance(record, Rejection):
+                    answers[index] = record
+                    continue
+                digest = _digest(request)
+                outcome = self._admit(request, record, digest)
+                if isinstance(outcome, Prepared):
+                    steps.append(Step(sid, index, record, outcome, digest))
+                else:
+                    answers[index] = outcome
+            if steps:
+                await self._apply(steps, records, answers)
+        return [answer for answer in answers if answer is not None]
+
+    def _admit(
+        self, request: ObserveRequest, record: SessionRecord, digest: bytes
+    ) -> Prepared | Rejection | SessionResponse:
+        """What to do with one observe: its prepared inputs, a rejection, or the answer it already got."""
+        if request.seq != record.seq:
+            if digest == record.last_digest:
+                return self._answer(request.session_id, record)  # a retry of what was just applied
+            return Rejection(
+                409, f"seq: the session is at seq {record.seq}, the request says {request.seq}", "seq", record.seq
+            )
+        try:
+            return self.engine.prepare_observe(
+                request.values, request.covariates, record.next_time, request.future_covariates
+            )
+        except RejectedRequest as rejected:
+            return rejected.rejection
+
+    async def _apply(
+        self,
+        steps: list[Step],
+        records: dict[str, SessionRecord | Rejection],
+        answers: list[SessionResponse | Rejection | None],
+    ) -> None:
+        """Runs one round of admitted observes in one pass, then stores each new state if its session is still
+        where the round found it."""
+        result = self.engine.run([s.prepared for s in steps], [s.record.state for s in steps])
+        writes = []
+        for k, s in enumerate(steps):
+            if not result.finite[k]:
+                answers[s.index] = result.rejection()
+                continue
+            seq = s.record.seq + len(s.prepared.inputs)
+            new = SessionRecord(
+                self.engine.tag, seq, s.prepared.next_time, result.states[k], s.digest, result.forecasts[k]
+            )
+            writes.append((s, new))
+        stored = await asyncio.gather(
+            *(self.store.put_if(s.session_id, new.to_bytes(), new.seq, s.record.seq) for s, new in writes)
+        )
+        for (step, new), done in zip(writes, stored, strict=True):
+            if done:
+                records[step.session_id] = new
+                answers[step.index] = self._answer(step.session_id, new)
+                continue
+            # Another worker stepped the session meanwhile: nothing was written; report where it is now.
+            current = self._load(step.session_id, (await self.store.get_many([step.session_id]))[0])
+            records[step.session_id] = current
+            now = current.seq if isinstance(current, SessionRecord) else None
+            answers[step.index] = Rejection(409, "seq: the session changed while this request ran", "seq", now)
+
+    async def close(self, session_id: str) -> CloseResponse | Rejection:
+        blob = (await self.store.get_many([session_id]))[0]
+        if blob is None:
+            return self._missing(session_id)
+        await self.store.delete(session_id)
+        record = self._load(session_id, blob)
+        # A session of another model or format can still be closed; its seq is then unknown.
+        return CloseResponse(session_id=session_id, seq=record.seq if isinstance(record, SessionRecord) else -1)

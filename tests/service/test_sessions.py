@@ -1,0 +1,119 @@
+"""Session handling in-process: what a failure, a bad value or a non-finite forecast leaves behind."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.engine import Engine, RunResult
+from service.records import SessionRecord
+from service.schemas import ObserveRequest, Rejection, SessionResponse
+from service.sessions import Sessions
+from service.store import MemoryStore
+from tests.service.bodies import make_engine
+
+START = np.datetime64("2024-05-03T21:00").astype("datetime64[us]").astype(object)
+AHEAD = [[15.0]] * 6
+
+
+def _observe(session: str, seq: int, new: list[float], **change: Any) -> ObserveRequest:
+    body = {"session_id": session, "seq": seq, "values": new, "covariates": [[3.0, 15.0]] * len(new)}
+    return ObserveRequest(**{**body, "future_covariates": AHEAD, **change})
+
+
+async def _opened(sessions: Sessions, engine: Engine) -> tuple[str, bytes]:
+    prepared = engine.prepare_history([10.0, 11.0, 12.0], [[3.0, 15.0]] * 3, START, AHEAD)
+    opened = await sessions.open(prepared)
+    assert isinstance(opened, SessionResponse)
+    blob = (await sessions.store.get_many([opened.session_id]))[0]
+    assert blob is not None
+    return opened.session_id, blob
+
+
+def test_a_failed_forward_pass_leaves_the_stored_session_unchanged() -> None:
+    engine, store = make_engine(), MemoryStore(ttl_s=60, max_sessions=10)
+    sessions = Sessions(engine, store)
+
+    async def scenario() -> None:
+        session, before = await _opened(sessions, engine)
+        working = engine.run
+
+        def broken(*args: Any) -> RunResult:
+            raise RuntimeError("out of memory")
+
+        engine.run = broken  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            await sessions.observe([_observe(session, 3, [13.0])])
+        assert (await store.get_many([session]))[0] == before
+        engine.run = working  # type: ignore[method-assign]
+        [after] = await sessions.observe([_observe(session, 3, [13.0])])
+        assert isinstance(after, SessionResponse) and after.seq == 4
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"values": [1e300]}, "values"),
+        ({"values": [3e38]}, "values"),
+        ({"covariates": [[3.0, 1e12]]}, "covariates"),
+        ({"future_covariates": [[1e9]] * 6}, "future_covariates"),
+    ],
+)
+def test_values_far_outside_the_training_range_are_refused_and_change_nothing(
+    change: dict[str, Any], field: str
+) -> None:
+    engine = make_engine()
+    sessions = Sessions(engine, MemoryStore(ttl_s=60, max_sessions=10))
+
+    async def scenario() -> None:
+        session, before = await _opened(sessions, engine)
+        [refused] = await sessions.observe([_observe(session, 3, [13.0], **change)])
+        assert isinstance(refused, Rejection) and refused.status == 400 and refused.field == field
+        assert "far outside the training data's range" in refused.error
+        assert (await sessions.store.get_many([session]))[0] == before
+
+    asyncio.run(scenario())
+
+
+def test_a_non_finite_forecast_is_refused_and_not_stored() -> None:
+    engine = make_engine()
+    sessions = Sessions(engine, MemoryStore(ttl_s=60, max_sessions=10))
+
+    async def scenario() -> None:
+        session, before = await _opened(sessions, engine)
+        other, _ = await _opened(sessions, engine)
+        real = engine.run
+
+        def first_goes_nan(*args: Any) -> RunResult:
+            result = real(*args)
+            result.forecasts[0] = np.nan
+            return RunResult(result.forecasts, result.states, np.isfinite(result.forecasts).all(axis=(1, 2)))
+
+        engine.run = first_goes_nan  # type: ignore[method-assign]
+        refused, fine = await sessions.observe([_observe(session, 3, [13.0]), _observe(other, 3, [13.0])])
+        assert isinstance(refused, Rejection) and refused.status == 422
+        assert isinstance(fine, SessionResponse) and fine.seq == 4  # its batch-mate is unaffected
+        assert (await sessions.store.get_many([session]))[0] == before
+
+    asyncio.run(scenario())
+
+
+def test_the_stored_record_is_what_the_answer_says() -> None:
+    engine = make_engine()
+    sessions = Sessions(engine, MemoryStore(ttl_s=60, max_sessions=10))
+
+    async def scenario() -> None:
+        session, _ = await _opened(sessions, engine)
+        [answer] = await sessions.observe([_observe(session, 3, [13.0, 14.0])])
+        record = SessionRecord.from_bytes((await sessions.store.get_many([session]))[0] or b"")
+        assert isinstance(answer, SessionResponse)
+        assert record.seq == answer.seq == 5
+        assert record.model == engine.tag
+        np.testing.assert_allclose(record.last_forecast[:, 1], answer.forecast)
+
+    asyncio.run(scenario())
