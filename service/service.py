@@ -37,6 +37,11 @@ from service.settings import Settings
 from service.store import open_store
 
 settings = Settings()  # read at import, so a bad setting stops `bentoml serve` before it listens
+BATCHED: dict[str, Any] = {
+    "batchable": True,
+    "max_batch_size": settings.max_batch_size,
+    "max_latency_ms": settings.max_latency_ms,
+}
 
 
 @dataclass(frozen=True)
@@ -101,12 +106,7 @@ class Seqcast:
             request.history, request.covariates, request.start, request.future_covariates
         )
 
-    @bentoml.api(
-        batchable=True,
-        max_batch_size=settings.max_batch_size,
-        max_latency_ms=settings.max_latency_ms,
-        output_spec=_answer_spec(ForecastResponse),
-    )
+    @bentoml.api(output_spec=_answer_spec(ForecastResponse), **BATCHED)
     async def forecast(self, requests: one_or_many(ForecastRequest), /) -> list[Answer]:  # type: ignore[valid-type]
         """Forecasts from each given history, read from a zero state. Concurrent requests share one pass."""
         answers: list[Answer] = []
@@ -137,12 +137,7 @@ class Seqcast:
             return Answer(rejected.rejection)
         return Answer(await self.sessions.open(prepared))
 
-    @bentoml.api(
-        batchable=True,
-        max_batch_size=settings.max_batch_size,
-        max_latency_ms=settings.max_latency_ms,
-        output_spec=_answer_spec(SessionResponse),
-    )
+    @bentoml.api(output_spec=_answer_spec(SessionResponse), **BATCHED)
     async def observe(self, requests: one_or_many(ObserveRequest), /) -> list[Answer]:  # type: ignore[valid-type]
         """Advances each session by its new values only. Observes of different sessions share one pass; several
         of one session in a batch are applied in arrival order."""
