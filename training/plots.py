@@ -43,7 +43,7 @@ def plot_forecasts(forecasts: SeriesForecasts, quantiles: tuple[float, ...], pat
                 alpha=0.2,
                 label=f"{quantiles[0]:g}-{quantiles[-1]:g} interval" if label else None,
             )
-    ax.set_title(f"{forecasts.series.uid}: day-ahead forecasts from the last {len(chosen)} test origins")
+    ax.set_title(f"{forecasts.series.uid}: forecasts from the last {len(chosen)} test origins")
     ax.set_ylabel("target")
     ax.legend(loc="upper left")
     fig.tight_layout()
