@@ -6,6 +6,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from service.metrics import REJECTED
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -18,7 +20,8 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        REJECTED.labels(scope.get("path", ""), "body_too_large").inc()
         body = json.dumps({"error": f"request body is larger than {self.max_bytes} bytes", "field": "body"}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
@@ -30,7 +33,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         received = 0
         refused = False
@@ -43,7 +46,7 @@ class BodyLimit:
             received += len(message.get("body", b""))
             if received > self.max_bytes and not refused:
                 refused = True
-                await self._refuse(send)
+                await self._refuse(scope, send)
             return {"type": "http.disconnect"} if refused else message
 
         async def unless_refused(message: Message) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypedDict
@@ -17,6 +18,8 @@ class BatchItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # Whether the item came as a bare object rather than inside a list, so it is answered the same way.
     _single: bool = PrivateAttr(default=False)
+    # When it was parsed: the time until its batch starts is the batching wait.
+    _received: float = PrivateAttr(default_factory=time.perf_counter)
 
 
 def _one_or_many(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -129,6 +132,15 @@ class Rejection:
     error: str
     field: str | None = None
     seq: int | None = None  # the session's current seq, for 409s
+
+    @property
+    def reason(self) -> str:
+        """A bounded label for metrics."""
+        if self.status == 409:
+            return "seq_conflict" if self.field == "seq" else "stale_session"
+        return {400: "bad_input", 404: "unknown_session", 413: "body_too_large", 422: "non_finite_forecast"}.get(
+            self.status, "other"
+        )
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.error}

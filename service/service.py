@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from starlette.responses import Response
 from models.checkpoint import PUBLISHED_FILE, load_checkpoint
 from service.body_limit import BodyLimit
 from service.engine import Engine, Prepared
+from service.metrics import BATCH_SIZE, BATCH_WAIT, FORWARD, REJECTED, SESSIONS, active_sessions_gauge, timed
 from service.schemas import (
     CloseRequest,
     CloseResponse,
@@ -37,6 +39,7 @@ from service.settings import Settings
 from service.store import open_store
 
 settings = Settings()  # read at import, so a bad setting stops `bentoml serve` before it listens
+ACTIVE_SESSIONS = active_sessions_gauge(shared_store=settings.session_store != "memory")
 BATCHED: dict[str, Any] = {
     "batchable": True,
     "max_batch_size": settings.max_batch_size,
@@ -58,9 +61,12 @@ def _render(item: Answer) -> tuple[int, bytes]:
     return 200, item.body.model_dump_json().encode()
 
 
-def render(obj: Any) -> Response:
+def render(obj: Any, endpoint: str) -> Response:
     """One request's answer: a bare object keeps its own status; a list is answered item by item with 200."""
     items: list[Answer] = obj if isinstance(obj, list) else [obj]
+    for item in items:
+        if isinstance(item.body, Rejection):
+            REJECTED.labels(endpoint, item.body.reason).inc()
     if len(items) == 1 and items[0].single:
         status, body = _render(items[0])
         return Response(body, status_code=status, media_type="application/json")
@@ -71,11 +77,11 @@ def render(obj: Any) -> Response:
     return Response(b"[" + b",".join(parts) + b"]", media_type="application/json")
 
 
-def _answer_spec(model: type[BaseModel]) -> type[bentoml.IODescriptor]:
+def _answer_spec(model: type[BaseModel], endpoint: str) -> type[bentoml.IODescriptor]:
     """An output spec documented as ``model`` that renders rejections with their own HTTP status."""
 
     async def to_http_response(cls: type, obj: Any, serde: Any) -> Response:
-        return render(obj)
+        return render(obj, endpoint)
 
     return type(  # type: ignore[return-value]
         f"{model.__name__}Answer",
@@ -94,21 +100,34 @@ class Seqcast:
         stored: bentoml.Model = self.model_ref  # type: ignore[assignment]  # BentoML resolves it per instance
         checkpoint = load_checkpoint(stored.path_of(PUBLISHED_FILE))
         self.engine = Engine(checkpoint, str(stored.tag), settings.max_history, settings.max_observe)
-        self.store = open_store(settings.session_store, settings.session_ttl_s, settings.max_sessions)
-        self.sessions = Sessions(self.engine, self.store)
+        tag = self.engine.tag
+
+        def dropped(reason: str, count: int) -> None:
+            SESSIONS.labels(reason, tag).inc(count)
+
+        self.store = open_store(settings.session_store, settings.session_ttl_s, settings.max_sessions, dropped)
+        self.sessions = Sessions(self.engine, self.store, ACTIVE_SESSIONS.labels(tag).set)
         self.metadata: dict[str, Any] = dict(stored.info.metadata)
 
     async def __is_ready__(self) -> bool:
         return await self.store.ping()
+
+    def _record_batch(self, endpoint: str, requests: list[ForecastRequest] | list[ObserveRequest]) -> None:
+        now = time.perf_counter()
+        BATCH_SIZE.labels(endpoint, self.engine.tag).observe(len(requests))
+        wait = BATCH_WAIT.labels(endpoint, self.engine.tag)
+        for request in requests:
+            wait.observe(now - request._received)
 
     def _prepare(self, request: HistoryRequest) -> Prepared:
         return self.engine.prepare_history(
             request.history, request.covariates, request.start, request.future_covariates
         )
 
-    @bentoml.api(output_spec=_answer_spec(ForecastResponse), **BATCHED)
+    @bentoml.api(output_spec=_answer_spec(ForecastResponse, "forecast"), **BATCHED)
     async def forecast(self, requests: one_or_many(ForecastRequest), /) -> list[Answer]:  # type: ignore[valid-type]
         """Forecasts from each given history, read from a zero state. Concurrent requests share one pass."""
+        self._record_batch("forecast", requests)
         answers: list[Answer] = []
         ready: list[tuple[int, Prepared]] = []
         for index, request in enumerate(requests):
@@ -118,7 +137,8 @@ class Seqcast:
             except RejectedRequest as rejected:
                 answers.append(Answer(rejected.rejection, request._single))
         if ready:
-            result = self.engine.run([p for _, p in ready], [None] * len(ready))
+            with timed(FORWARD, "forecast", self.engine.tag):
+                result = self.engine.run([p for _, p in ready], [None] * len(ready))
             for k, (index, _) in enumerate(ready):
                 body = (
                     ForecastResponse(**self.engine.answer(result.forecasts[k]))
@@ -128,7 +148,7 @@ class Seqcast:
                 answers[index] = Answer(body, requests[index]._single)
         return answers
 
-    @bentoml.api(output_spec=_answer_spec(SessionResponse))
+    @bentoml.api(output_spec=_answer_spec(SessionResponse, "open"))
     async def open(self, request: OpenRequest, /) -> Answer:
         """Reads the history once and keeps the recurrent state; later observations go to /observe."""
         try:
@@ -137,15 +157,16 @@ class Seqcast:
             return Answer(rejected.rejection)
         return Answer(await self.sessions.open(prepared))
 
-    @bentoml.api(output_spec=_answer_spec(SessionResponse), **BATCHED)
+    @bentoml.api(output_spec=_answer_spec(SessionResponse, "observe"), **BATCHED)
     async def observe(self, requests: one_or_many(ObserveRequest), /) -> list[Answer]:  # type: ignore[valid-type]
         """Advances each session by its new values only. Observes of different sessions share one pass; several
         of one session in a batch are applied in arrival order."""
+        self._record_batch("observe", requests)
         outcomes = await self.sessions.observe(requests)
         return [Answer(outcome, request._single) for outcome, request in zip(outcomes, requests, strict=True)]
 
     # Not named `close`: BentoML's in-process client of the service has a close() of its own.
-    @bentoml.api(route="/close", output_spec=_answer_spec(CloseResponse))
+    @bentoml.api(route="/close", output_spec=_answer_spec(CloseResponse, "close"))
     async def close_session(self, request: CloseRequest, /) -> Answer:
         """Ends a session and forgets its state."""
         return Answer(await self.sessions.close(request.session_id))

@@ -10,13 +10,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.engine import Engine, Prepared
+import numpy as np
+
+from service.engine import Engine, Prepared, RunResult
+from service.metrics import CONFLICTS, FORWARD, REPLAYS, SESSIONS, STORE, timed
 from service.records import RecordError, SessionRecord
 from service.schemas import CloseResponse, ObserveRequest, RejectedRequest, Rejection, SessionResponse
 from service.store import SessionStore
 
+COUNT_EVERY_S = 1.0  # how often the active-session count is refreshed, at most
 NO_DIGEST = bytes(16)  # a fresh session has applied no observe yet
 
 
@@ -35,10 +41,34 @@ class Step:
     digest: bytes
 
 
+def _no_report(count: int) -> None:
+    pass
+
+
 class Sessions:
-    def __init__(self, engine: Engine, store: SessionStore) -> None:
+    def __init__(self, engine: Engine, store: SessionStore, report_count: Callable[[int], None] = _no_report) -> None:
         self.engine = engine
         self.store = store
+        self.report_count = report_count
+        self._counted_at = -COUNT_EVERY_S
+
+    async def _get(self, session_ids: list[str]) -> list[bytes | None]:
+        with timed(STORE, "get"):
+            return await self.store.get_many(session_ids)
+
+    async def _put(self, session_id: str, record: SessionRecord, expected_seq: int | None) -> bool:
+        with timed(STORE, "put"):
+            return await self.store.put_if(session_id, record.to_bytes(), record.seq, expected_seq)
+
+    def _run(self, endpoint: str, prepared: list[Prepared], states: list[np.ndarray | None]) -> RunResult:
+        with timed(FORWARD, endpoint, self.engine.tag):
+            return self.engine.run(prepared, states)
+
+    async def _recount(self, now: bool = False) -> None:
+        if now or time.monotonic() - self._counted_at >= COUNT_EVERY_S:
+            self._counted_at = time.monotonic()
+            with timed(STORE, "count"):
+                self.report_count(await self.store.count())
 
     def _answer(self, session_id: str, record: SessionRecord) -> SessionResponse:
         return SessionResponse(session_id=session_id, seq=record.seq, **self.engine.answer(record.last_forecast))
@@ -67,7 +97,7 @@ class Sessions:
 
     async def open(self, prepared: Prepared) -> SessionResponse | Rejection:
         """Runs a checked history from a zero state and keeps the state under a new session id."""
-        result = self.engine.run([prepared], [None])
+        result = self._run("open", [prepared], [None])
         if not result.finite[0]:
             return result.rejection()
         session_id = secrets.token_urlsafe(16)  # 128 random bits: a session id is its own access key
@@ -75,8 +105,10 @@ class Sessions:
         record = SessionRecord(
             self.engine.tag, seq, prepared.next_time, result.states[0], NO_DIGEST, result.forecasts[0]
         )
-        if not await self.store.put_if(session_id, record.to_bytes(), seq, None):
+        if not await self._put(session_id, record, None):
             raise RuntimeError("a fresh session id was already taken")
+        SESSIONS.labels("opened", self.engine.tag).inc()
+        await self._recount(now=True)
         return self._answer(session_id, record)
 
     async def observe(self, requests: list[ObserveRequest]) -> list[SessionResponse | Rejection]:
@@ -85,7 +117,7 @@ class Sessions:
         queues: dict[str, list[int]] = {}
         for index, request in enumerate(requests):
             queues.setdefault(request.session_id, []).append(index)
-        blobs = await self.store.get_many(list(queues))
+        blobs = await self._get(list(queues))
         records = {sid: self._load(sid, blob) for sid, blob in zip(queues, blobs, strict=True)}
         # Each round takes the next observe of every session, so one session's observes chain in order.
         while any(queues.values()):
@@ -106,6 +138,7 @@ class Sessions:
                     answers[index] = outcome
             if steps:
                 await self._apply(steps, records, answers)
+        await self._recount()
         return [answer for answer in answers if answer is not None]
 
     def _admit(
@@ -114,7 +147,9 @@ class Sessions:
         """What to do with one observe: its prepared inputs, a rejection, or the answer it already got."""
         if request.seq != record.seq:
             if digest == record.last_digest:
+                REPLAYS.labels(self.engine.tag).inc()
                 return self._answer(request.session_id, record)  # a retry of what was just applied
+            CONFLICTS.labels(self.engine.tag).inc()
             return Rejection(
                 409, f"seq: the session is at seq {record.seq}, the request says {request.seq}", "seq", record.seq
             )
@@ -133,7 +168,7 @@ class Sessions:
     ) -> None:
         """Runs one round of admitted observes in one pass, then stores each new state if its session is still
         where the round found it."""
-        result = self.engine.run([s.prepared for s in steps], [s.record.state for s in steps])
+        result = self._run("observe", [s.prepared for s in steps], [s.record.state for s in steps])
         writes = []
         for k, s in enumerate(steps):
             if not result.finite[k]:
@@ -144,25 +179,27 @@ class Sessions:
                 self.engine.tag, seq, s.prepared.next_time, result.states[k], s.digest, result.forecasts[k]
             )
             writes.append((s, new))
-        stored = await asyncio.gather(
-            *(self.store.put_if(s.session_id, new.to_bytes(), new.seq, s.record.seq) for s, new in writes)
-        )
+        stored = await asyncio.gather(*(self._put(s.session_id, new, s.record.seq) for s, new in writes))
         for (step, new), done in zip(writes, stored, strict=True):
             if done:
                 records[step.session_id] = new
                 answers[step.index] = self._answer(step.session_id, new)
                 continue
             # Another worker stepped the session meanwhile: nothing was written; report where it is now.
-            current = self._load(step.session_id, (await self.store.get_many([step.session_id]))[0])
+            CONFLICTS.labels(self.engine.tag).inc()
+            current = self._load(step.session_id, (await self._get([step.session_id]))[0])
             records[step.session_id] = current
             now = current.seq if isinstance(current, SessionRecord) else None
             answers[step.index] = Rejection(409, "seq: the session changed while this request ran", "seq", now)
 
     async def close(self, session_id: str) -> CloseResponse | Rejection:
-        blob = (await self.store.get_many([session_id]))[0]
+        blob = (await self._get([session_id]))[0]
         if blob is None:
             return self._missing(session_id)
-        await self.store.delete(session_id)
+        with timed(STORE, "delete"):
+            await self.store.delete(session_id)
+        SESSIONS.labels("closed", self.engine.tag).inc()
+        await self._recount(now=True)
         record = self._load(session_id, blob)
         # A session of another model or format can still be closed; its seq is then unknown.
         return CloseResponse(session_id=session_id, seq=record.seq if isinstance(record, SessionRecord) else -1)

@@ -13,6 +13,13 @@ from typing import Protocol
 
 import redis.asyncio as redis
 
+# Told how many sessions the store dropped on its own, and why ("expired" or "evicted").
+DropListener = Callable[[str, int], None]
+
+
+def _ignore(reason: str, count: int) -> None:
+    pass
+
 
 class SessionStore(Protocol):
     async def get_many(self, session_ids: list[str]) -> list[bytes | None]:
@@ -29,7 +36,7 @@ class SessionStore(Protocol):
         ...
 
     async def count(self) -> int:
-        """Sessions currently held."""
+        """Sessions currently held; expired ones found on the way are reported to the drop listener."""
         ...
 
     async def ping(self) -> bool:
@@ -43,23 +50,32 @@ class MemoryStore:
     Only correct with one worker: each worker process would hold its own sessions.
     """
 
-    def __init__(self, ttl_s: float, max_sessions: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl_s: float,
+        max_sessions: int,
+        clock: Callable[[], float] = time.monotonic,
+        on_drop: DropListener = _ignore,
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_sessions = max_sessions
         self.clock = clock
+        self.on_drop = on_drop
         # Ordered by last use, so the front is both the least recently used and the first to expire.
         self._sessions: OrderedDict[str, tuple[int, bytes, float]] = OrderedDict()
         self.expired = 0
         self.evicted = 0
 
     def _expire(self) -> None:
-        now = self.clock()
+        now, before = self.clock(), self.expired
         while self._sessions:
             _, (_, _, expires) = next(iter(self._sessions.items()))
             if expires > now:
                 break
             self._sessions.popitem(last=False)
             self.expired += 1
+        if self.expired > before:
+            self.on_drop("expired", self.expired - before)
 
     async def get_many(self, session_ids: list[str]) -> list[bytes | None]:
         self._expire()
@@ -80,6 +96,7 @@ class MemoryStore:
         while len(self._sessions) > self.max_sessions:
             self._sessions.popitem(last=False)
             self.evicted += 1
+            self.on_drop("evicted", 1)
         return True
 
     async def delete(self, session_id: str) -> bool:
@@ -94,8 +111,9 @@ class MemoryStore:
         return True
 
 
-# KEYS[1]: session hash; ARGV: expected seq ("" for a new session), new seq, record, ttl in ms.
-# One script runs atomically in Redis, so two workers cannot both win the same compare-and-set.
+# KEYS: session hash, expiry index; ARGV: expected seq ("" for a new session), new seq, record, ttl in ms,
+# expiry time in ms, session id. One script runs atomically in Redis, so two workers cannot both win the
+# same compare-and-set, and the index never disagrees with the sessions.
 _PUT_IF = """
 local current = redis.call('HGET', KEYS[1], 'seq')
 if (ARGV[1] == '' and current) or (ARGV[1] ~= '' and current ~= ARGV[1]) then
@@ -103,18 +121,25 @@ if (ARGV[1] == '' and current) or (ARGV[1] ~= '' and current ~= ARGV[1]) then
 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'record', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
 return 1
 """
 
 
 class RedisStore:
-    """Sessions in Redis, shared by every worker and replica; Redis expires idle ones."""
+    """Sessions in Redis, shared by every worker and replica; Redis expires idle ones.
+
+    A sorted set indexes sessions by expiry time, so counting them needs no scan of the key space and the
+    expired ones are counted once, by whichever worker trims them from the index.
+    """
 
     PREFIX = "seqcast:session:"
+    INDEX = "seqcast:sessions-by-expiry"
 
-    def __init__(self, url: str, ttl_s: float) -> None:
+    def __init__(self, url: str, ttl_s: float, on_drop: DropListener = _ignore) -> None:
         self.client = redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.ttl_ms = int(ttl_s * 1000)
+        self.on_drop = on_drop
         self._put_if = self.client.register_script(_PUT_IF)
 
     async def get_many(self, session_ids: list[str]) -> list[bytes | None]:
@@ -125,17 +150,26 @@ class RedisStore:
 
     async def put_if(self, session_id: str, record: bytes, seq: int, expected_seq: int | None) -> bool:
         expected = "" if expected_seq is None else str(expected_seq)
-        done = await self._put_if(keys=[self.PREFIX + session_id], args=[expected, seq, record, self.ttl_ms])
+        expires_ms = int(time.time() * 1000) + self.ttl_ms
+        keys = [self.PREFIX + session_id, self.INDEX]
+        done = await self._put_if(keys=keys, args=[expected, seq, record, self.ttl_ms, expires_ms, session_id])
         return bool(done)
 
     async def delete(self, session_id: str) -> bool:
-        return bool(await self.client.delete(self.PREFIX + session_id))
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(self.PREFIX + session_id)
+            pipe.zrem(self.INDEX, session_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
 
     async def count(self) -> int:
-        count = 0
-        async for _ in self.client.scan_iter(match=self.PREFIX + "*", count=1000):
-            count += 1
-        return count
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(self.INDEX, "-inf", int(time.time() * 1000))
+            pipe.zcard(self.INDEX)
+            expired, held = await pipe.execute()
+        if expired:
+            self.on_drop("expired", int(expired))
+        return int(held)
 
     async def ping(self) -> bool:
         try:
@@ -144,7 +178,7 @@ class RedisStore:
             return False
 
 
-def open_store(url: str, ttl_s: float, max_sessions: int) -> SessionStore:
+def open_store(url: str, ttl_s: float, max_sessions: int, on_drop: DropListener = _ignore) -> SessionStore:
     if url == "memory":
-        return MemoryStore(ttl_s, max_sessions)
-    return RedisStore(url, ttl_s)
+        return MemoryStore(ttl_s, max_sessions, on_drop=on_drop)
+    return RedisStore(url, ttl_s, on_drop=on_drop)

@@ -1,0 +1,61 @@
+"""seqcast's own Prometheus metrics, next to BentoML's request and adaptive-batch histograms.
+
+``bentoml.metrics`` stands in for prometheus_client so that BentoML's multiprocess mode sums every worker.
+Labels are the endpoint, the model tag and bounded reasons; never a session id or any value a client sent.
+
+Latency buckets run from 100 µs (one carried step of the default model takes about 0.2 ms here) to 10 s
+(a long history on a large model under load), about three per decade.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import bentoml
+
+SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+FORWARD = bentoml.metrics.Histogram(
+    "seqcast_forward_duration_seconds", "Model forward time per batch", ["endpoint", "model"], buckets=SECONDS
+)
+BATCH_SIZE = bentoml.metrics.Histogram(
+    "seqcast_batch_size", "Requests per forward pass", ["endpoint", "model"], buckets=BATCH_SIZES
+)
+BATCH_WAIT = bentoml.metrics.Histogram(
+    "seqcast_batch_wait_seconds",
+    "Time from a request's parsing to the start of the batch that serves it",
+    ["endpoint", "model"],
+    buckets=SECONDS,
+)
+STORE = bentoml.metrics.Histogram(
+    "seqcast_session_store_duration_seconds", "Session store round trip", ["operation"], buckets=SECONDS
+)
+SESSIONS = bentoml.metrics.Counter(
+    "seqcast_sessions", "Sessions by what happened to them: opened, closed, expired, evicted", ["event", "model"]
+)
+CONFLICTS = bentoml.metrics.Counter("seqcast_seq_conflicts", "Observes refused for a stale or future seq", ["model"])
+REPLAYS = bentoml.metrics.Counter("seqcast_replays", "Retried observes answered again without applying them", ["model"])
+REJECTED = bentoml.metrics.Counter("seqcast_rejected_requests", "Requests refused, by reason", ["endpoint", "reason"])
+
+
+def active_sessions_gauge(shared_store: bool) -> bentoml.metrics.Gauge:
+    # Each worker reports what its store holds: its own sessions (summed over workers) or, with a shared
+    # store, everyone's (the same number from each worker, so the largest is the answer).
+    return bentoml.metrics.Gauge(
+        "seqcast_sessions_active",
+        "Sessions held",
+        ["model"],
+        multiprocess_mode="livemax" if shared_store else "livesum",
+    )
+
+
+@contextmanager
+def timed(histogram: bentoml.metrics.Histogram, *labels: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        histogram.labels(*labels).observe(time.perf_counter() - start)
