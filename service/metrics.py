@@ -43,12 +43,13 @@ REJECTED = bentoml.metrics.Counter("seqcast_rejected_requests", "Requests refuse
 
 def active_sessions_gauge(shared_store: bool) -> bentoml.metrics.Gauge:
     # Each worker reports what its store holds: its own sessions (summed over workers) or, with a shared
-    # store, everyone's (the same number from each worker, so the largest is the answer).
+    # store, everyone's, where the count a worker took last is the true one (a larger, older count from an
+    # idle worker is not).
     return bentoml.metrics.Gauge(
         "seqcast_sessions_active",
         "Sessions held",
         ["model"],
-        multiprocess_mode="livemax" if shared_store else "livesum",
+        multiprocess_mode="livemostrecent" if shared_store else "livesum",
     )
 
 

@@ -1,10 +1,11 @@
-"""Shared fixtures: small synthetic series and an isolated BentoML model store."""
+"""Shared fixtures: small synthetic series, a tiny trained model in a store of its own, a Redis server."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,19 @@ def run_training(workdir: Path, *extra: str, config: str = "configs/gru.yaml") -
     done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """BENTOML_HOME holding one seqcast-forecaster: an LSTM trained for 2 epochs on synthetic data."""
+    workdir = tmp_path_factory.mktemp("model")
+    run_training(workdir, "--trainer.max_epochs", "2", config="configs/lstm.yaml")
+    return workdir / "bentoml"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.servers import redis_server
+
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url

@@ -35,6 +35,12 @@ def wait_until(check, timeout: float, what: str) -> None:  # type: ignore[no-unt
     raise TimeoutError(f"{what} did not come up within {timeout}s")
 
 
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 (connection errors are OSErrors, which ``wait_until`` waits out)."""
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(response.status == 200)
+
+
 @contextmanager
 def redis_server(workdir: Path, appendonly: bool = False, port: int | None = None) -> Iterator[str]:
     """A redis-server of its own; yields its URL."""
@@ -96,8 +102,7 @@ def bentoml_serve(
         def ready() -> bool:
             if process.poll() is not None:
                 raise RuntimeError(f"bentoml serve exited:\n{log.read_text()[-3000:]}")
-            with urllib.request.urlopen(service.url + "/readyz", timeout=2) as response:
-                return bool(response.status == 200)
+            return answers(service.url + "/readyz")
 
         wait_until(ready, 90, "bentoml serve")
         yield service

@@ -20,7 +20,10 @@ DEPLOY = ROOT / "deploy"
 def compose_config(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(COMPOSE_BINARY), "-f", str(path), *extra, "config", "-q"],
-        cwd=path.parent, capture_output=True, text=True, timeout=60,
+        cwd=path.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -32,8 +35,16 @@ def test_compose_file_is_valid(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "complaint"),
     [
-        ("condition: service_healthy\n    healthcheck:\n      test: [\"CMD\", \"python\"", "condition: service_healthy\n    healthcheck:\n      tset: [\"CMD\", \"python\"", "tset"),
-        ("      redis:\n        condition: service_healthy", "      cache:\n        condition: service_healthy", "cache"),
+        (
+            'condition: service_healthy\n    healthcheck:\n      test: ["CMD", "python"',
+            'condition: service_healthy\n    healthcheck:\n      tset: ["CMD", "python"',
+            "tset",
+        ),
+        (
+            "      redis:\n        condition: service_healthy",
+            "      cache:\n        condition: service_healthy",
+            "cache",
+        ),
         ("  redis-data:\n", "", "redis-data"),
     ],
 )
@@ -68,11 +79,17 @@ def test_every_setting_in_compose_is_documented_in_env_example() -> None:
     import re
 
     used = set(re.findall(r"\$\{([A-Z_]+):-", (ROOT / "docker-compose.yml").read_text()))
-    documented = {line.split("=")[0] for line in (ROOT / ".env.example").read_text().splitlines() if "=" in line and not line.startswith("#")}
+    documented = {
+        line.split("=")[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
     assert used == documented
 
 
-@pytest.mark.parametrize(("kind", "path"), [("config", "prometheus/prometheus.yml"), ("rules", "prometheus/alerts.yml")])
+@pytest.mark.parametrize(
+    ("kind", "path"), [("config", "prometheus/prometheus.yml"), ("rules", "prometheus/alerts.yml")]
+)
 def test_promtool_accepts_the_committed_files(kind: str, path: str) -> None:
     done = subprocess.run(["promtool", "check", kind, str(DEPLOY / path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -93,8 +110,12 @@ def dashboard_queries() -> list[str]:
 def test_dashboard_parses_and_covers_what_operators_watch() -> None:
     queries = " ".join(dashboard_queries())
     for metric in (
-        "bentoml_service_request_total", "bentoml_service_request_duration_seconds_bucket", "seqcast_batch_size_bucket",
-        "seqcast_forward_duration_seconds_bucket", "seqcast_sessions_active", "seqcast_sessions_total",
+        "bentoml_service_request_total",
+        "bentoml_service_request_duration_seconds_bucket",
+        "seqcast_batch_size_bucket",
+        "seqcast_forward_duration_seconds_bucket",
+        "seqcast_sessions_active",
+        "seqcast_sessions_total",
         "seqcast_rejected_requests_total",
     ):
         assert metric in queries, metric
