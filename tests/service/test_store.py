@@ -134,3 +134,27 @@ def test_memory_store_evicts_the_least_recently_used() -> None:
         assert await store.count() == 3
 
     asyncio.run(scenario())
+
+
+def test_stores_report_what_they_drop_on_their_own(redis_url: str) -> None:
+    dropped: list[tuple[str, int]] = []
+    clock = Clock()
+    memory = MemoryStore(ttl_s=10, max_sessions=2, clock=clock, on_drop=lambda reason, n: dropped.append((reason, n)))
+
+    async def scenario() -> None:
+        for name in "abc":
+            await memory.put_if(name, b"x", 1, None)
+        clock.now = 11
+        assert await memory.count() == 0
+        shared = RedisStore(redis_url, ttl_s=0.2, on_drop=lambda reason, n: dropped.append((reason, n)))
+        await shared.client.flushdb()
+        await shared.put_if("a", b"x", 1, None)
+        await shared.put_if("b", b"x", 1, None)
+        await shared.delete("b")
+        assert await shared.count() == 1
+        await asyncio.sleep(0.3)
+        assert await shared.count() == 0
+        await shared.client.aclose()
+
+    asyncio.run(scenario())
+    assert dropped == [("evicted", 1), ("expired", 2), ("expired", 1)]
