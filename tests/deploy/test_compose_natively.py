@@ -38,7 +38,11 @@ def test_train_then_serve_as_compose_would(tmp_path: Path, redis_url: str) -> No
     runs = ["--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--checkpoint.dirpath", str(tmp_path / "ck")]
     job = subprocess.run(
         [sys.executable, "-m", "training.cli", *command[1:], "--data.path", str(data), *runs, *TINY],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert job.returncode == 0, job.stdout[-2000:] + job.stderr[-2000:]
     assert (models / "models" / "seqcast-forecaster" / "latest").exists()
