@@ -52,6 +52,11 @@ class ForecasterConfig:
     def outputs_per_step(self) -> int:
         return max(1, len(self.quantiles))
 
+    @property
+    def point_index(self) -> int:
+        """Which output is the point forecast: the quantile nearest the median, or the only one."""
+        return min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 0.5)) if self.quantiles else 0
+
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["quantiles"] = list(self.quantiles)

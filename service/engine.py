@@ -133,10 +133,10 @@ class Engine:
         sequences = [torch.from_numpy(p.inputs) for p in prepared]
         future = torch.from_numpy(np.stack([p.future for p in prepared]))
         forecast, new_state = self.model.forward_ragged(sequences, state, future)
-        stacked = torch.stack([s.transpose(0, 1) for s in new_state], dim=1)  # (B, tensors, layers, hidden)
+        after = torch.stack([s.transpose(0, 1) for s in new_state], dim=1).numpy()  # (B, tensors, layers, hidden)
         forecasts = self.checkpoint.scaling.unscale_target(forecast.numpy()).astype(np.float32)
-        finite = np.isfinite(forecasts).all(axis=(1, 2)) & np.isfinite(stacked.numpy()).all(axis=(1, 2, 3))
-        return RunResult(forecasts, stacked.numpy(), finite)
+        finite = np.isfinite(forecasts).all(axis=(1, 2)) & np.isfinite(after).all(axis=(1, 2, 3))
+        return RunResult(forecasts, after, np.asarray(finite, dtype=bool))
 
     @property
     def state_shape(self) -> tuple[int, int, int]:
@@ -145,8 +145,6 @@ class Engine:
     def answer(self, forecast: np.ndarray) -> ForecastFields:
         """Response fields for one (horizon, outputs) forecast."""
         quantiles = self.config.quantiles
-        if not quantiles:
-            return {"forecast": forecast[:, 0].tolist(), "quantiles": None, "model": self.tag}
-        mid = int(np.argmin([abs(q - 0.5) for q in quantiles]))
-        by_quantile = {f"{q:g}": forecast[:, i].tolist() for i, q in enumerate(quantiles)}
-        return {"forecast": forecast[:, mid].tolist(), "quantiles": by_quantile, "model": self.tag}
+        by_quantile = {f"{q:g}": forecast[:, i].tolist() for i, q in enumerate(quantiles)} if quantiles else None
+        point = forecast[:, self.config.point_index].tolist()
+        return {"forecast": point, "quantiles": by_quantile, "model": self.tag}

@@ -90,6 +90,13 @@ def _answer_spec(model: type[BaseModel], endpoint: str) -> type[bentoml.IODescri
     )
 
 
+def _answered(outcome: BaseModel | Rejection | None) -> BaseModel | Rejection:
+    """Every batch item is refused before the pass or answered by it; a gap is a bug, not a client's fault."""
+    if outcome is None:
+        raise RuntimeError("a batch item was neither refused nor answered")
+    return outcome
+
+
 @bentoml.service(name="seqcast", workers=settings.workers, traffic={"timeout": 60})
 class Seqcast:
     model_ref = bentoml.models.BentoModel(settings.model_tag)
@@ -128,25 +135,20 @@ class Seqcast:
     async def forecast(self, requests: one_or_many(ForecastRequest), /) -> list[Answer]:  # type: ignore[valid-type]
         """Forecasts from each given history, read from a zero state. Concurrent requests share one pass."""
         self._record_batch("forecast", requests)
-        answers: list[Answer] = []
+        outcomes: list[ForecastResponse | Rejection | None] = [None] * len(requests)
         ready: list[tuple[int, Prepared]] = []
         for index, request in enumerate(requests):
             try:
                 ready.append((index, self._prepare(request)))
-                answers.append(Answer(Rejection(500, "not run"), request._single))  # replaced below
             except RejectedRequest as rejected:
-                answers.append(Answer(rejected.rejection, request._single))
+                outcomes[index] = rejected.rejection
         if ready:
             with timed(FORWARD, "forecast", self.engine.tag):
                 result = self.engine.run([p for _, p in ready], [None] * len(ready))
             for k, (index, _) in enumerate(ready):
-                body = (
-                    ForecastResponse(**self.engine.answer(result.forecasts[k]))
-                    if result.finite[k]
-                    else result.rejection()
-                )
-                answers[index] = Answer(body, requests[index]._single)
-        return answers
+                answer = self.engine.answer(result.forecasts[k])
+                outcomes[index] = ForecastResponse(**answer) if result.finite[k] else result.rejection()
+        return [Answer(_answered(o), request._single) for o, request in zip(outcomes, requests, strict=True)]
 
     @bentoml.api(output_spec=_answer_spec(SessionResponse, "open"))
     async def open(self, request: OpenRequest, /) -> Answer:

@@ -90,13 +90,9 @@ def forecast_series(
     )
 
 
-def _median_index(quantiles: tuple[float, ...]) -> int:
-    return int(np.argmin([abs(q - 0.5) for q in quantiles])) if quantiles else 0
-
-
 def build_report(checkpoint: Checkpoint, forecasts: list[SeriesForecasts]) -> dict[str, Any]:
     quantiles = checkpoint.config.quantiles
-    mid = _median_index(quantiles)
+    mid = checkpoint.config.point_index
     actual = np.concatenate([f.actual for f in forecasts])
     scale = np.concatenate([np.full(len(f.origins), f.mase_scale) for f in forecasts])
     methods: dict[str, dict[str, float]] = {}

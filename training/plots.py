@@ -10,14 +10,15 @@ matplotlib.use("Agg")  # files only; training machines have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from models.forecaster import ForecasterConfig  # noqa: E402
 from training.evaluate import SeriesForecasts  # noqa: E402
 
 
-def plot_forecasts(forecasts: SeriesForecasts, quantiles: tuple[float, ...], path: Path, origins: int = 7) -> None:
+def plot_forecasts(forecasts: SeriesForecasts, config: ForecasterConfig, path: Path, origins: int = 7) -> None:
     """The last ``origins`` test forecasts laid end to end over the actual series."""
     chosen = np.arange(max(0, len(forecasts.origins) - origins), len(forecasts.origins))
     horizon = forecasts.actual.shape[1]
-    mid = int(np.argmin([abs(q - 0.5) for q in quantiles])) if quantiles else 0
+    quantiles, mid = config.quantiles, config.point_index
     fig, ax = plt.subplots(figsize=(14, 4.5))
     stamps = forecasts.series.timestamps
     for n, i in enumerate(chosen):
