@@ -71,6 +71,18 @@ def _check_range(field: str, scaled: np.ndarray, raw: np.ndarray) -> None:
         raise _bad(field, f"value {raw[at]:g} at {list(at)} is far outside the training data's range")
 
 
+# Calendar features come from nanosecond timestamps, which end in April 2262.
+LATEST_NS = pd.Timestamp.max.value
+
+
+def _nanoseconds(start: datetime) -> int:
+    stamp = pd.Timestamp(start)
+    try:
+        return int((stamp.tz_localize(None) if stamp.tzinfo else stamp).as_unit("ns").value)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        raise _bad("start", f"must lie between {pd.Timestamp.min:%Y-%m-%d} and {pd.Timestamp.max:%Y-%m-%d}") from None
+
+
 class Engine:
     def __init__(self, checkpoint: Checkpoint, tag: str, max_history: int = 20_000, max_observe: int = 2_000) -> None:
         self.checkpoint = checkpoint
@@ -101,6 +113,8 @@ class Engine:
         past = _rows("covariates", covariates, n, self.spec.covariates, "value")
         stamps = None
         if self.spec.calendar:
+            if first_time + self.step_ns * (n + self.config.horizon) > LATEST_NS:
+                raise _bad(field, f"its timestamps and the forecast's would pass {pd.Timestamp.max:%Y-%m-%d}")
             stamps = pd.DatetimeIndex(first_time + self.step_ns * np.arange(n))
         with np.errstate(over="ignore"):  # an overflow to inf is caught and named just below
             inputs = encode_inputs(self.spec, self.checkpoint.scaling, target, past, stamps)
@@ -116,7 +130,7 @@ class Engine:
         if self.spec.calendar:
             if start is None:
                 raise _bad("start", f"required: the model derives {', '.join(self.spec.calendar)} from timestamps")
-            first_time = pd.Timestamp(start).tz_localize(None).value if start.tzinfo else pd.Timestamp(start).value
+            first_time = _nanoseconds(start)
         return self._encode("history", history, self.max_history, covariates, first_time, future)
 
     def prepare_observe(

@@ -138,9 +138,13 @@ class Rejection:
         """A bounded label for metrics."""
         if self.status == 409:
             return "seq_conflict" if self.field == "seq" else "stale_session"
-        return {400: "bad_input", 404: "unknown_session", 413: "body_too_large", 422: "non_finite_forecast"}.get(
-            self.status, "other"
-        )
+        return {
+            400: "bad_input",
+            404: "unknown_session",
+            413: "body_too_large",
+            422: "non_finite_forecast",
+            503: "store_unavailable",
+        }.get(self.status, "other")
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.error}

@@ -13,10 +13,12 @@ from typing import Any
 
 import bentoml
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from pydantic_core import InitErrorDetails
 from starlette.responses import Response
 
 from models.checkpoint import PUBLISHED_FILE, load_checkpoint
+from service.api_key import ApiKey
 from service.body_limit import BodyLimit
 from service.engine import Engine, Prepared
 from service.metrics import BATCH_SIZE, BATCH_WAIT, FORWARD, REJECTED, SESSIONS, active_sessions_gauge, timed
@@ -36,7 +38,7 @@ from service.schemas import (
 )
 from service.sessions import Sessions
 from service.settings import Settings
-from service.store import open_store
+from service.store import StoreUnavailable, open_store
 
 settings = Settings()  # read at import, so a bad setting stops `bentoml serve` before it listens
 ACTIVE_SESSIONS = active_sessions_gauge(shared_store=settings.session_store != "memory")
@@ -88,6 +90,11 @@ def _answer_spec(model: type[BaseModel], endpoint: str) -> type[bentoml.IODescri
         (model, bentoml.IODescriptor),
         {"to_http_response": classmethod(to_http_response), "__module__": __name__},
     )
+
+
+def _unavailable(error: StoreUnavailable) -> Rejection:
+    # 503 tells clients and load balancers to retry; a retried observe is never applied twice (see sessions).
+    return Rejection(503, f"session_store: unavailable, retry shortly ({error})", "session_store")
 
 
 def _answered(outcome: BaseModel | Rejection | None) -> BaseModel | Rejection:
@@ -157,21 +164,30 @@ class Seqcast:
             prepared = self._prepare(request)
         except RejectedRequest as rejected:
             return Answer(rejected.rejection)
-        return Answer(await self.sessions.open(prepared))
+        try:
+            return Answer(await self.sessions.open(prepared))
+        except StoreUnavailable as error:
+            return Answer(_unavailable(error))
 
     @bentoml.api(output_spec=_answer_spec(SessionResponse, "observe"), **BATCHED)
     async def observe(self, requests: one_or_many(ObserveRequest), /) -> list[Answer]:  # type: ignore[valid-type]
         """Advances each session by its new values only. Observes of different sessions share one pass; several
         of one session in a batch are applied in arrival order."""
         self._record_batch("observe", requests)
-        outcomes = await self.sessions.observe(requests)
+        try:
+            outcomes = await self.sessions.observe(requests)
+        except StoreUnavailable as error:
+            outcomes = [_unavailable(error)] * len(requests)
         return [Answer(outcome, request._single) for outcome, request in zip(outcomes, requests, strict=True)]
 
     # Not named `close`: BentoML's in-process client of the service has a close() of its own.
     @bentoml.api(route="/close", output_spec=_answer_spec(CloseResponse, "close"))
     async def close_session(self, request: CloseRequest, /) -> Answer:
         """Ends a session and forgets its state."""
-        return Answer(await self.sessions.close(request.session_id))
+        try:
+            return Answer(await self.sessions.close(request.session_id))
+        except StoreUnavailable as error:
+            return Answer(_unavailable(error))
 
     @bentoml.api
     def info(self) -> InfoResponse:
@@ -193,4 +209,28 @@ class Seqcast:
         )
 
 
+def _invalid_json_is_a_400(spec: type[bentoml.IODescriptor]) -> None:
+    """BentoML parses a root input with json.loads and answers a malformed body with a 500; this endpoint's
+    own spec is taught to raise the validation error that BentoML answers with a 400 naming the problem."""
+    parse = spec.model_validate_json
+
+    def model_validate_json(cls: type, data: str | bytes | bytearray, **kwargs: Any) -> Any:
+        try:
+            return parse(data, **kwargs)
+        except json.JSONDecodeError as error:
+            detail = InitErrorDetails(
+                type="json_invalid", loc=("body",), input=str(data[:64]), ctx={"error": str(error)}
+            )
+            raise ValidationError.from_exception_data("request body", [detail]) from None
+
+    spec.model_validate_json = classmethod(model_validate_json)  # type: ignore[assignment, method-assign]
+
+
+for _api in Seqcast.apis.values():  # type: ignore[attr-defined]
+    if getattr(_api.input_spec, "__root_input__", False):
+        _invalid_json_is_a_400(_api.input_spec)
+
+# The first middleware added is the outermost: a request without the key is refused before its body is read.
+if settings.api_key is not None:
+    Seqcast.add_asgi_middleware(ApiKey, key=settings.api_key.get_secret_value())  # type: ignore[attr-defined]
 Seqcast.add_asgi_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     max_history: int = Field(default=20_000, gt=0)  # longest history /forecast and /open accept
     max_observe: int = Field(default=2_000, gt=0)  # most new values one /observe accepts
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)  # larger request bodies get 413
+    # When set, every route but health, metrics and /docs needs `Authorization: Bearer <key>` (or `X-API-Key`).
+    api_key: SecretStr | None = None
     workers: int = Field(default=1, gt=0)
     max_batch_size: int = Field(default=64, gt=1)  # adaptive batching: most requests merged into one forward pass
     max_latency_ms: int = Field(default=2_000, gt=0)  # adaptive batching sheds a request predicted to wait longer (503)

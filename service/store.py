@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 import redis.asyncio as redis
 
 # Told how many sessions the store dropped on its own, and why ("expired" or "evicted").
 DropListener = Callable[[str, int], None]
+
+
+T = TypeVar("T")
+
+
+class StoreUnavailable(Exception):
+    """The session store did not answer. Nothing is known to have changed, so the request may be retried: a
+    retried observe that had been applied after all is recognised by its seq and body and answered again."""
 
 
 def _ignore(reason: str, count: int) -> None:
@@ -142,31 +150,48 @@ class RedisStore:
         self.on_drop = on_drop
         self._put_if = self.client.register_script(_PUT_IF)
 
+    @staticmethod
+    async def _answer(call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except redis.RedisError as error:
+            raise StoreUnavailable(f"Redis did not answer: {error}") from error
+
+    async def _pipeline(self, transaction: bool, queue: Callable[[redis.client.Pipeline], None]) -> list:
+        async with self.client.pipeline(transaction=transaction) as pipe:
+            queue(pipe)
+            return list(await self._answer(pipe.execute()))
+
     async def get_many(self, session_ids: list[str]) -> list[bytes | None]:
-        async with self.client.pipeline(transaction=False) as pipe:
+        def queue(pipe: redis.client.Pipeline) -> None:
             for session_id in session_ids:
                 pipe.hget(self.PREFIX + session_id, "record")
-            return list(await pipe.execute())
+
+        return await self._pipeline(False, queue)
 
     async def put_if(self, session_id: str, record: bytes, seq: int, expected_seq: int | None) -> bool:
         expected = "" if expected_seq is None else str(expected_seq)
         expires_ms = int(time.time() * 1000) + self.ttl_ms
         keys = [self.PREFIX + session_id, self.INDEX]
-        done = await self._put_if(keys=keys, args=[expected, seq, record, self.ttl_ms, expires_ms, session_id])
+        done = await self._answer(
+            self._put_if(keys=keys, args=[expected, seq, record, self.ttl_ms, expires_ms, session_id])
+        )
         return bool(done)
 
     async def delete(self, session_id: str) -> bool:
-        async with self.client.pipeline(transaction=True) as pipe:
+        def queue(pipe: redis.client.Pipeline) -> None:
             pipe.delete(self.PREFIX + session_id)
             pipe.zrem(self.INDEX, session_id)
-            deleted, _ = await pipe.execute()
+
+        deleted, _ = await self._pipeline(True, queue)
         return bool(deleted)
 
     async def count(self) -> int:
-        async with self.client.pipeline(transaction=True) as pipe:
+        def queue(pipe: redis.client.Pipeline) -> None:
             pipe.zremrangebyscore(self.INDEX, "-inf", int(time.time() * 1000))
             pipe.zcard(self.INDEX)
-            expired, held = await pipe.execute()
+
+        expired, held = await self._pipeline(True, queue)
         if expired:
             self.on_drop("expired", int(expired))
         return int(held)

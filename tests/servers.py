@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from tests.conftest import ROOT
 
 
@@ -67,13 +69,24 @@ class Service:
         self.process, self.url, self.log = process, url, log
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        """SIGTERM shuts down gracefully; SIGKILL kills every process of the service at once, workers included
+        (BentoML starts each worker in a session of its own, so signalling the process group misses them)."""
+        if self.process.poll() is not None:
+            return
+        if sig == signal.SIGKILL:
+            self._kill_all()
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self._kill_all()
+
+    def _kill_all(self) -> None:
+        root = psutil.Process(self.process.pid)
+        for process in [root, *root.children(recursive=True)]:
+            process.kill()
+        self.process.wait(timeout=10)
 
 
 @contextmanager

@@ -7,6 +7,7 @@ part, writes the report and plots into the run folder and exports it to the Bent
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -17,7 +18,7 @@ from models.checkpoint import Checkpoint, save_checkpoint
 from models.features import future_width, input_width
 from training.datamodule import SeriesDataModule
 from training.evaluate import evaluate, season_length
-from training.task import ForecastTask
+from training.task import ForecastTask, NonFiniteLoss
 
 
 def checkpoint_from_lightning(path: str | Path) -> Checkpoint:
@@ -66,6 +67,9 @@ class SeqcastCLI(LightningCLI):
             }
         )
         parser.add_argument("--export", type=bool, default=True, help="publish the best checkpoint to BentoML")
+        parser.add_argument(
+            "--force_export", type=bool, default=False, help="publish even if it does not beat seasonal naive"
+        )
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -82,14 +86,23 @@ class SeqcastCLI(LightningCLI):
         print(f"evaluated {best} on {report['origins']} test origins; report in {out}")  # noqa: T201
         for name, values in metrics.items():  # type: ignore[attr-defined]
             print(f"  {name:>15}: MAPE {values['mape']:6.2f}%  MASE {values['mase']:.3f}  MAE {values['mae']:.4f}")  # noqa: T201
-        if self.config[self.subcommand]["export"]:
-            from training.export import export_to_bentoml
+        options = self.config[self.subcommand]
+        if options["export"]:
+            from training.export import ExportRefused, check_beats_seasonal_naive, export_to_bentoml
 
+            try:
+                if not options["force_export"]:
+                    check_beats_seasonal_naive(report)
+            except ExportRefused as refused:
+                sys.exit(f"not exported: {refused}")
             print(f"exported {export_to_bentoml(checkpoint, report)}")  # noqa: T201
 
 
 def main() -> None:
-    SeqcastCLI(ForecastTask, SeriesDataModule, save_config_kwargs={"overwrite": True})
+    try:
+        SeqcastCLI(ForecastTask, SeriesDataModule, save_config_kwargs={"overwrite": True})
+    except NonFiniteLoss as error:
+        sys.exit(f"training stopped: {error}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from models.features import FeatureSpec, Scaling, encode_inputs
 from training.data import DataError, FillPolicy, Series, read_frame, split_series
+from training.sampling import EpochShuffle
 
 
 @dataclass(frozen=True)
@@ -195,11 +196,16 @@ class SeriesDataModule(L.LightningDataModule):
             spans.append(Span(index, start, part.end - 1 - start, part.start - 1, part))
         return ChunkDataset(self.inputs, self.features.known_ahead_columns, self.scaled_targets, spans, self.horizon)
 
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
     def train_dataloader(self) -> DataLoader[Item]:
+        # initial_seed is the run's seed (seed_everything), the same when a run resumes.
+        dataset = self.train_dataset()
         return DataLoader(
-            self.train_dataset(),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=EpochShuffle(len(dataset), torch.initial_seed(), self._epoch),
             drop_last=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

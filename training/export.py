@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import bentoml
 
 from models.checkpoint import FORMAT_VERSION, PUBLISHED_FILE, PUBLISHED_NAME, Checkpoint, save_checkpoint
+
+
+class ExportRefused(Exception):
+    """The evaluated model does not beat seasonal naive, so serving it would do worse than repeating the past."""
+
+
+def check_beats_seasonal_naive(report: dict[str, Any]) -> None:
+    """Raises ExportRefused unless both ways of forecasting (windowed and streaming) beat seasonal naive's MASE."""
+    metrics = report["metrics"]
+    baseline = metrics["seasonal_naive"]["mase"]
+    for name in ("windowed", "streaming"):
+        mase = metrics[name]["mase"]
+        if not math.isfinite(mase) or mase >= baseline:
+            raise ExportRefused(
+                f"{name} test MASE {mase:.3f} is not better than seasonal naive's {baseline:.3f}; "
+                "train longer or fix the data, or pass --force_export true to publish it anyway"
+            )
 
 
 def export_to_bentoml(checkpoint: Checkpoint, report: dict[str, Any]) -> str:

@@ -21,6 +21,10 @@ def pinball_loss(forecast: torch.Tensor, target: torch.Tensor, quantiles: torch.
     return torch.maximum(quantiles * error, (quantiles - 1) * error).mean(-1)
 
 
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN or infinite loss; the run stops before any weights are updated with it."""
+
+
 class ForecastTask(L.LightningModule):
     def __init__(
         self,
@@ -56,8 +60,21 @@ class ForecastTask(L.LightningModule):
             elementwise = (forecast.squeeze(-1) - targets).abs()
         return (elementwise * mask).sum() / mask.sum().clamp(min=1)
 
+    def on_fit_start(self) -> None:
+        self._seed = torch.initial_seed()  # the run's seed (seed_everything), the same when a run resumes
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        # Dropout draws from the global stream; seeding it per step makes a resumed run repeat the masks an
+        # uninterrupted run would have drawn, so both end with the same weights.
+        torch.manual_seed(self._seed + self.global_step)
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = self.masked_loss(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(
+                f"train_loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}: stopped "
+                "before the weights took it; nothing is exported. Lower model.lr or check the data's scale."
+            )
         self.log("train_loss", loss, prog_bar=True)
         return loss
 

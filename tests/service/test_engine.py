@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.service.bodies import make_engine as _engine
+from service.schemas import RejectedRequest
+from tests.service.bodies import make_engine
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_open_then_observe_equals_one_pass_over_many_random_splits(cell: str) -> None:
-    engine = _engine(cell)
+    engine = make_engine(cell)
     rng = np.random.default_rng(1)
     start = pd.Timestamp("2024-05-03 21:00").to_pydatetime()
     for _ in range(60):
@@ -33,7 +36,7 @@ def test_open_then_observe_equals_one_pass_over_many_random_splits(cell: str) ->
 
 
 def test_a_ragged_batch_answers_each_request_as_if_alone() -> None:
-    engine = _engine("lstm")
+    engine = make_engine("lstm")
     rng = np.random.default_rng(2)
     start = pd.Timestamp("2024-05-03").to_pydatetime()
     requests = [
@@ -47,7 +50,7 @@ def test_a_ragged_batch_answers_each_request_as_if_alone() -> None:
 
 
 def test_quantile_answer_names_each_quantile_and_uses_the_median_as_the_point() -> None:
-    engine = _engine("gru")
+    engine = make_engine("gru")
     forecast = np.arange(18, dtype=np.float32).reshape(6, 3)
     answer = engine.answer(forecast)
     assert answer["forecast"] == forecast[:, 1].tolist()
@@ -56,3 +59,20 @@ def test_quantile_answer_names_each_quantile_and_uses_the_median_as_the_point() 
         "0.5": forecast[:, 1].tolist(),
         "0.9": forecast[:, 2].tolist(),
     }
+
+
+def test_timestamps_past_what_pandas_can_hold_are_refused_naming_the_field() -> None:
+    engine = make_engine()
+    rows, future = [[0.0, 0.0]] * 3, [[1.0]] * 6
+    with pytest.raises(RejectedRequest) as beyond:
+        engine.prepare_history([1.0] * 3, rows, datetime(2263, 1, 1), future)
+    assert beyond.value.rejection.field == "start" and "2262" in beyond.value.rejection.error
+    # A start that fits, but whose forecast steps would not: refused before any timestamp overflows.
+    late = (pd.Timestamp.max - pd.Timedelta("1h")).to_pydatetime()
+    with pytest.raises(RejectedRequest) as overflow:
+        engine.prepare_history([1.0] * 3, rows, late, future)
+    assert overflow.value.rejection.field == "history"
+    near_end = engine.prepare_history([1.0] * 3, rows, datetime(2262, 4, 1), future)
+    with pytest.raises(RejectedRequest) as session_end:
+        engine.prepare_observe([1.0] * 1000, [[0.0, 0.0]] * 1000, near_end.next_time, future)
+    assert session_end.value.rejection.field == "values"

@@ -208,3 +208,10 @@ def test_health_and_metrics_stay(client: httpx.Client) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     assert "bentoml_service_request_duration_seconds" in client.get("/metrics").text
+
+
+@pytest.mark.parametrize("path", ["/forecast", "/open", "/observe", "/close"])
+def test_a_body_that_is_not_json_gets_400(client: httpx.Client, path: str) -> None:
+    refused = client.post(path, content=b"\x00{", headers={"content-type": "application/json"})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["detail"][0]["type"] == "json_invalid"

@@ -14,7 +14,7 @@ from tests.conftest import run_training as train
 
 
 def test_fit_evaluates_the_best_checkpoint_and_exports_it(tmp_path: Path) -> None:
-    done = train(tmp_path, "--trainer.max_epochs", "3")
+    done = train(tmp_path, "--trainer.max_epochs", "3", "--force_export", "true")
     run = tmp_path / "runs" / "gru" / "version_0"
     report = json.loads((run / "report.json").read_text())
     assert set(report["metrics"]) == {"windowed", "streaming", "naive", "seasonal_naive"}
@@ -33,6 +33,18 @@ def test_fit_evaluates_the_best_checkpoint_and_exports_it(tmp_path: Path) -> Non
     assert len(best) == 1
     lightning_state = torch.load(best[0], map_location="cpu", weights_only=True)["state_dict"]
     torch.testing.assert_close(stored.state_dict["rnn.weight_hh_l0"], lightning_state["network.rnn.weight_hh_l0"])
+
+
+def test_a_model_worse_than_seasonal_naive_is_not_exported_unless_forced(tmp_path: Path) -> None:
+    refused = train(tmp_path, "--trainer.max_epochs", "1", check=False)
+    assert refused.returncode != 0
+    assert "not exported: windowed test MASE" in refused.stderr and "seasonal naive" in refused.stderr
+    report = json.loads((tmp_path / "runs" / "gru" / "version_0" / "report.json").read_text())
+    assert report["metrics"]["windowed"]["mase"] >= report["metrics"]["seasonal_naive"]["mase"]
+    assert not list((tmp_path / "bentoml").glob("models/*/*/checkpoint.pt"))
+    forced = train(tmp_path, "--trainer.max_epochs", "1", "--force_export", "true")
+    assert "exported seqcast-forecaster:" in forced.stdout
+    assert len(list((tmp_path / "bentoml").glob("models/*/*/checkpoint.pt"))) == 1
 
 
 def test_fit_resumes_from_the_last_checkpoint(tmp_path: Path) -> None:
