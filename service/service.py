@@ -217,7 +217,7 @@ def _invalid_json_is_a_400(spec: type[bentoml.IODescriptor]) -> None:
     def model_validate_json(cls: type, data: str | bytes | bytearray, **kwargs: Any) -> Any:
         try:
             return parse(data, **kwargs)
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             detail = InitErrorDetails(
                 type="json_invalid", loc=("body",), input=str(data[:64]), ctx={"error": str(error)}
             )

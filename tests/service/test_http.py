@@ -210,8 +210,9 @@ def test_health_and_metrics_stay(client: httpx.Client) -> None:
     assert "bentoml_service_request_duration_seconds" in client.get("/metrics").text
 
 
+@pytest.mark.parametrize("body", [b"\x00{", b"\xff"], ids=["not-json", "not-utf8"])
 @pytest.mark.parametrize("path", ["/forecast", "/open", "/observe", "/close"])
-def test_a_body_that_is_not_json_gets_400(client: httpx.Client, path: str) -> None:
-    refused = client.post(path, content=b"\x00{", headers={"content-type": "application/json"})
+def test_a_body_that_is_not_json_gets_400(client: httpx.Client, path: str, body: bytes) -> None:
+    refused = client.post(path, content=body, headers={"content-type": "application/json"})
     assert refused.status_code == 400, refused.text
     assert refused.json()["detail"][0]["type"] == "json_invalid"
