@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.servers import bentoml_serve
@@ -71,3 +73,27 @@ def test_oversized_bodies_get_413_whether_declared_or_chunked(small: httpx.Clien
 
     chunked = small.post("/forecast", content=chunks(), headers={"content-type": "application/json"})
     assert chunked.status_code == 413
+
+
+def _metric(client: httpx.Client, prefix: str) -> float:
+    lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(prefix)]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+def test_a_flood_of_opens_stays_within_the_session_bound_and_counts_evictions(small: httpx.Client) -> None:
+    evicted_before = _metric(small, 'seqcast_sessions_total{event="evicted"')
+    ids = {_open(small) for _ in range(60)}
+    assert len(ids) == 60
+    assert _metric(small, 'seqcast_sessions_total{event="evicted"') - evicted_before >= 57
+    assert _metric(small, "seqcast_sessions_active{") == 3
+    held = [sid for sid in ids if small.post("/close", json={"session_id": sid}).status_code == 200]
+    assert len(held) == 3
+
+
+def test_session_ids_carry_128_random_bits(small: httpx.Client) -> None:
+    ids = [_open(small) for _ in range(20)]
+    raw = [base64.urlsafe_b64decode(sid + "==") for sid in ids]
+    assert {len(r) for r in raw} == {16} and len(set(raw)) == 20
+    # Random bits, not a counter or a timestamp: about half of them are set.
+    bits = np.unpackbits(np.frombuffer(b"".join(raw), dtype=np.uint8).reshape(20, 16), axis=1)
+    assert 0.2 < bits.mean() < 0.8
