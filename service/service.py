@@ -43,7 +43,7 @@ from service.store import StoreUnavailable, open_store
 settings = Settings()  # read at import, so a bad setting stops `bentoml serve` before it listens
 ACTIVE_SESSIONS = active_sessions_gauge(shared_store=settings.session_store != "memory")
 BATCHED: dict[str, Any] = {
-    "batchable": True,
+    "batchable": settings.batching,
     "max_batch_size": settings.max_batch_size,
     "max_latency_ms": settings.max_latency_ms,
 }
@@ -188,6 +188,15 @@ class Seqcast:
             return Answer(await self.sessions.close(request.session_id))
         except StoreUnavailable as error:
             return Answer(_unavailable(error))
+
+    if settings.noop_endpoint:
+
+        @bentoml.api(output_spec=_answer_spec(CloseResponse, "noop"), **BATCHED)
+        async def noop(self, requests: one_or_many(ObserveRequest), /) -> list[Answer]:  # type: ignore[valid-type]
+            """Parses and batches like /observe, then answers without touching model or store."""
+            return [
+                Answer(CloseResponse(session_id=r.session_id, seq=r.seq, closed=False), r._single) for r in requests
+            ]
 
     @bentoml.api
     def info(self) -> InfoResponse:

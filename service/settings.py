@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)  # larger request bodies get 413
     # When set, every route but health, metrics and /docs needs `Authorization: Bearer <key>` (or `X-API-Key`).
     api_key: SecretStr | None = None
+    noop_endpoint: bool = False  # serve /noop (parses an observe body, does nothing): BentoML's floor, for benchmarks
     workers: int = Field(default=1, gt=0)
+    batching: bool = True  # adaptive batching of /forecast and /observe; off, each request runs its own pass
     max_batch_size: int = Field(default=64, gt=1)  # adaptive batching: most requests merged into one forward pass
     max_latency_ms: int = Field(default=2_000, gt=0)  # adaptive batching sheds a request predicted to wait longer (503)
 

@@ -123,7 +123,7 @@ def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests.servers import redis_server
+    from bench.servers import redis_server
 
     with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from bench.servers import bentoml_serve, free_port
 from tests.conftest import ROOT, SMALL, synthetic_frame
-from tests.servers import bentoml_serve, free_port
 
 # Data and size overrides appended to the train command, so the job fits in a test.
 TINY = ["--trainer.max_epochs", "1", "--trainer.max_time", "null", *SMALL]

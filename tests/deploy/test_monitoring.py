@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import yaml
 
+from bench.servers import Service, answers, bentoml_serve, free_port, wait_until
 from tests.conftest import ROOT
 from tests.deploy.test_files import dashboard_queries
-from tests.servers import Service, answers, bentoml_serve, free_port, wait_until
 from tests.service.bodies import history_body, observe_body, series
 
 SESSIONS = 24

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import Service, bentoml_serve
+from bench.servers import Service, bentoml_serve
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import bentoml_serve
+from bench.servers import bentoml_serve
 from tests.service.bodies import history_body, series
 
 KEY = "k3y-" + "x" * 28

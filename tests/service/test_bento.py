@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.servers import bentoml_serve
 from tests.conftest import ROOT
-from tests.servers import bentoml_serve
 from tests.service.bodies import history_body, series
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import bentoml_serve, free_port, redis_server
+from bench.servers import bentoml_serve, free_port, redis_server
 from tests.service.retrying import RetryingLoad, stored_engine
 
 pytestmark = pytest.mark.timeout(600)

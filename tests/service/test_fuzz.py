@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.servers import bentoml_serve
+from bench.servers import bentoml_serve
 
 EXAMPLES = 60  # per endpoint and mode: enough to hit every field's bad shapes, a few seconds each
 

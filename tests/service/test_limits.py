@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.servers import bentoml_serve
+from bench.servers import bentoml_serve
 from tests.service.bodies import history_body, observe_body, series
 
 

@@ -10,8 +10,8 @@ import httpx
 import numpy as np
 import pytest
 
+from bench.servers import bentoml_serve, free_port
 from tests.conftest import run_training
-from tests.servers import bentoml_serve, free_port
 from tests.service.bodies import history_body, observe_body, series
 
 

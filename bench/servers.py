@@ -1,4 +1,5 @@
-"""Real servers for tests: redis-server and `bentoml serve`, each on a free loopback port, stopped afterwards."""
+"""Real servers for tests and benchmarks: redis-server and `bentoml serve`, each on a free loopback port, stopped
+afterwards."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import ROOT
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -43,6 +44,11 @@ def answers(url: str) -> bool:
         return bool(response.status == 200)
 
 
+def _accepts(port: int) -> bool:
+    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    return True
+
+
 @contextmanager
 def redis_server(workdir: Path, appendonly: bool = False, port: int | None = None) -> Iterator[str]:
     """A redis-server of its own; yields its URL."""
@@ -55,7 +61,7 @@ def redis_server(workdir: Path, appendonly: bool = False, port: int | None = Non
     command += ["--appendonly", "yes" if appendonly else "no", "--protected-mode", "no"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5).close() or True, 10, "redis")
+        wait_until(lambda: _accepts(port), 10, "redis")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()

@@ -1,0 +1,53 @@
+"""``seqcast-bench``: each subcommand measures one thing, prints a table, and writes JSON and a PNG to --out."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="seqcast-bench", description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where JSON and plots go")
+    commands = parser.add_subparsers(dest="command", required=True)
+    streaming = commands.add_parser("streaming", help="/observe with a kept session vs /forecast of the history")
+    streaming.add_argument("--lengths", type=_ints, default=[100, 1_000, 10_000])
+    streaming.add_argument("--repeats", type=int, default=50)
+    memory = commands.add_parser("memory", help="memory per open session, in-process store and Redis")
+    memory.add_argument("--sessions", type=_ints, default=[0, 10_000, 100_000])
+    memory.add_argument("--history", type=int, default=8, help="values each session is opened with")
+    serve = commands.add_parser("serve", help="req/s and latency of /forecast and /observe vs /noop and in-process")
+    serve.add_argument("--sizes", default="small,large", help="comma-separated: small, large")
+    serve.add_argument("--clients", type=_ints, default=[1, 8, 64])
+    serve.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    soak = commands.add_parser("soak", help="many clients observing for minutes: errors and memory over time")
+    soak.add_argument("--clients", type=int, default=200)
+    soak.add_argument("--seconds", type=float, default=600.0)
+    soak.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    if args.command == "streaming":
+        from bench import streaming as streaming_bench
+
+        streaming_bench.run(args.lengths, args.repeats, args.out).show(args.out)
+    elif args.command == "memory":
+        from bench import memory as memory_bench
+
+        memory_bench.run(args.sessions, args.history, args.out).show(args.out)
+    elif args.command == "serve":
+        from bench import serve as serve_bench
+
+        sizes = [serve_bench.SIZES[name] for name in args.sizes.split(",")]
+        serve_bench.run(sizes, args.clients, args.seconds, args.out).show(args.out)
+    elif args.command == "soak":
+        from bench import soak as soak_bench
+
+        soak_bench.run(args.clients, args.seconds, args.workers, args.out).show(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""A closed-loop HTTP load generator, run as its own process so it does not share an interpreter with what it
+measures: ``concurrency`` clients each send one request, wait for the answer, and send the next, until time is
+up. Prints one JSON line: requests, errors, requests/s and latency percentiles in ms.
+
+    python -m bench.load URL forecast|observe|noop --concurrency 8 --seconds 5 --history 336
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench.workload import history_body, observe_body
+
+
+async def _client(
+    http: httpx.AsyncClient, kind: str, history: int, offset: int, deadline: float, latencies: list[float]
+) -> int:
+    errors = 0
+    body: dict[str, Any] = history_body(history, offset)
+    session, seq = "", 0
+    if kind in ("observe", "noop"):
+        opened = (await http.post("/open", json=body)).raise_for_status().json()
+        session, seq = opened["session_id"], opened["seq"]
+    while time.perf_counter() < deadline:
+        if kind != "forecast":
+            body = observe_body(session, seq, offset)
+        start = time.perf_counter()
+        answer = await http.post(f"/{kind}", json=body)
+        latencies.append(time.perf_counter() - start)
+        if answer.status_code != 200:
+            errors += 1
+        elif kind == "observe":
+            seq = answer.json()["seq"]
+    return errors
+
+
+async def measure(url: str, kind: str, concurrency: int, seconds: float, history: int) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+        # A short warm-up outside the measurement: connections, first-call allocations, the batcher's estimates.
+        warm: list[float] = []
+        await asyncio.gather(
+            *(_client(http, kind, history, 7 * k, time.perf_counter() + 1, warm) for k in range(concurrency))
+        )
+        latencies: list[float] = []
+        started = time.perf_counter()
+        deadline = started + seconds
+        errors = await asyncio.gather(
+            *(_client(http, kind, history, 7 * k, deadline, latencies) for k in range(concurrency))
+        )
+        elapsed = time.perf_counter() - started
+    ms = 1000 * np.asarray(latencies)
+    return {
+        "requests": len(latencies),
+        "errors": int(sum(errors)),
+        "rps": len(latencies) / elapsed,
+        "p50": float(np.percentile(ms, 50)),
+        "p95": float(np.percentile(ms, 95)),
+        "p99": float(np.percentile(ms, 99)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("url")
+    parser.add_argument("kind", choices=["forecast", "observe", "noop"])
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--history", type=int, default=336)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(measure(args.url, args.kind, args.concurrency, args.seconds, args.history))))  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Serving throughput and latency of /forecast and /observe against a real `bentoml serve`, with adaptive
+batching on and off, next to two limits taken in the same run: the model called in-process, and /noop (the
+same service parsing and batching the same body, doing nothing: BentoML's own floor)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.report import Table, progress
+from bench.servers import bentoml_serve, redis_server
+from bench.workload import LARGE, SMALL, ModelSize, history_body, publish, random_checkpoint
+from service.engine import Engine, Prepared
+
+
+def load(url: str, kind: str, concurrency: int, seconds: float, history: int) -> dict[str, Any]:
+    """Runs bench.load in a process of its own and returns its measurements."""
+    command = [sys.executable, "-m", "bench.load", url, kind, "--concurrency", str(concurrency)]
+    command += ["--seconds", str(seconds), "--history", str(history)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def in_process_rps(size: ModelSize, kind: str, concurrency: int, seconds: float) -> float:
+    """Requests/s of the engine alone, each pass serving ``concurrency`` requests as one batch would."""
+    engine = Engine(random_checkpoint(size), "bench", max_history=max(size.history, 20_000))
+    body = history_body(size.history)
+    start = pd.Timestamp(body["start"]).to_pydatetime()
+    prepared = engine.prepare_history(body["history"], body["covariates"], start, body["future_covariates"])
+    state = engine.run([prepared], [None]).states[0]
+    step: Prepared = engine.prepare_observe(
+        body["history"][:1], body["covariates"][:1], prepared.next_time, body["future_covariates"]
+    )
+    batch = [prepared if kind == "forecast" else step] * concurrency
+    states = [None if kind == "forecast" else state] * concurrency
+    served, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        engine.run(batch, states)  # type: ignore[arg-type]
+        served += concurrency
+    return served / (time.perf_counter() - began)
+
+
+def run(sizes: list[ModelSize], concurrencies: list[int], seconds: float, out: Path) -> Table:
+    columns = ["model", "batching", "endpoint", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"]
+    table = Table("serve", columns + ["vs /noop", "vs in-process"])
+    with tempfile.TemporaryDirectory() as workdir, ExitStack() as stack:
+        home = Path(workdir)
+        redis_url = stack.enter_context(redis_server(home / "redis"))
+        for size in sizes:
+            tag = publish(home, size)
+            for batching in (True, False):
+                with bentoml_serve(
+                    home, home / "serve.log", model_tag=tag, noop_endpoint=True, batching=batching, max_history=20_000
+                ) as running:
+                    for clients in concurrencies:
+                        floor = load(running.url, "noop", clients, seconds, size.history)
+                        _add(table, size, batching, "/noop", clients, floor, floor["rps"], None)
+                        for kind in ("forecast", "observe"):
+                            measured = load(running.url, kind, clients, seconds, size.history)
+                            limit = in_process_rps(size, kind, clients, seconds / 2)
+                            _add(table, size, batching, f"/{kind}", clients, measured, floor["rps"], limit)
+                        progress(f"serve: {size.name}, batching {'on' if batching else 'off'}, {clients} clients")
+            # The session store's cost: /observe with one client over a Redis store.
+            with bentoml_serve(home, home / "serve.log", model_tag=tag, session_store=redis_url) as running:
+                measured = load(running.url, "observe", 1, seconds, size.history)
+                _add(table, size, True, "/observe (Redis)", 1, measured, None, None)
+            progress(f"serve: {size.name} with Redis")
+    table.notes.append(
+        f"Closed-loop clients in a separate process on loopback, {seconds:g} s per row after a 1 s warm-up; one "
+        "API worker with one torch thread; the load generator shares the machine's 2 cores. vs /noop: this row's "
+        "req/s over /noop's at the same clients and batching. vs in-process: over the engine alone serving the "
+        "same number of requests per pass."
+    )
+    return table
+
+
+def _add(
+    table: Table,
+    size: ModelSize,
+    batching: bool,
+    endpoint: str,
+    clients: int,
+    measured: dict[str, Any],
+    floor: float | None,
+    limit: float | None,
+) -> None:
+    rps = measured["rps"]
+    table.add(
+        size.name,
+        "on" if batching else "off",
+        endpoint,
+        clients,
+        round(rps),
+        measured["p50"],
+        measured["p95"],
+        measured["p99"],
+        measured["errors"],
+        f"{rps / floor:.0%}" if floor else "",
+        f"{rps / limit:.0%}" if limit else "",
+    )
+
+
+SIZES = {"small": SMALL, "large": LARGE}

@@ -1,0 +1,73 @@
+"""A bounded soak: many clients observing their sessions for minutes against a real `bentoml serve` over Redis,
+while the service's resident memory is sampled. Passes when no request failed and memory stayed flat."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import psutil
+
+from bench.report import Table, progress
+from bench.servers import bentoml_serve, redis_server
+from bench.workload import SMALL, publish
+
+
+def _resident_mib(pid: int) -> float:
+    root = psutil.Process(pid)
+    processes = [root, *root.children(recursive=True)]
+    return sum(p.memory_info().rss for p in processes if p.is_running()) / 2**20
+
+
+def run(clients: int, seconds: float, workers: int, out: Path) -> Table:
+    table = Table("soak", ["elapsed (s)", "service memory (MiB)"])
+    with tempfile.TemporaryDirectory() as workdir, ExitStack() as stack:
+        home = Path(workdir)
+        redis_url = stack.enter_context(redis_server(home / "redis"))
+        tag = publish(home, SMALL)
+        running = stack.enter_context(
+            bentoml_serve(home, home / "serve.log", model_tag=tag, session_store=redis_url, workers=workers)
+        )
+        command = [sys.executable, "-m", "bench.load", running.url, "observe", "--concurrency", str(clients)]
+        load = subprocess.Popen([*command, "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
+        began = time.monotonic()
+        samples: list[tuple[float, float]] = []
+        while load.poll() is None:
+            samples.append((time.monotonic() - began, _resident_mib(running.process.pid)))
+            if len(samples) % 6 == 0:
+                progress(f"soak: {samples[-1][0]:.0f} s, service {samples[-1][1]:.0f} MiB")
+            time.sleep(5)
+        measured = json.loads((load.stdout.read() if load.stdout else "").strip().splitlines()[-1])
+    for elapsed, mib in samples[:: max(1, len(samples) // 12)]:
+        table.add(round(elapsed), mib)
+    # Memory is flat when the second half of the run grew it by less than 5%.
+    half = samples[len(samples) // 2][1]
+    growth = (samples[-1][1] - half) / half
+    table.notes.append(
+        f"{clients} clients, {workers} workers over Redis, {seconds:g} s: {measured['requests']} observes, "
+        f"{measured['errors']} errors, {measured['rps']:.0f} req/s, p99 {measured['p99']:.1f} ms; memory in the "
+        f"second half {growth:+.1%} ({'flat' if abs(growth) < 0.05 else 'NOT flat'})."
+    )
+    (out / "soak.png").parent.mkdir(parents=True, exist_ok=True)
+    _plot(samples, out / "soak.png")
+    return table
+
+
+def _plot(samples: list[tuple[float, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([s[0] for s in samples], [s[1] for s in samples])
+    ax.set(xlabel="seconds", ylabel="service resident memory (MiB)", title="Soak: memory under steady load")
+    ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,102 @@
+"""What the benchmarks serve and send: a forecaster shaped like the elecdemand model, and requests cut from the
+real elecdemand series. Speed does not depend on trained weights, so the model is randomly initialised unless
+a trained one is named."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from models import Checkpoint, FeatureSpec, Forecaster, ForecasterConfig, Scaling
+from training.data import read_frame
+
+SPEC = FeatureSpec("y", (), ("Temperature", "WorkDay"), ("time_of_day", "day_of_week", "day_of_year"), "30min")
+HORIZON = 48
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    name: str
+    hidden: int
+    layers: int
+    history: int  # history a /forecast sends
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (hidden {self.hidden}, {self.layers} layers, history {self.history})"
+
+
+SMALL = ModelSize("small", 64, 2, 336)
+LARGE = ModelSize("large", 256, 2, 1000)
+
+
+def random_checkpoint(size: ModelSize = SMALL, cell: str = "lstm") -> Checkpoint:
+    torch.manual_seed(0)
+    config = ForecasterConfig(
+        input_dim=SPEC.input_dim,
+        horizon=HORIZON,
+        future_dim=SPEC.future_dim,
+        cell=cell,  # type: ignore[arg-type]
+        hidden_size=size.hidden,
+        num_layers=size.layers,
+        head_hidden=128,
+    )
+    scaling = Scaling((4.6, 17.0, 0.7), (0.9, 5.5, 0.45))  # roughly elecdemand's demand, temperature, workday
+    return Checkpoint(config, SPEC, scaling, Forecaster(config).state_dict())
+
+
+def publish(home: Path, size: ModelSize, cell: str = "lstm") -> str:
+    """Stores a random forecaster of ``size`` in the BentoML model store at ``home``; returns its tag.
+
+    A child process does it because BentoML fixes its home directory when it is first imported.
+    """
+    code = (
+        "import sys; from bench.workload import ModelSize, random_checkpoint; "
+        "from training.export import export_to_bentoml; "
+        "size = ModelSize(sys.argv[1], *map(int, sys.argv[2:5])); "
+        "print(export_to_bentoml(random_checkpoint(size, sys.argv[5]), {'metrics': {}}))"
+    )
+    env = {**os.environ, "BENTOML_HOME": str(home)}
+    args = [size.name, str(size.hidden), str(size.layers), str(size.history), cell]
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True)
+    return done.stdout.split()[-1]
+
+
+@cache
+def elecdemand() -> pd.DataFrame:
+    return read_frame("builtin:elecdemand")
+
+
+def history_body(length: int, offset: int = 0) -> dict[str, Any]:
+    """A /forecast or /open body: ``length`` half-hours of demand from ``offset``, tomorrow's covariates."""
+    frame = elecdemand()
+    past = frame.iloc[offset : offset + length]
+    ahead = frame.iloc[offset + length : offset + length + HORIZON]
+    return {
+        "history": past.y.tolist(),
+        "covariates": past[["Temperature", "WorkDay"]].to_numpy().tolist(),
+        "start": past.ds.iloc[0].isoformat(),
+        "future_covariates": ahead[["Temperature", "WorkDay"]].to_numpy().tolist(),
+    }
+
+
+def observe_body(session_id: str, seq: int, offset: int) -> dict[str, Any]:
+    """One new half-hour for a session that has consumed ``seq`` values starting at ``offset``."""
+    frame = elecdemand()
+    at = (offset + seq) % (len(frame) - HORIZON - 1)
+    row, ahead = frame.iloc[at : at + 1], frame.iloc[at + 1 : at + 1 + HORIZON]
+    return {
+        "session_id": session_id,
+        "seq": seq,
+        "values": row.y.tolist(),
+        "covariates": row[["Temperature", "WorkDay"]].to_numpy().tolist(),
+        "future_covariates": ahead[["Temperature", "WorkDay"]].to_numpy().tolist(),
+    }
