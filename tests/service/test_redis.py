@@ -69,7 +69,7 @@ def test_a_session_of_another_model_is_refused(model_home: Path, redis_url: str,
             opened = _post(client, "/open", history_body(values[:40], temps[:40]))
     other = tmp_path / "other"
     other.mkdir()
-    run_training(other, "--trainer.max_epochs", "1", "--export", "true", config="configs/lstm.yaml")
+    run_training(other, "--trainer.max_epochs", "1", "--force_export", "true", config="configs/lstm.yaml")
     with bentoml_serve(other / "bentoml", tmp_path / "b.log", session_store=redis_url) as running:
         with httpx.Client(base_url=running.url, timeout=30) as client:
             refused = client.post("/observe", json=observe_body(opened["session_id"], 40, values[40:41], temps[40:41]))
