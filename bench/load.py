@@ -18,6 +18,8 @@ import numpy as np
 
 from bench.workload import history_body, observe_body
 
+STATUSES: dict[int | str, int] = {}  # failed requests by HTTP status or transport error, for the report
+
 
 async def _client(
     http: httpx.AsyncClient, kind: str, history: int, offset: int, deadline: float, latencies: list[float]
@@ -26,16 +28,27 @@ async def _client(
     body: dict[str, Any] = history_body(history, offset)
     session, seq = "", 0
     if kind in ("observe", "noop"):
-        opened = (await http.post("/open", json=body)).raise_for_status().json()
-        session, seq = opened["session_id"], opened["seq"]
+        opened = await http.post("/open", json=body)
+        while opened.status_code != 200:  # a shed or timed-out open counts as an error and is retried
+            errors += 1
+            if time.perf_counter() > deadline:
+                return errors
+            opened = await http.post("/open", json=body)
+        session, seq = opened.json()["session_id"], opened.json()["seq"]
     while time.perf_counter() < deadline:
         if kind != "forecast":
             body = observe_body(session, seq, offset)
         start = time.perf_counter()
-        answer = await http.post(f"/{kind}", json=body)
+        try:
+            answer = await http.post(f"/{kind}", json=body)
+        except httpx.TransportError as error:
+            errors += 1
+            STATUSES[type(error).__name__] = STATUSES.get(type(error).__name__, 0) + 1
+            continue
         latencies.append(time.perf_counter() - start)
         if answer.status_code != 200:
             errors += 1
+            STATUSES[answer.status_code] = STATUSES.get(answer.status_code, 0) + 1
         elif kind == "observe":
             seq = answer.json()["seq"]
     return errors
@@ -49,6 +62,7 @@ async def measure(url: str, kind: str, concurrency: int, seconds: float, history
         await asyncio.gather(
             *(_client(http, kind, history, 7 * k, time.perf_counter() + 1, warm) for k in range(concurrency))
         )
+        STATUSES.clear()  # the warm-up's failures are not the measurement's
         latencies: list[float] = []
         started = time.perf_counter()
         deadline = started + seconds
@@ -60,6 +74,7 @@ async def measure(url: str, kind: str, concurrency: int, seconds: float, history
     return {
         "requests": len(latencies),
         "errors": int(sum(errors)),
+        "error_kinds": {str(kind): count for kind, count in STATUSES.items()},
         "rps": len(latencies) / elapsed,
         "p50": float(np.percentile(ms, 50)),
         "p95": float(np.percentile(ms, 95)),

@@ -25,7 +25,7 @@ def load(url: str, kind: str, concurrency: int, seconds: float, history: int) ->
     """Runs bench.load in a process of its own and returns its measurements."""
     command = [sys.executable, "-m", "bench.load", url, kind, "--concurrency", str(concurrency)]
     command += ["--seconds", str(seconds), "--history", str(history)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
