@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -18,21 +19,25 @@ import numpy as np
 
 from bench.workload import history_body, observe_body
 
-STATUSES: dict[int | str, int] = {}  # failed requests by HTTP status or transport error, for the report
-
 
 async def _client(
-    http: httpx.AsyncClient, kind: str, history: int, offset: int, deadline: float, latencies: list[float]
-) -> int:
-    errors = 0
+    http: httpx.AsyncClient,
+    kind: str,
+    history: int,
+    offset: int,
+    deadline: float,
+    latencies: list[float],
+    failures: Counter[str],
+) -> None:
+    """One client's loop; failed requests are counted in ``failures`` by HTTP status or transport error."""
     body: dict[str, Any] = history_body(history, offset)
     session, seq = "", 0
     if kind in ("observe", "noop"):
         opened = await http.post("/open", json=body)
-        while opened.status_code != 200:  # a shed or timed-out open counts as an error and is retried
-            errors += 1
+        while opened.status_code != 200:  # a shed or timed-out open counts as a failure and is retried
+            failures[f"/open {opened.status_code}"] += 1
             if time.perf_counter() > deadline:
-                return errors
+                return
             opened = await http.post("/open", json=body)
         session, seq = opened.json()["session_id"], opened.json()["seq"]
     while time.perf_counter() < deadline:
@@ -42,39 +47,34 @@ async def _client(
         try:
             answer = await http.post(f"/{kind}", json=body)
         except httpx.TransportError as error:
-            errors += 1
-            STATUSES[type(error).__name__] = STATUSES.get(type(error).__name__, 0) + 1
+            failures[type(error).__name__] += 1
             continue
         latencies.append(time.perf_counter() - start)
         if answer.status_code != 200:
-            errors += 1
-            STATUSES[answer.status_code] = STATUSES.get(answer.status_code, 0) + 1
+            failures[str(answer.status_code)] += 1
         elif kind == "observe":
             seq = answer.json()["seq"]
-    return errors
 
 
 async def measure(url: str, kind: str, concurrency: int, seconds: float, history: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
         # A short warm-up outside the measurement: connections, first-call allocations, the batcher's estimates.
-        warm: list[float] = []
-        await asyncio.gather(
-            *(_client(http, kind, history, 7 * k, time.perf_counter() + 1, warm) for k in range(concurrency))
-        )
-        STATUSES.clear()  # the warm-up's failures are not the measurement's
+        warm_up = time.perf_counter() + 1
+        await asyncio.gather(*(_client(http, kind, history, 7 * k, warm_up, [], Counter()) for k in range(concurrency)))
         latencies: list[float] = []
+        failures: Counter[str] = Counter()
         started = time.perf_counter()
         deadline = started + seconds
-        errors = await asyncio.gather(
-            *(_client(http, kind, history, 7 * k, deadline, latencies) for k in range(concurrency))
+        await asyncio.gather(
+            *(_client(http, kind, history, 7 * k, deadline, latencies, failures) for k in range(concurrency))
         )
         elapsed = time.perf_counter() - started
     ms = 1000 * np.asarray(latencies)
     return {
         "requests": len(latencies),
-        "errors": int(sum(errors)),
-        "error_kinds": {str(kind): count for kind, count in STATUSES.items()},
+        "errors": sum(failures.values()),
+        "error_kinds": dict(failures),
         "rps": len(latencies) / elapsed,
         "p50": float(np.percentile(ms, 50)),
         "p95": float(np.percentile(ms, 95)),

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ def load(url: str, kind: str, concurrency: int, seconds: float, history: int) ->
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+@cache  # the same limit for batching on and off: measured once
 def in_process_rps(size: ModelSize, kind: str, concurrency: int, seconds: float) -> float:
     """Requests/s of the engine alone, each pass serving ``concurrency`` requests as one batch would."""
     engine = Engine(random_checkpoint(size), "bench", max_history=max(size.history, 20_000))

@@ -102,11 +102,6 @@ class ForecastTask(L.LightningModule):
             config=self.network.config,
             features=data.features,
             scaling=data.scaling,
-            # What Lightning saves as the model: the averaged weights when a weight-averaging callback runs.
-            state_dict={
-                name.removeprefix("network."): tensor
-                for name, tensor in checkpoint["state_dict"].items()
-                if name.startswith("network.")
-            },
+            state_dict=self.network.state_dict(),
             metadata={"epoch": self.current_epoch, "global_step": self.global_step, "data_path": data.path},
         ).to_payload()

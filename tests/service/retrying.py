@@ -11,7 +11,7 @@ import random
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,25 +125,12 @@ class RetryingLoad:
             for done in [pool.submit(self._drive, share, self.seed + k) for k, share in enumerate(shares)]:
                 done.result()
 
-    def start(self) -> threading.Thread:
-        errors: list[BaseException] = []
-
-        def target() -> None:
-            try:
-                self.run()
-            except BaseException as error:  # noqa: BLE001  # re-raised by finish() in the test's thread
-                errors.append(error)
-
-        thread = threading.Thread(target=target, daemon=True)
-        thread.errors = errors  # type: ignore[attr-defined]
-        thread.start()
-        return thread
-
-    @staticmethod
-    def finish(thread: threading.Thread) -> None:
-        thread.join()
-        if thread.errors:  # type: ignore[attr-defined]
-            raise thread.errors[0]  # type: ignore[attr-defined]
+    def start(self) -> Future[None]:
+        """Runs the load in the background; the future's result() waits for it and re-raises its failure."""
+        background = ThreadPoolExecutor(1)
+        running = background.submit(self.run)
+        background.shutdown(wait=False)
+        return running
 
     def wait_for(self, acknowledged: int, timeout: float = 120) -> None:
         give_up = time.monotonic() + timeout

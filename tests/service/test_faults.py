@@ -45,7 +45,7 @@ def test_killing_the_api_mid_load_loses_and_repeats_nothing(model_home: Path, tm
             first.stop(signal.SIGKILL)
         killed_at = load.acknowledged
         with bentoml_serve(model_home, tmp_path / "second.log", port=port, session_store=url):
-            RetryingLoad.finish(running)
+            running.result()
             load.verify(stored_engine(model_home))
     assert killed_at < 600 and load.acknowledged == 600
     # While the API was down clients saw only connection errors, never an answer they could not retry.
@@ -65,7 +65,7 @@ def test_redis_restart_with_aof_keeps_every_session(model_home: Path, tmp_path: 
             first_redis.close()
             _check_down(running.url)
             with redis_server(data, appendonly=True, port=port):
-                RetryingLoad.finish(busy)
+                busy.result()
                 load.verify(stored_engine(model_home))
     assert load.acknowledged == 600 and load.statuses["503"] > 0, load.statuses
 
