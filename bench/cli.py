@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     soak.add_argument("--clients", type=int, default=200)
     soak.add_argument("--seconds", type=float, default=600.0)
     soak.add_argument("--workers", type=int, default=2)
+    soak.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between one client's observes; 0: as fast as answered"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "streaming":
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "soak":
         from bench import soak as soak_bench
 
-        soak_bench.run(args.clients, args.seconds, args.workers, args.out).show(args.out)
+        soak_bench.run(args.clients, args.seconds, args.workers, args.interval, args.out).show(args.out)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """A closed-loop HTTP load generator, run as its own process so it does not share an interpreter with what it
 measures: ``concurrency`` clients each send one request, wait for the answer, and send the next, until time is
-up. Prints one JSON line: requests, errors, requests/s and latency percentiles in ms.
+up. With ``--interval`` each client instead starts a request every that many seconds (a paced client, as a
+sensor or a meter is), waiting for the previous answer first. Prints one JSON line: requests, errors by kind,
+requests/s and latency percentiles in ms.
 
-    python -m bench.load URL forecast|observe|noop --concurrency 8 --seconds 5 --history 336
+    python -m bench.load URL forecast|observe|noop --concurrency 8 --seconds 5 --history 336 [--interval 2]
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import time
 from collections import Counter
 from typing import Any
@@ -26,6 +29,7 @@ async def _client(
     history: int,
     offset: int,
     deadline: float,
+    interval: float,
     latencies: list[float],
     failures: Counter[str],
 ) -> None:
@@ -33,14 +37,25 @@ async def _client(
     body: dict[str, Any] = history_body(history, offset)
     session, seq = "", 0
     if kind in ("observe", "noop"):
-        opened = await http.post("/open", json=body)
-        while opened.status_code != 200:  # a shed or timed-out open counts as a failure and is retried
-            failures[f"/open {opened.status_code}"] += 1
+        opened = None
+        while opened is None:  # a failed open is counted and retried
             if time.perf_counter() > deadline:
                 return
-            opened = await http.post("/open", json=body)
+            try:
+                opened = await http.post("/open", json=body)
+            except httpx.TransportError as error:
+                failures[f"/open {type(error).__name__}"] += 1
+                continue
+            if opened.status_code != 200:
+                failures[f"/open {opened.status_code}"] += 1
+                opened = None
         session, seq = opened.json()["session_id"], opened.json()["seq"]
+    # Paced clients start at random phases so that they do not arrive in lockstep.
+    due = time.perf_counter() + random.uniform(0, interval)
     while time.perf_counter() < deadline:
+        if interval:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            due = max(due + interval, time.perf_counter())  # a late answer delays the next send, never bunches
         if kind != "forecast":
             body = observe_body(session, seq, offset)
         start = time.perf_counter()
@@ -56,18 +71,22 @@ async def _client(
             seq = answer.json()["seq"]
 
 
-async def measure(url: str, kind: str, concurrency: int, seconds: float, history: int) -> dict[str, Any]:
+async def measure(
+    url: str, kind: str, concurrency: int, seconds: float, history: int, interval: float = 0.0
+) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
         # A short warm-up outside the measurement: connections, first-call allocations, the batcher's estimates.
         warm_up = time.perf_counter() + 1
-        await asyncio.gather(*(_client(http, kind, history, 7 * k, warm_up, [], Counter()) for k in range(concurrency)))
+        await asyncio.gather(
+            *(_client(http, kind, history, 7 * k, warm_up, 0.0, [], Counter()) for k in range(concurrency))
+        )
         latencies: list[float] = []
         failures: Counter[str] = Counter()
         started = time.perf_counter()
         deadline = started + seconds
         await asyncio.gather(
-            *(_client(http, kind, history, 7 * k, deadline, latencies, failures) for k in range(concurrency))
+            *(_client(http, kind, history, 7 * k, deadline, interval, latencies, failures) for k in range(concurrency))
         )
         elapsed = time.perf_counter() - started
     ms = 1000 * np.asarray(latencies)
@@ -89,8 +108,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--history", type=int, default=336)
+    parser.add_argument("--interval", type=float, default=0.0, help="seconds between a client's sends; 0: closed loop")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.url, args.kind, args.concurrency, args.seconds, args.history))))  # noqa: T201
+    measured = measure(args.url, args.kind, args.concurrency, args.seconds, args.history, args.interval)
+    print(json.dumps(asyncio.run(measured)))  # noqa: T201
 
 
 if __name__ == "__main__":

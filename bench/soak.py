@@ -1,5 +1,9 @@
 """A bounded soak: many clients observing their sessions for minutes against a real `bentoml serve` over Redis,
-while the service's resident memory is sampled. Passes when no request failed and memory stayed flat."""
+while the service's resident memory is sampled. Passes when no request failed and memory stayed flat.
+
+Clients are paced (one observe every ``interval`` seconds each), as meters and sensors are: a soak asks whether
+a steady load can be carried for long without errors or leaks. Overload is the closed-loop ``serve`` bench's
+business; ``--interval 0`` turns this into one."""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ def _resident_mib(pid: int) -> float:
     return sum(p.memory_info().rss for p in processes if p.is_running()) / 2**20
 
 
-def run(clients: int, seconds: float, workers: int, out: Path) -> Table:
+def run(clients: int, seconds: float, workers: int, interval: float, out: Path) -> Table:
     table = Table("soak", ["elapsed (s)", "service memory (MiB)"])
     with tempfile.TemporaryDirectory() as workdir, ExitStack() as stack:
         home = Path(workdir)
@@ -34,7 +38,8 @@ def run(clients: int, seconds: float, workers: int, out: Path) -> Table:
             bentoml_serve(home, home / "serve.log", model_tag=tag, session_store=redis_url, workers=workers)
         )
         command = [sys.executable, "-m", "bench.load", running.url, "observe", "--concurrency", str(clients)]
-        load = subprocess.Popen([*command, "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
+        command += ["--seconds", str(seconds), "--interval", str(interval)]
+        load = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         began = time.monotonic()
         samples: list[tuple[float, float]] = []
         while load.poll() is None:
@@ -47,10 +52,12 @@ def run(clients: int, seconds: float, workers: int, out: Path) -> Table:
         table.add(round(elapsed), mib)
     # Memory is flat when the second half of the run grew it by less than 5%.
     half = samples[len(samples) // 2][1]
+    pace = f"one observe every {interval:g} s each" if interval else "closed loop"
     growth = (samples[-1][1] - half) / half
     table.notes.append(
-        f"{clients} clients, {workers} workers over Redis, {seconds:g} s: {measured['requests']} observes, "
-        f"{measured['errors']} errors, {measured['rps']:.0f} req/s, p99 {measured['p99']:.1f} ms; memory in the "
+        f"{clients} clients ({pace}), {workers} workers over Redis, {seconds:g} s: {measured['requests']} observes, "
+        f"{measured['errors']} errors {measured['error_kinds']}, {measured['rps']:.0f} req/s, p50 "
+        f"{measured['p50']:.1f} ms, p99 {measured['p99']:.1f} ms; memory in the "
         f"second half {growth:+.1%} ({'flat' if abs(growth) < 0.05 else 'NOT flat'})."
     )
     (out / "soak.png").parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import numpy as np
 import torch
 
 from models import Checkpoint, FeatureSpec, Forecaster, ForecasterConfig, Scaling
@@ -70,33 +70,46 @@ def publish(home: Path, size: ModelSize, cell: str = "lstm") -> str:
     return done.stdout.split()[-1]
 
 
+@dataclass(frozen=True)
+class Rows:
+    """The elecdemand series as plain arrays: slicing them is what a load generator does per request, and pandas'
+    indexing would cost the client more than the server spends answering."""
+
+    y: np.ndarray  # (T,)
+    covariates: np.ndarray  # (T, 2): Temperature, WorkDay
+    starts: tuple[str, ...]  # ISO timestamp of every row
+
+
 @cache
-def elecdemand() -> pd.DataFrame:
-    return read_frame("builtin:elecdemand")
+def elecdemand() -> Rows:
+    frame = read_frame("builtin:elecdemand")
+    return Rows(
+        frame.y.to_numpy(),
+        frame[["Temperature", "WorkDay"]].to_numpy(),
+        tuple(stamp.isoformat() for stamp in frame.ds),
+    )
 
 
 def history_body(length: int, offset: int = 0) -> dict[str, Any]:
     """A /forecast or /open body: ``length`` half-hours of demand from ``offset``, tomorrow's covariates."""
-    frame = elecdemand()
-    past = frame.iloc[offset : offset + length]
-    ahead = frame.iloc[offset + length : offset + length + HORIZON]
+    rows = elecdemand()
+    end = offset + length
     return {
-        "history": past.y.tolist(),
-        "covariates": past[["Temperature", "WorkDay"]].to_numpy().tolist(),
-        "start": past.ds.iloc[0].isoformat(),
-        "future_covariates": ahead[["Temperature", "WorkDay"]].to_numpy().tolist(),
+        "history": rows.y[offset:end].tolist(),
+        "covariates": rows.covariates[offset:end].tolist(),
+        "start": rows.starts[offset],
+        "future_covariates": rows.covariates[end : end + HORIZON].tolist(),
     }
 
 
 def observe_body(session_id: str, seq: int, offset: int) -> dict[str, Any]:
     """One new half-hour for a session that has consumed ``seq`` values starting at ``offset``."""
-    frame = elecdemand()
-    at = (offset + seq) % (len(frame) - HORIZON - 1)
-    row, ahead = frame.iloc[at : at + 1], frame.iloc[at + 1 : at + 1 + HORIZON]
+    rows = elecdemand()
+    at = (offset + seq) % (len(rows.y) - HORIZON - 1)
     return {
         "session_id": session_id,
         "seq": seq,
-        "values": row.y.tolist(),
-        "covariates": row[["Temperature", "WorkDay"]].to_numpy().tolist(),
-        "future_covariates": ahead[["Temperature", "WorkDay"]].to_numpy().tolist(),
+        "values": rows.y[at : at + 1].tolist(),
+        "covariates": rows.covariates[at : at + 1].tolist(),
+        "future_covariates": rows.covariates[at + 1 : at + 1 + HORIZON].tolist(),
     }

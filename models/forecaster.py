@@ -32,10 +32,17 @@ class ForecasterConfig:
     nonlinearity: Literal["tanh", "relu"] = "tanh"  # plain RNN only; relu gets identity recurrent weights
     quantiles: tuple[float, ...] = ()  # empty: one point forecast per step
     head_hidden: int = 0  # width of an MLP layer in the head; 0 for a single linear map
+    # 0: the head reads the hidden output and every horizon step's known-ahead features at once. Above 0: the
+    # hidden output is first mapped to a context of this size per horizon step, and one head shared by all
+    # steps reads each step's context with that step's own features (the MQ-RNN decoder). Sharing lets
+    # what is learnt about, say, temperature at one step serve every other step.
+    context_size: int = 0
 
     def __post_init__(self) -> None:
         if self.cell not in ("lstm", "gru", "rnn"):
             raise ValueError(f"cell must be lstm, gru or rnn, got {self.cell!r}")
+        if self.context_size < 0:
+            raise ValueError(f"context_size must be >= 0, got {self.context_size}")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.nonlinearity == "relu" and self.cell != "rnn":
@@ -100,8 +107,12 @@ class Forecaster(nn.Module):
         super().__init__()
         self.config = config
         self.rnn = _build_rnn(config)
-        head_in = config.hidden_size + config.horizon * config.future_dim
-        out = config.horizon * config.outputs_per_step
+        if config.context_size:
+            self.context = nn.Linear(config.hidden_size, config.horizon * config.context_size)
+            head_in, out = config.context_size + config.future_dim, config.outputs_per_step
+        else:
+            head_in = config.hidden_size + config.horizon * config.future_dim
+            out = config.horizon * config.outputs_per_step
         if config.head_hidden > 0:
             self.head: nn.Module = nn.Sequential(
                 nn.Linear(head_in, config.head_hidden), nn.GELU(), nn.Linear(config.head_hidden, out)
@@ -129,6 +140,12 @@ class Forecaster(nn.Module):
             if future is None or tuple(future.shape) != expected:
                 got = None if future is None else tuple(future.shape)
                 raise ValueError(f"future must be {expected} (..., horizon, future_dim), got {got}")
+        if config.context_size:
+            steps = self.context(hidden).unflatten(-1, (config.horizon, config.context_size))  # (..., H, C)
+            if future is not None and config.future_dim:
+                steps = torch.cat([steps, future], dim=-1)  # (..., H, C + future_dim)
+            return self.head(steps)  # (..., H, outputs_per_step)
+        if future is not None and config.future_dim:
             hidden = torch.cat([hidden, future.flatten(-2)], dim=-1)  # (..., hidden + horizon * future_dim)
         return self.head(hidden).unflatten(-1, (config.horizon, config.outputs_per_step))
 

@@ -33,6 +33,7 @@ class ForecastTask(L.LightningModule):
         weight_decay: float = 1e-4,
         schedule: Literal["cosine", "constant"] = "cosine",
         point_loss: Literal["mse", "mae"] = "mae",
+        origin_stride: int = 1,
     ) -> None:
         """
         Args:
@@ -41,7 +42,12 @@ class ForecastTask(L.LightningModule):
             weight_decay: AdamW's decoupled weight decay.
             schedule: cosine decay to zero over the run's steps, or a constant rate.
             point_loss: loss of a point forecaster; a quantile forecaster uses the pinball loss.
+            origin_stride: train on the forecasts from every n-th step of a chunk, from a random first step
+                each batch. Neighbouring origins tell nearly the same thing, and the head's cost grows with
+                their number (times the horizon, with a shared decoder). Validation reads every step.
         """
+        if origin_stride < 1:
+            raise ValueError(f"origin_stride must be >= 1, got {origin_stride}")
         super().__init__()
         # The network is a module, not a hyperparameter: its config travels in the seqcast checkpoint.
         self.save_hyperparameters(ignore=["network"])
@@ -49,9 +55,13 @@ class ForecastTask(L.LightningModule):
         self.quantiles: torch.Tensor
         self.register_buffer("quantiles", torch.tensor(network.config.quantiles), persistent=False)
 
-    def masked_loss(self, batch: Batch) -> torch.Tensor:
+    def masked_loss(self, batch: Batch, origin_stride: int = 1) -> torch.Tensor:
         x, future, targets, mask = batch
-        forecast, _ = self.network.forecast_every_step(x, future=future)  # (B, L, H, Q)
+        hidden, _ = self.network.encode(x)  # (B, L, hidden)
+        if origin_stride > 1:
+            first = int(torch.randint(origin_stride, ()))
+            hidden, future, targets, mask = (part[:, first::origin_stride] for part in (hidden, future, targets, mask))
+        forecast = self.network.decode(hidden, future)  # (B, L', H, Q)
         if self.network.config.quantiles:
             elementwise = pinball_loss(forecast, targets, self.quantiles)
         elif self.hparams["point_loss"] == "mse":
@@ -69,7 +79,7 @@ class ForecastTask(L.LightningModule):
         torch.manual_seed(self._seed + self.global_step)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss = self.masked_loss(batch)
+        loss = self.masked_loss(batch, self.hparams["origin_stride"])
         if not torch.isfinite(loss):
             raise NonFiniteLoss(
                 f"train_loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}: stopped "

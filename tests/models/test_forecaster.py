@@ -67,6 +67,7 @@ def test_zero_state_is_the_default_state() -> None:
         ({"cell": "lstm", "nonlinearity": "relu"}, "nonlinearity='relu' applies to cell='rnn' only"),
         ({"quantiles": (0.5, 1.5)}, "quantiles must lie in (0, 1), got 1.5"),
         ({"quantiles": (0.9, 0.1)}, "quantiles must be strictly increasing"),
+        ({"context_size": -1}, "context_size must be >= 0, got -1"),
     ],
 )
 def test_config_rejects_bad_fields(fields: dict[str, object], message: str) -> None:
@@ -80,10 +81,17 @@ def test_wrong_input_width_is_named() -> None:
         model(torch.zeros(1, 5, 2))
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_ragged_batch_equals_each_sequence_alone(cell: str) -> None:
+@pytest.mark.parametrize(("cell", "context_size"), [("lstm", 0), ("gru", 0), ("rnn", 0), ("lstm", 3)])
+def test_ragged_batch_equals_each_sequence_alone(cell: str, context_size: int) -> None:
     torch.manual_seed(1)
-    config = ForecasterConfig(input_dim=3, horizon=4, future_dim=2, cell=cell, hidden_size=8)  # type: ignore[arg-type]
+    config = ForecasterConfig(
+        input_dim=3,
+        horizon=4,
+        future_dim=2,
+        cell=cell,  # type: ignore[arg-type]
+        hidden_size=8,
+        context_size=context_size,
+    )
     model = Forecaster(config).eval()
     sequences = [torch.randn(n, 3) for n in (5, 1, 17, 9)]
     states = [model(torch.randn(1, 6, 3), future=torch.randn(1, 4, 2))[1] for _ in sequences]
@@ -95,3 +103,17 @@ def test_ragged_batch_equals_each_sequence_alone(cell: str) -> None:
         torch.testing.assert_close(forecast[i : i + 1], alone, atol=1e-6, rtol=1e-5)
         for a, b in zip(new_state, alone_state, strict=True):
             torch.testing.assert_close(a[:, i : i + 1], b, atol=1e-6, rtol=1e-5)
+
+
+def test_shared_decoder_reads_each_steps_own_future_features() -> None:
+    torch.manual_seed(2)
+    config = ForecasterConfig(input_dim=3, horizon=5, future_dim=2, hidden_size=8, context_size=4, head_hidden=6)
+    model = Forecaster(config).eval()
+    x, future = torch.randn(2, 9, 3), torch.randn(2, 5, 2)
+    base, _ = model(x, future=future)
+    changed = future.clone()
+    changed[:, 3] += 1.0  # the temperature forecast for step 3 only
+    moved = (model(x, future=changed)[0] - base).abs().sum(dim=(0, 2))  # change per horizon step
+    assert moved[3] > 0
+    assert torch.count_nonzero(moved) == 1
+    assert model(x, future=future)[0].shape == (2, 5, 1)

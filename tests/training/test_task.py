@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import Forecaster, ForecasterConfig
+from training.task import ForecastTask
+
+
+def _batch(length: int = 30, horizon: int = 4) -> tuple[torch.Tensor, ...]:
+    torch.manual_seed(3)
+    mask = torch.ones(2, length, horizon)
+    mask[:, :5] = 0  # warm-up steps carry no loss
+    return torch.randn(2, length, 3), torch.randn(2, length, horizon, 2), torch.randn(2, length, horizon), mask
+
+
+def _task(origin_stride: int) -> ForecastTask:
+    config = ForecasterConfig(input_dim=3, horizon=4, future_dim=2, hidden_size=8, context_size=4, head_hidden=6)
+    torch.manual_seed(0)
+    return ForecastTask(Forecaster(config), origin_stride=origin_stride)
+
+
+def test_strided_loss_reads_only_every_nth_origin() -> None:
+    x, future, targets, mask = _batch()
+    task = _task(origin_stride=3)
+    full = task.masked_loss((x, future, targets, mask))
+    torch.manual_seed(7)
+    strided = task.masked_loss((x, future, targets, mask), origin_stride=3)
+    torch.manual_seed(7)
+    first = int(torch.randint(3, ()))
+    # Targets of the origins the stride skips do not move the loss; those it reads do.
+    skipped = targets.clone()
+    skipped[:, first + 1 :: 3] += 100.0
+    torch.manual_seed(7)
+    assert task.masked_loss((x, future, skipped, mask), origin_stride=3) == strided
+    read = targets.clone()
+    read[:, first + 6] += 100.0
+    torch.manual_seed(7)
+    assert task.masked_loss((x, future, read, mask), origin_stride=3) > strided + 1.0
+    assert not torch.equal(full, strided)
+
+
+def test_origin_stride_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="origin_stride must be >= 1, got 0"):
+        _task(origin_stride=0)
