@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     soak.add_argument(
         "--interval", type=float, default=2.0, help="seconds between one client's observes; 0: as fast as answered"
     )
+    accuracy = commands.add_parser("accuracy", help="test MASE/sMAPE of LSTM and GRU vs naive, seasonal naive, ETS")
+    accuracy.add_argument("--datasets", default="elecdemand,taylor", help="comma-separated: elecdemand, taylor")
+    accuracy.add_argument("--cells", default="lstm,gru")
+    accuracy.add_argument("--max-minutes", type=float, default=12.0, help="training time limit per network")
     args = parser.parse_args(argv)
 
     if args.command == "streaming":
@@ -50,6 +54,11 @@ def main(argv: list[str] | None = None) -> None:
         from bench import soak as soak_bench
 
         soak_bench.run(args.clients, args.seconds, args.workers, args.interval, args.out).show(args.out)
+    elif args.command == "accuracy":
+        from bench import accuracy as accuracy_bench
+
+        datasets, cells = args.datasets.split(","), args.cells.split(",")
+        accuracy_bench.run(datasets, cells, args.max_minutes, args.out).show(args.out)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,14 @@ CALENDAR_PERIODS = {
 }
 
 
+def fixed_step(freq: str) -> pd.Timedelta | None:
+    """The time between steps of ``freq``; None where it varies with the calendar (months, quarters, years)."""
+    try:
+        return pd.to_timedelta(pd.tseries.frequencies.to_offset(freq).nanos, unit="ns")
+    except ValueError:
+        return None
+
+
 def input_width(past: tuple[str, ...], future: tuple[str, ...], calendar: tuple[str, ...]) -> int:
     """Inputs per step: the scaled target, every covariate, and a sin/cos pair per calendar feature."""
     return 1 + len(past) + len(future) + 2 * len(calendar)
@@ -50,6 +58,9 @@ class FeatureSpec:
             raise ValueError(f"calendar features {unknown} are unknown; choose from {sorted(CALENDAR_PERIODS)}")
         if self.calendar and self.freq is None:
             raise ValueError("calendar features need the series frequency (freq)")
+        if self.calendar and self.freq is not None and fixed_step(self.freq) is None:
+            # Sessions continue timestamps by adding a fixed step; months and quarters have none.
+            raise ValueError(f"calendar features need a fixed step (seconds to days), got freq {self.freq!r}")
         both = set(self.past_covariates) & set(self.future_covariates)
         if both or self.target in self.covariates:
             raise ValueError(f"a column is declared twice among target, past and future covariates: {sorted(both)}")
@@ -75,9 +86,10 @@ class FeatureSpec:
 
     @property
     def step(self) -> pd.Timedelta:
-        if self.freq is None:
-            raise ValueError("the series frequency (freq) is unknown")
-        return pd.to_timedelta(pd.tseries.frequencies.to_offset(self.freq).nanos, unit="ns")
+        step = None if self.freq is None else fixed_step(self.freq)
+        if step is None:
+            raise ValueError(f"the series frequency {self.freq!r} has no fixed step")
+        return step
 
     def to_dict(self) -> dict[str, object]:
         return {

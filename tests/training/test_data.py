@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.features import FeatureSpec
 from tests.conftest import synthetic_frame
 from training.data import DataError, read_frame, split_series
+from training.evaluate import season_length
 
 
 def _split(frame: pd.DataFrame, fill: str = "error") -> tuple[list, str]:
@@ -89,3 +91,25 @@ def test_unknown_builtin_and_format_are_refused() -> None:
         read_frame("builtin:nope")
     with pytest.raises(DataError, match="neither builtin:<name>, .csv nor .parquet"):
         read_frame("data.xlsx")
+
+
+def test_builtin_taylor_and_us_employment() -> None:
+    taylor, freq = split_series(read_frame("builtin:taylor"), "y", (), "error")
+    assert (len(taylor), len(taylor[0]), freq) == (1, 4032, "30min")
+    assert taylor[0].timestamps[0] == pd.Timestamp("2000-06-05")  # a Monday, as the source says
+    employment, freq = split_series(read_frame("builtin:us_employment"), "y", (), "error")
+    assert (len(employment), freq) == (148, "MS")
+    assert not any(np.isnan(s.target).any() for s in employment)
+    assert min(len(s) for s in employment) == 225  # from 2001 at the latest
+
+
+def test_monthly_series_are_regular_and_seasonal_by_the_calendar() -> None:
+    months = pd.date_range("2001-01-01", periods=40, freq="MS")  # 28 to 31 days apart
+    frame = pd.DataFrame({"ds": months, "y": np.arange(40.0), "temperature": 1.0})
+    assert _split(frame)[1] == "MS"
+    assert season_length("MS") == 12
+    gap = frame.drop(index=7)
+    with pytest.raises(DataError, match="irregular frequency"):
+        _split(gap)
+    with pytest.raises(ValueError, match="calendar features need a fixed step .* got freq 'MS'"):
+        FeatureSpec("y", calendar=("day_of_year",), freq="MS")
