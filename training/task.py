@@ -32,7 +32,7 @@ class ForecastTask(L.LightningModule):
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
         schedule: Literal["cosine", "constant"] = "cosine",
-        point_loss: Literal["mse", "mae"] = "mae",
+        point_loss: Literal["mse", "mae", "mape"] = "mae",
         origin_stride: int = 1,
     ) -> None:
         """
@@ -41,7 +41,9 @@ class ForecastTask(L.LightningModule):
             lr: AdamW's peak learning rate.
             weight_decay: AdamW's decoupled weight decay.
             schedule: cosine decay to zero over the run's steps, or a constant rate.
-            point_loss: loss of a point forecaster; a quantile forecaster uses the pinball loss.
+            point_loss: loss of a point forecaster; a quantile forecaster uses the pinball loss. ``mape``
+                divides each absolute error by the actual value in the target's own units, so a low-demand
+                day counts as much as a peak, as it does in the MAPE reported.
             origin_stride: train on the forecasts from every n-th step of a chunk, from a random first step
                 each batch. Neighbouring origins tell nearly the same thing, and the head's cost grows with
                 their number (times the horizon, with a shared decoder). Validation reads every step.
@@ -66,9 +68,19 @@ class ForecastTask(L.LightningModule):
             elementwise = pinball_loss(forecast, targets, self.quantiles)
         elif self.hparams["point_loss"] == "mse":
             elementwise = (forecast.squeeze(-1) - targets) ** 2
+        elif self.hparams["point_loss"] == "mape":
+            mean, std = self.target_scaling
+            actual = (targets * std + mean).abs().clamp(min=1e-8 * std)
+            elementwise = (forecast.squeeze(-1) - targets).abs() * std / actual
         else:
             elementwise = (forecast.squeeze(-1) - targets).abs()
         return (elementwise * mask).sum() / mask.sum().clamp(min=1)
+
+    @property
+    def target_scaling(self) -> tuple[float, float]:
+        """The target's training mean and standard deviation, from the data module being fitted."""
+        scaling = self.trainer.datamodule.scaling  # type: ignore[attr-defined]
+        return scaling.mean[0], scaling.std[0]
 
     def on_fit_start(self) -> None:
         self._seed = torch.initial_seed()  # the run's seed (seed_everything), the same when a run resumes

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from models import Forecaster, ForecasterConfig
+from training.metrics import point_metrics
 from training.task import ForecastTask
 
 
@@ -43,3 +45,17 @@ def test_strided_loss_reads_only_every_nth_origin() -> None:
 def test_origin_stride_must_be_positive() -> None:
     with pytest.raises(ValueError, match="origin_stride must be >= 1, got 0"):
         _task(origin_stride=0)
+
+
+def test_mape_loss_is_the_reported_mape_in_the_targets_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    mean, std = 50.0, 4.0
+    monkeypatch.setattr(ForecastTask, "target_scaling", property(lambda self: (mean, std)))
+    x, future, targets, _ = _batch()
+    task = _task(origin_stride=1)
+    task.hparams["point_loss"] = "mape"
+    loss = task.masked_loss((x, future, targets, torch.ones_like(targets)))
+    forecast, _ = task.network.forecast_every_step(x, future=future)
+    actual = (targets * std + mean).reshape(-1, 4).numpy()
+    predicted = (forecast.squeeze(-1) * std + mean).reshape(-1, 4).detach().numpy()
+    reported = point_metrics(actual, predicted, np.ones(len(actual)))["mape"]
+    assert loss.item() * 100 == pytest.approx(reported, rel=1e-5)
