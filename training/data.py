@@ -13,8 +13,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from models.features import fixed_step
-
 FillPolicy = Literal["error", "ffill", "interpolate"]
 BUILTIN_PREFIX = "builtin:"
 
@@ -125,10 +123,10 @@ def _check_timestamps(uid: str, timestamps: pd.DatetimeIndex) -> str:
         at = int(np.argmax(steps == pd.Timedelta(0)))
         raise DataError(f"series {uid!r}: duplicate timestamp {timestamps[at]}")
     step = steps[0]
-    calendar_freq = pd.infer_freq(timestamps) if len(timestamps) >= 3 else None
-    if calendar_freq is not None and fixed_step(calendar_freq) is None:
-        return calendar_freq  # months, quarters, years: regular on the calendar, not in seconds
     if (steps != step).any():
+        calendar_freq = pd.infer_freq(timestamps) if len(timestamps) >= 3 else None
+        if calendar_freq is not None:
+            return calendar_freq  # months, quarters, years: regular on the calendar, not in seconds
         at = int(np.argmax(steps != step))
         raise DataError(
             f"series {uid!r}: irregular frequency, {steps[at]} between {timestamps[at]} and {timestamps[at + 1]} "
