@@ -107,6 +107,8 @@ def test_monthly_series_are_regular_and_seasonal_by_the_calendar() -> None:
     months = pd.date_range("2001-01-01", periods=40, freq="MS")  # 28 to 31 days apart
     frame = pd.DataFrame({"ds": months, "y": np.arange(40.0), "temperature": 1.0})
     assert _split(frame)[1] == "MS"
+    weekly = frame.assign(ds=pd.date_range("2001-01-07", periods=40, freq="W-SUN"))
+    assert _split(weekly)[1] == "7D"  # a fixed step, so calendar features stay available
     assert season_length("MS") == 12
     gap = frame.drop(index=7)
     with pytest.raises(DataError, match="irregular frequency"):
