@@ -20,8 +20,8 @@ import yaml
 
 from bench.report import Table, progress
 from training.datamodule import SeriesDataModule
-from training.evaluate import season_length, test_origins
-from training.metrics import point_metrics, seasonal_naive_scale
+from training.evaluate import scored_origins, season_length
+from training.metrics import point_metrics
 
 CONFIGS = {"elecdemand": Path("configs/lstm.yaml"), "taylor": Path("configs/taylor.yaml")}
 STATS_FIT_WEEKS = 8  # history each statistical fit reads: long enough for weekly seasonality, quick to refit
@@ -50,18 +50,17 @@ def statistical(config: Path) -> dict[str, float]:
     data.setup()
     season = season_length(str(data.features.freq))
     horizon = data.horizon
+    fit_length = STATS_FIT_WEEKS * 7 * season
     actual, forecast, scale = [], [], []
     for series in data.series:
-        y = series.target
-        origins = test_origins(series, data.test_part(series).start, horizon, season)
-        fit_length = STATS_FIT_WEEKS * 7 * season
+        origins, series_actual, series_scale = scored_origins(data, series, horizon, season)
         for origin in origins:
             model = MSTL(season_length=[season, 7 * season], trend_forecaster=AutoETS(model="ZZN"))
-            history = y[max(0, origin + 1 - fit_length) : origin + 1]
+            history = series.target[max(0, origin + 1 - fit_length) : origin + 1]
             forecast.append(model.forecast(y=history, h=horizon)["mean"])
-            actual.append(y[origin + 1 : origin + 1 + horizon])
-        scale += [seasonal_naive_scale(y[: data.train_part(series).end], season)] * len(origins)
-    return point_metrics(np.stack(actual), np.stack(forecast), np.asarray(scale))
+        actual.append(series_actual)
+        scale += [series_scale] * len(origins)
+    return point_metrics(np.concatenate(actual), np.stack(forecast), np.asarray(scale))
 
 
 def run(datasets: list[str], cells: list[str], max_minutes: float, out: Path) -> Table:

@@ -97,10 +97,10 @@ class Forecaster(nn.Module):
 
     Shapes:
         x: (B, T, input_dim)
-        future: (B, horizon, future_dim) for ``forward``, (B, T, horizon, future_dim) for every step
+        future: (B, horizon, future_dim) for ``forward``; (B, T, horizon, future_dim) to decode every step
         state: tuple of (num_layers, B, hidden_size) tensors
         forecast from ``forward``: (B, horizon, outputs_per_step), read from the last step
-        forecasts from ``forecast_every_step``: (B, T, horizon, outputs_per_step)
+        forecasts from ``decode(encode(x)[0], future)``: (B, T, horizon, outputs_per_step), one per step
     """
 
     def __init__(self, config: ForecasterConfig) -> None:
@@ -155,13 +155,6 @@ class Forecaster(nn.Module):
         """Forecast from the last step; future: (B, horizon, future_dim) when the model has future features."""
         outputs, new_state = self.encode(x, state)
         return self.decode(outputs[:, -1], future), new_state  # (B, horizon, outputs_per_step)
-
-    def forecast_every_step(
-        self, x: torch.Tensor, state: State | None = None, future: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, State]:
-        """Forecasts from every step; future: (B, T, horizon, future_dim) when the model has future features."""
-        outputs, new_state = self.encode(x, state)
-        return self.decode(outputs, future), new_state  # (B, T, horizon, outputs_per_step)
 
     def forward_ragged(
         self, sequences: list[torch.Tensor], state: State | None = None, future: torch.Tensor | None = None

@@ -63,6 +63,16 @@ def test_origins(series: Series, start: int, horizon: int, season: int) -> np.nd
     return candidates[:: max(1, season)]
 
 
+def scored_origins(
+    data: SeriesDataModule, series: Series, horizon: int, season: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """What every method is scored on: a series' test origins (N,), the actual values over each origin's
+    horizon (N, H), and the series' MASE scale."""
+    origins = test_origins(series, data.test_part(series).start, horizon, season)
+    actual = series.target[origins[:, None] + 1 + np.arange(horizon)]
+    return origins, actual, seasonal_naive_scale(series.target[: data.train_part(series).end], season)
+
+
 def _seasonal_naive(y: np.ndarray, origins: np.ndarray, horizon: int, season: int) -> np.ndarray:
     steps = np.arange(horizon)
     # Step k repeats the value one season before it, wrapping to the last observed season beyond it.
@@ -75,8 +85,7 @@ def forecast_series(
     model: Forecaster, checkpoint: Checkpoint, data: SeriesDataModule, series: Series, inputs: np.ndarray
 ) -> SeriesForecasts:
     horizon, season = model.config.horizon, season_length(str(checkpoint.features.freq))
-    test_start = data.test_part(series).start
-    origins = test_origins(series, test_start, horizon, season)
+    origins, actual, mase_scale = scored_origins(data, series, horizon, season)
     windows = np.stack([inputs[o - data.input_size + 1 : o + 1] for o in origins])  # (N, input_size, D)
     ahead = inputs[:, checkpoint.features.known_ahead_columns]
     future = torch.from_numpy(np.stack([ahead[o + 1 : o + 1 + horizon] for o in origins]))  # (N, H, F)
@@ -87,13 +96,13 @@ def forecast_series(
     return SeriesForecasts(
         series=series,
         origins=origins,
-        actual=y[origins[:, None] + 1 + np.arange(horizon)],
+        actual=actual,
         windowed=checkpoint.scaling.unscale_target(windowed.numpy()),
         streaming=checkpoint.scaling.unscale_target(streaming.numpy()),
         naive=np.repeat(y[origins][:, None], horizon, axis=1),
         seasonal_naive=_seasonal_naive(y, origins, horizon, season),
         hidden=hidden[0].numpy(),
-        mase_scale=seasonal_naive_scale(y[: data.train_part(series).end], season),
+        mase_scale=mase_scale,
     )
 
 
