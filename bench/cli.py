@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     accuracy.add_argument("--datasets", default="elecdemand,taylor", help="comma-separated: elecdemand, taylor")
     accuracy.add_argument("--cells", default="lstm,gru")
     accuracy.add_argument("--max-minutes", type=float, default=12.0, help="training time limit per network")
+    train = commands.add_parser("train", help="s/epoch, origins/s and time to accuracy vs Darts and NeuralForecast")
+    train.add_argument("--config", type=Path, default=Path("configs/lstm.yaml"), help="data split and sizes")
+    train.add_argument("--cells", default="lstm,gru")
+    train.add_argument("--peers", default="darts-rnn,darts-blockrnn,nf-lstm,nf-gru", help="comma-separated")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--seed", type=int, default=42, help="the peers' seed; seqcast's is in its config")
     args = parser.parse_args(argv)
 
     if args.command == "streaming":
@@ -59,6 +65,14 @@ def main(argv: list[str] | None = None) -> None:
 
         datasets, cells = args.datasets.split(","), args.cells.split(",")
         accuracy_bench.run(datasets, cells, args.max_minutes, args.out).show(args.out)
+    elif args.command == "train":
+        from bench import train as train_bench
+
+        peers = [peer for peer in args.peers.split(",") if peer]
+        unknown = set(peers) - set(train_bench.PEERS)
+        if unknown:
+            parser.error(f"--peers: unknown {sorted(unknown)}; choose from {', '.join(train_bench.PEERS)}")
+        train_bench.run(args.config, args.cells.split(","), peers, args.epochs, args.seed, args.out).show(args.out)
 
 
 if __name__ == "__main__":
