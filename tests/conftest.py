@@ -101,6 +101,13 @@ def training_command(workdir: Path, *extra: str, config: str = "configs/gru.yaml
     return command, {**os.environ, "BENTOML_HOME": str(workdir / "bentoml"), "PYTHONPATH": str(ROOT)}
 
 
+def run_module(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m <args>`` from the repository root; asserts that it succeeded and returns it."""
+    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
 def run_training(
     workdir: Path, *extra: str, config: str = "configs/gru.yaml", check: bool = True
 ) -> subprocess.CompletedProcess[str]:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
 from bench.servers import bentoml_serve, free_port
-from tests.conftest import ROOT, SMALL, synthetic_frame
+from tests.conftest import ROOT, SMALL, run_module, synthetic_frame
 
 # Data and size overrides appended to the train command, so the job fits in a test (one epoch does not beat
 # seasonal naive, hence the forced export).
@@ -37,15 +36,7 @@ def test_train_then_serve_as_compose_would(tmp_path: Path, redis_url: str) -> No
     synthetic_frame(points=1500).to_csv(data, index=False)
     env = {**os.environ, **train["environment"], "BENTOML_HOME": str(models), "PYTHONPATH": str(ROOT)}
     runs = ["--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--checkpoint.dirpath", str(tmp_path / "ck")]
-    job = subprocess.run(
-        [sys.executable, "-m", "training.cli", *command[1:], "--data.path", str(data), *runs, *TINY],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert job.returncode == 0, job.stdout[-2000:] + job.stderr[-2000:]
+    run_module("training.cli", *command[1:], "--data.path", str(data), *runs, *TINY, env=env)
     assert (models / "models" / "seqcast-forecaster" / "latest").exists()
 
     api = _service("api")

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
 from bench.servers import bentoml_serve
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_module
 from tests.service.bodies import history_body, series
 
 
 def test_the_built_bento_serves(model_home: Path, tmp_path: Path) -> None:
     env = {**os.environ, "BENTOML_HOME": str(model_home)}
-    built = subprocess.run(
-        [sys.executable, "-m", "bentoml", "build", str(ROOT), "--output", "tag"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    built = run_module("bentoml", "build", str(ROOT), "--output", "tag", env=env)
     tag = built.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
     assert tag.startswith("seqcast:")
     bundled = model_home / "bentos" / "seqcast" / tag.split(":")[1] / "src"
