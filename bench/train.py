@@ -110,11 +110,12 @@ def time_to_reach(curve: list[tuple[float, float]], mase: float) -> float | None
     return next((seconds for seconds, reached in curve if reached <= mase), None)
 
 
-def _epoch_lines(base: type, name: str, steps_per_epoch: int, epochs: int) -> Any:
-    """A progress callback for any Lightning trainer: Darts and NeuralForecast build theirs from
-    ``pytorch_lightning``, whose trainers refuse ``lightning.pytorch`` callbacks."""
+def _peer_trainer_options(name: str, steps_per_epoch: int, epochs: int) -> dict[str, Any]:
+    # Darts and NeuralForecast build their trainers from ``pytorch_lightning``, which refuses callbacks
+    # derived from ``lightning.pytorch``'s Callback.
+    import pytorch_lightning
 
-    class EpochLines(base):  # type: ignore[misc, valid-type]
+    class EpochLines(pytorch_lightning.Callback):
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
             self.start = time.perf_counter()
 
@@ -123,19 +124,13 @@ def _epoch_lines(base: type, name: str, steps_per_epoch: int, epochs: int) -> An
                 epoch = trainer.global_step // steps_per_epoch
                 progress(f"train: {name} epoch {epoch}/{epochs}, {time.perf_counter() - self.start:.0f} s")
 
-    return EpochLines()
-
-
-def _peer_trainer_options(name: str, steps_per_epoch: int, epochs: int) -> dict[str, Any]:
-    import pytorch_lightning
-
     return {
         "accelerator": "cpu",
         "enable_progress_bar": False,
         "enable_model_summary": False,
         "logger": False,
         "enable_checkpointing": False,
-        "callbacks": [_epoch_lines(pytorch_lightning.Callback, name, steps_per_epoch, epochs)],
+        "callbacks": [EpochLines()],
     }
 
 
