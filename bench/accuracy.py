@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from bench.report import Table, progress
+from bench.report import Table, figure, progress, save_figure
 from training.datamodule import SeriesDataModule
 from training.evaluate import scored_origins, season_length
 from training.metrics import point_metrics
@@ -92,18 +92,10 @@ def run(datasets: list[str], cells: list[str], max_minutes: float, out: Path) ->
 
 
 def _plot(results: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.8), squeeze=False)
+    fig, axes = figure(1, len(results), figsize=(5 * len(results), 3.8), squeeze=False)
     for ax, (name, methods) in zip(axes[0], results.items(), strict=True):
         ax.barh(list(methods), [scores["mase"] for scores in methods.values()])
         ax.axvline(methods["seasonal naive"]["mase"], color="grey", linestyle="--", linewidth=1)
         ax.set(title=name, xlabel="test MASE (lower is better)")
         ax.invert_yaxis()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

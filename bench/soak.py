@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.report import Table, progress
+from bench.report import Table, figure, progress, save_figure
 from bench.servers import bentoml_serve, redis_server
 from bench.workload import SMALL, publish
 
@@ -60,21 +60,13 @@ def run(clients: int, seconds: float, workers: int, interval: float, out: Path) 
         f"{measured['p50']:.1f} ms, p99 {measured['p99']:.1f} ms; memory in the "
         f"second half {growth:+.1%} ({'flat' if abs(growth) < 0.05 else 'NOT flat'})."
     )
-    (out / "soak.png").parent.mkdir(parents=True, exist_ok=True)
     _plot(samples, out / "soak.png")
     return table
 
 
 def _plot(samples: list[tuple[float, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = figure(figsize=(6, 3.5))
     ax.plot([s[0] for s in samples], [s[1] for s in samples])
     ax.set(xlabel="seconds", ylabel="service resident memory (MiB)", title="Soak: memory under steady load")
     ax.set_ylim(bottom=0)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from bench.report import Table, progress
+from bench.report import Table, figure, progress, save_figure
 from bench.servers import bentoml_serve
 from bench.workload import SMALL, history_body, observe_body, publish, random_checkpoint
 from service.engine import Engine
@@ -88,12 +88,7 @@ def run(lengths: list[int], repeats: int, out: Path) -> Table:
 
 
 def _plot(table: Table, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = figure(figsize=(6, 4))
     for where, style in (("in-process", "--"), ("HTTP", "-")):
         rows = [r for r in table.rows if r[1] == where]
         ax.plot([r[0] for r in rows], [r[2] for r in rows], style, marker="o", label=f"/forecast, {where}")
@@ -101,7 +96,4 @@ def _plot(table: Table, path: Path) -> None:
     ax.set(xscale="log", yscale="log", xlabel="history length", ylabel="ms per request (median)")
     ax.set_title("Re-reading the history vs one step of a kept session")
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

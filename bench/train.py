@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from bench.report import Table, progress
+from bench.report import Table, figure, progress, save_figure
 from models.checkpoint import Checkpoint
 from training.datamodule import SeriesDataModule
 from training.evaluate import evaluate, scored_origins, season_length
@@ -94,6 +94,9 @@ class Sizes:
         """Training windows of input_size + horizon steps in the training part."""
         return train_end - self.input_size - self.horizon + 1
 
+    def steps_per_epoch(self, train_end: int) -> int:
+        return math.ceil(self.windows(train_end) / self.batch_size)
+
 
 @dataclass
 class Result:
@@ -143,8 +146,7 @@ def darts(block: bool, split: Split, sizes: Sizes, epochs: int, seed: int, workd
     name = "Darts BlockRNNModel (LSTM)" if block else "Darts RNNModel (LSTM)"
     times = split.data.series[0].timestamps
     target = TimeSeries.from_times_and_values(times, split.inputs[:, :1])
-    windows = sizes.windows(split.train_end)
-    steps = math.ceil(windows / sizes.batch_size)
+    windows, steps = sizes.windows(split.train_end), sizes.steps_per_epoch(split.train_end)
     options: dict[str, Any] = dict(
         model="LSTM",
         input_chunk_length=sizes.input_size,
@@ -184,8 +186,7 @@ def neuralforecast(cell: str, split: Split, sizes: Sizes, epochs: int, seed: int
     frame.insert(0, "y", split.inputs[:, 0])
     frame.insert(0, "ds", split.data.series[0].timestamps)
     frame.insert(0, "unique_id", "series")
-    windows = sizes.windows(split.train_end)
-    steps = math.ceil(windows / sizes.batch_size)
+    windows, steps = sizes.windows(split.train_end), sizes.steps_per_epoch(split.train_end)
     model = (LSTM if cell == "lstm" else GRU)(
         h=sizes.horizon,
         input_size=sizes.input_size,
@@ -334,12 +335,7 @@ def _table(results: list[Result], sizes: Sizes, epochs: int, config: Path) -> Ta
 
 
 def _plot(results: list[Result], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = figure(figsize=(7, 4.2))
     for r in results:
         if r.curve:
             seconds, mase = zip(*r.curve, strict=True)
@@ -348,7 +344,4 @@ def _plot(results: list[Result], path: Path) -> None:
             ax.scatter([r.seconds], [r.scores["mase"]], marker="s", label=f"{r.method} ({r.epochs} epochs)")
     ax.set(xlabel="training wall time (s)", ylabel="test MASE (lower is better)", title="Time to accuracy")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
