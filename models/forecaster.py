@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 Cell = Literal["lstm", "gru", "rnn"]
-# LSTM carries (hidden, cell); GRU and RNN carry hidden alone. Each tensor is (num_layers, B, hidden_size).
+# LSTM carries (hidden, cell); GRU and RNN carry hidden alone; each is (num_layers, B, hidden_size). See
+# state_rows for the lagged outputs a model may carry as well.
 State = tuple[torch.Tensor, ...]
 
 
@@ -37,12 +38,18 @@ class ForecasterConfig:
     # steps reads each step's context with that step's own features (the MQ-RNN decoder). Sharing lets
     # what is learnt about, say, temperature at one step serve every other step.
     context_size: int = 0
+    # With a shared head (context_size > 0): each horizon step also reads the top-layer output from one
+    # horizon before it, the same time yesterday for a day-ahead model, as NeuralForecast's recurrent
+    # models decode. The state then carries the last ``horizon`` outputs.
+    lagged_outputs: bool = False
 
     def __post_init__(self) -> None:
         if self.cell not in ("lstm", "gru", "rnn"):
             raise ValueError(f"cell must be lstm, gru or rnn, got {self.cell!r}")
         if self.context_size < 0:
             raise ValueError(f"context_size must be >= 0, got {self.context_size}")
+        if self.lagged_outputs and not self.context_size:
+            raise ValueError("lagged_outputs needs a shared head (context_size > 0)")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.nonlinearity == "relu" and self.cell != "rnn":
@@ -110,6 +117,7 @@ class Forecaster(nn.Module):
         if config.context_size:
             self.context = nn.Linear(config.hidden_size, config.horizon * config.context_size)
             head_in, out = config.context_size + config.future_dim, config.outputs_per_step
+            head_in += config.hidden_size if config.lagged_outputs else 0
         else:
             head_in = config.hidden_size + config.horizon * config.future_dim
             out = config.horizon * config.outputs_per_step
@@ -124,37 +132,68 @@ class Forecaster(nn.Module):
         """Runs the recurrence; returns every step's top-layer output (B, T, hidden) and the new state."""
         if x.dim() != 3 or x.shape[-1] != self.config.input_dim:
             raise ValueError(f"x must be (batch, seq_len, {self.config.input_dim}), got {tuple(x.shape)}")
-        if isinstance(self.rnn, nn.LSTM):
-            lstm_state = None if state is None else (state[0], state[1])
-            outputs, (h, c) = self.rnn(x, lstm_state)
-            return outputs, (h, c)
-        outputs, h = self.rnn(x, None if state is None else state[0])
-        return outputs, (h,)
+        outputs, rnn_state = self._recur(x, state)
+        if not self.config.lagged_outputs:
+            return outputs, rnn_state
+        carried = None if state is None else state[-1]
+        return outputs, (*rnn_state, self.readout(outputs, carried)[:, -1].transpose(0, 1))
 
-    def decode(self, hidden: torch.Tensor, future: torch.Tensor | None = None) -> torch.Tensor:
-        """Maps hidden outputs (..., hidden) and the horizon's known-ahead features (..., horizon, future_dim)
-        to forecasts (..., horizon, outputs_per_step)."""
+    def _recur(self, x: torch.Tensor | nn.utils.rnn.PackedSequence, state: State | None) -> tuple[torch.Tensor, State]:
+        """The recurrent layers alone: their outputs (padded for a packed input) and their state."""
+        if isinstance(self.rnn, nn.LSTM):
+            outputs, (h, c) = self.rnn(x, None if state is None else (state[0], state[1]))
+            rnn_state: State = (h, c)
+        else:
+            outputs, h = self.rnn(x, None if state is None else state[0])
+            rnn_state = (h,)
+        if isinstance(outputs, nn.utils.rnn.PackedSequence):
+            outputs = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)[0]
+        return outputs, rnn_state
+
+    def readout(self, outputs: torch.Tensor, carried: torch.Tensor | None = None) -> torch.Tensor:
+        """What the head reads at each step: the step's output (B, T, hidden) as it is, or with
+        ``lagged_outputs`` the outputs of the last horizon steps (B, T, horizon, hidden), oldest first.
+        carried: the state's (horizon, B, hidden) outputs from before ``outputs``; zeros when None."""
+        if not self.config.lagged_outputs:
+            return outputs
+        horizon = self.config.horizon
+        if carried is None:
+            earlier = outputs.new_zeros(outputs.shape[0], horizon - 1, outputs.shape[2])
+        else:
+            earlier = carried.transpose(0, 1)[:, 1:]
+        return torch.cat([earlier, outputs], dim=1).unfold(1, horizon, 1).transpose(-1, -2)
+
+    def decode(self, readout: torch.Tensor, future: torch.Tensor | None = None) -> torch.Tensor:
+        """Maps ``readout`` at some steps, (..., hidden) or (..., horizon, hidden), and the horizon's
+        known-ahead features (..., horizon, future_dim) to forecasts (..., horizon, outputs_per_step)."""
         config = self.config
+        latest = readout[..., -1, :] if config.lagged_outputs else readout
         if config.future_dim:
-            expected = (*hidden.shape[:-1], config.horizon, config.future_dim)
+            expected = (*latest.shape[:-1], config.horizon, config.future_dim)
             if future is None or tuple(future.shape) != expected:
                 got = None if future is None else tuple(future.shape)
                 raise ValueError(f"future must be {expected} (..., horizon, future_dim), got {got}")
         if config.context_size:
-            steps = self.context(hidden).unflatten(-1, (config.horizon, config.context_size))  # (..., H, C)
+            steps = self.context(latest).unflatten(-1, (config.horizon, config.context_size))  # (..., H, C)
+            if config.lagged_outputs:
+                steps = torch.cat([steps, readout], dim=-1)  # (..., H, C + hidden)
             if future is not None and config.future_dim:
-                steps = torch.cat([steps, future], dim=-1)  # (..., H, C + future_dim)
+                steps = torch.cat([steps, future], dim=-1)  # (..., H, C [+ hidden] + future_dim)
             return self.head(steps)  # (..., H, outputs_per_step)
         if future is not None and config.future_dim:
-            hidden = torch.cat([hidden, future.flatten(-2)], dim=-1)  # (..., hidden + horizon * future_dim)
-        return self.head(hidden).unflatten(-1, (config.horizon, config.outputs_per_step))
+            latest = torch.cat([latest, future.flatten(-2)], dim=-1)  # (..., hidden + horizon * future_dim)
+        return self.head(latest).unflatten(-1, (config.horizon, config.outputs_per_step))
 
     def forward(
         self, x: torch.Tensor, state: State | None = None, future: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
         """Forecast from the last step; future: (B, horizon, future_dim) when the model has future features."""
         outputs, new_state = self.encode(x, state)
-        return self.decode(outputs[:, -1], future), new_state  # (B, horizon, outputs_per_step)
+        return self.decode(self._last_readout(outputs[:, -1], new_state), future), new_state
+
+    def _last_readout(self, last_output: torch.Tensor, new_state: State) -> torch.Tensor:
+        # The lagged outputs ending at the last step are exactly what the new state carries.
+        return new_state[-1].transpose(0, 1) if self.config.lagged_outputs else last_output
 
     def forward_ragged(
         self, sequences: list[torch.Tensor], state: State | None = None, future: torch.Tensor | None = None
@@ -168,23 +207,30 @@ class Forecaster(nn.Module):
         lengths = torch.tensor([len(s) for s in sequences])
         padded = nn.utils.rnn.pad_sequence(sequences, batch_first=True)  # (B, max T_i, input_dim)
         packed = nn.utils.rnn.pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
-        if isinstance(self.rnn, nn.LSTM):
-            _, (h, c) = self.rnn(packed, None if state is None else (state[0], state[1]))
-            new_state: State = (h, c)
-        else:
-            _, h = self.rnn(packed, None if state is None else state[0])
-            new_state = (h,)
+        outputs, new_state = self._recur(packed, state)
         # With packing, the final hidden state is taken at each sequence's own length, and the top layer's
         # final hidden state is that step's output.
-        return self.decode(h[-1], future), new_state
+        if self.config.lagged_outputs:
+            horizon, rows = self.config.horizon, torch.arange(len(sequences)).unsqueeze(1)
+            carried = outputs.new_zeros(horizon, *outputs.shape[::2]) if state is None else state[-1]
+            joined = torch.cat([carried.transpose(0, 1), outputs], dim=1)  # (B, horizon + max T_i, hidden)
+            recent = joined[rows, lengths.unsqueeze(1) + torch.arange(horizon)]  # each one's last horizon
+            new_state = (*new_state, recent.transpose(0, 1))
+        return self.decode(self._last_readout(new_state[0][-1], new_state), future), new_state
 
     def zero_state(self, batch_size: int) -> State:
-        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
         param = next(self.parameters())
-        zeros = torch.zeros(shape, dtype=param.dtype, device=param.device)
-        return (zeros, zeros.clone()) if self.config.cell == "lstm" else (zeros,)
+        return tuple(
+            torch.zeros((rows, batch_size, self.config.hidden_size), dtype=param.dtype, device=param.device)
+            for rows in state_rows(self.config)
+        )
 
 
-def state_tensors(config: ForecasterConfig) -> int:
-    """How many tensors a state of this cell carries."""
-    return 2 if config.cell == "lstm" else 1
+def state_rows(config: ForecasterConfig) -> tuple[int, ...]:
+    """The first dimension of each tensor a state of this config carries; each is (rows, B, hidden_size).
+
+    LSTM carries hidden and cell states, GRU and RNN the hidden state alone, each one row per layer; with
+    ``lagged_outputs`` the last ``horizon`` top-layer outputs follow.
+    """
+    layers = (config.num_layers,) * (2 if config.cell == "lstm" else 1)
+    return (*layers, config.horizon) if config.lagged_outputs else layers

@@ -14,7 +14,7 @@ import torch
 
 from models.checkpoint import Checkpoint
 from models.features import encode_future, encode_inputs
-from models.forecaster import state_tensors
+from models.forecaster import state_rows
 from service.records import NO_TIME
 from service.schemas import ForecastFields, RejectedRequest, Rejection, Rows
 
@@ -26,7 +26,7 @@ MAX_SCALED = 1e6
 @dataclass(frozen=True)
 class RunResult:
     forecasts: np.ndarray  # (B, horizon, outputs per step) in the target's units
-    states: np.ndarray  # (B, state tensors, layers, hidden)
+    states: np.ndarray  # (B, state rows, hidden): the model's state tensors stacked along their first axis
     finite: np.ndarray  # (B,) whether each forecast is finite; a non-finite one must not be stored or sent
 
     @staticmethod
@@ -142,19 +142,20 @@ class Engine:
     def run(self, prepared: list[Prepared], states: list[np.ndarray | None]) -> RunResult:
         """Runs every request from its state (None: from zero) in one ragged pass."""
         zero = np.zeros(self.state_shape, dtype=np.float32)
-        initial = np.stack([zero if s is None else s for s in states])  # (B, tensors, layers, hidden)
-        state = tuple(torch.from_numpy(initial[:, k]).transpose(0, 1).contiguous() for k in range(initial.shape[1]))
+        initial = torch.from_numpy(np.stack([zero if s is None else s for s in states]))  # (B, rows, hidden)
+        parts = initial.split(state_rows(self.config), dim=1)
+        state = tuple(part.transpose(0, 1).contiguous() for part in parts)
         sequences = [torch.from_numpy(p.inputs) for p in prepared]
         future = torch.from_numpy(np.stack([p.future for p in prepared]))
         forecast, new_state = self.model.forward_ragged(sequences, state, future)
-        after = torch.stack([s.transpose(0, 1) for s in new_state], dim=1).numpy()  # (B, tensors, layers, hidden)
+        after = torch.cat([s.transpose(0, 1) for s in new_state], dim=1).numpy()  # (B, rows, hidden)
         forecasts = self.checkpoint.scaling.unscale_target(forecast.numpy()).astype(np.float32)
-        finite = np.isfinite(forecasts).all(axis=(1, 2)) & np.isfinite(after).all(axis=(1, 2, 3))
+        finite = np.isfinite(forecasts).all(axis=(1, 2)) & np.isfinite(after).all(axis=(1, 2))
         return RunResult(forecasts, after, np.asarray(finite, dtype=bool))
 
     @property
-    def state_shape(self) -> tuple[int, int, int]:
-        return (state_tensors(self.config), self.config.num_layers, self.config.hidden_size)
+    def state_shape(self) -> tuple[int, int]:
+        return (sum(state_rows(self.config)), self.config.hidden_size)
 
     def answer(self, forecast: np.ndarray) -> ForecastFields:
         """Response fields for one (horizon, outputs) forecast."""

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAGIC = b"SQS1"
-# magic, seq, next timestamp (ns), state tensors, layers, hidden size, horizon, outputs per step,
-# tag length, digest of the last applied observe
-_HEADER = struct.Struct("<4sQqBHIHHH16s")
+MAGIC = b"SQS2"  # 2: the state is (rows, hidden), rows spanning all of the model's state tensors
+# magic, seq, next timestamp (ns), state rows, hidden size, horizon, outputs per step, tag length, digest of
+# the last applied observe
+_HEADER = struct.Struct("<4sQqHIHHH16s")
 NO_TIME = -(2**63)  # next_time of a model without calendar features
 
 
@@ -27,16 +27,16 @@ class SessionRecord:
     model: str  # tag of the model that opened the session
     seq: int  # observations consumed so far
     next_time: int  # ns since the epoch of the next observation's timestamp, or NO_TIME
-    state: np.ndarray  # (state tensors, layers, hidden) float32
+    state: np.ndarray  # (state rows, hidden) float32, as Engine.run gives it
     last_digest: bytes  # 16-byte digest of the last applied observe; zeros after /open
     last_forecast: np.ndarray  # (horizon, outputs per step) float32: the answer that observe got
 
     def to_bytes(self) -> bytes:
         tag = self.model.encode()
-        tensors, layers, hidden = self.state.shape
+        rows, hidden = self.state.shape
         horizon, outputs = self.last_forecast.shape
         header = _HEADER.pack(
-            MAGIC, self.seq, self.next_time, tensors, layers, hidden, horizon, outputs, len(tag), self.last_digest
+            MAGIC, self.seq, self.next_time, rows, hidden, horizon, outputs, len(tag), self.last_digest
         )
         state = np.ascontiguousarray(self.state, dtype="<f4").tobytes()
         forecast = np.ascontiguousarray(self.last_forecast, dtype="<f4").tobytes()
@@ -46,20 +46,20 @@ class SessionRecord:
     def from_bytes(cls, blob: bytes) -> SessionRecord:
         if len(blob) < _HEADER.size or blob[:4] != MAGIC:
             raise RecordError("not a seqcast session record")
-        magic, seq, next_time, tensors, layers, hidden, horizon, outputs, tag_len, digest = _HEADER.unpack_from(blob)
+        magic, seq, next_time, rows, hidden, horizon, outputs, tag_len, digest = _HEADER.unpack_from(blob)
         state_at = _HEADER.size + tag_len
-        forecast_at = state_at + 4 * tensors * layers * hidden
+        forecast_at = state_at + 4 * rows * hidden
         if len(blob) != forecast_at + 4 * horizon * outputs:
             raise RecordError(
                 f"session record has {len(blob)} bytes, its header implies {forecast_at + 4 * horizon * outputs}"
             )
-        state = np.frombuffer(blob, dtype="<f4", count=tensors * layers * hidden, offset=state_at)
+        state = np.frombuffer(blob, dtype="<f4", count=rows * hidden, offset=state_at)
         forecast = np.frombuffer(blob, dtype="<f4", count=horizon * outputs, offset=forecast_at)
         return cls(
             model=blob[_HEADER.size : state_at].decode(),
             seq=seq,
             next_time=next_time,
-            state=state.reshape(tensors, layers, hidden),
+            state=state.reshape(rows, hidden),
             last_digest=digest,
             last_forecast=forecast.reshape(horizon, outputs),
         )

@@ -59,7 +59,8 @@ class ForecastTask(L.LightningModule):
 
     def masked_loss(self, batch: Batch, origin_stride: int = 1) -> torch.Tensor:
         x, future, targets, mask = batch
-        hidden, _ = self.network.encode(x)  # (B, L, hidden)
+        outputs, _ = self.network.encode(x)  # (B, L, hidden)
+        hidden = self.network.readout(outputs)  # (B, L, [H,] hidden)
         if origin_stride > 1:
             first = int(torch.randint(origin_stride, ()))
             hidden, future, targets, mask = (part[:, first::origin_stride] for part in (hidden, future, targets, mask))

@@ -4,12 +4,24 @@ import pytest
 import torch
 
 from models import Forecaster, ForecasterConfig
+from models.forecaster import state_rows
 
 CELLS = [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")]
+# (cell, context_size, lagged_outputs): the plain head, the shared head, and the shared head reading lagged outputs
+HEADS = [
+    ("lstm", 0, False),
+    ("gru", 0, False),
+    ("rnn", 0, False),
+    ("lstm", 3, False),
+    ("lstm", 3, True),
+    ("gru", 3, True),
+]
 
 
-@pytest.mark.parametrize(("cell", "nonlinearity"), CELLS)
-def test_carried_state_equals_one_pass(cell: str, nonlinearity: str) -> None:
+@pytest.mark.parametrize(
+    ("cell", "nonlinearity", "lagged"), [(*c, False) for c in CELLS] + [("lstm", "tanh", True), ("gru", "tanh", True)]
+)
+def test_carried_state_equals_one_pass(cell: str, nonlinearity: str, lagged: bool) -> None:
     torch.manual_seed(0)
     config = ForecasterConfig(
         input_dim=4,
@@ -21,6 +33,8 @@ def test_carried_state_equals_one_pass(cell: str, nonlinearity: str) -> None:
         dropout=0.2,
         quantiles=(0.1, 0.5, 0.9),
         head_hidden=8,
+        context_size=5 if lagged else 0,
+        lagged_outputs=lagged,
     )
     model = Forecaster(config).eval()
     x = torch.randn(3, 97, 4)
@@ -32,13 +46,16 @@ def test_carried_state_equals_one_pass(cell: str, nonlinearity: str) -> None:
         for a, b in zip(second_state, full_state, strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert full.shape == (3, 6, 3)
-    assert len(full_state) == (2 if cell == "lstm" else 1)
+    assert [len(s) for s in full_state] == list(state_rows(config))
+    assert len(full_state) == (2 if cell == "lstm" else 1) + lagged
 
 
-def test_every_step_forecasts_match_last_step_forecast() -> None:
-    model = Forecaster(ForecasterConfig(input_dim=2, horizon=5)).eval()
+@pytest.mark.parametrize("lagged", [False, True])
+def test_every_step_forecasts_match_last_step_forecast(lagged: bool) -> None:
+    config = ForecasterConfig(input_dim=2, horizon=5, context_size=3 if lagged else 0, lagged_outputs=lagged)
+    model = Forecaster(config).eval()
     x = torch.randn(2, 30, 2)
-    every = model.decode(model.encode(x)[0])  # what training puts its loss on
+    every = model.decode(model.readout(model.encode(x)[0]))  # what training puts its loss on
     last, _ = model(x)
     assert every.shape == (2, 30, 5, 1)
     torch.testing.assert_close(every[:, -1], last)
@@ -68,6 +85,7 @@ def test_zero_state_is_the_default_state() -> None:
         ({"quantiles": (0.5, 1.5)}, "quantiles must lie in (0, 1), got 1.5"),
         ({"quantiles": (0.9, 0.1)}, "quantiles must be strictly increasing"),
         ({"context_size": -1}, "context_size must be >= 0, got -1"),
+        ({"lagged_outputs": True}, "lagged_outputs needs a shared head (context_size > 0)"),
     ],
 )
 def test_config_rejects_bad_fields(fields: dict[str, object], message: str) -> None:
@@ -81,8 +99,8 @@ def test_wrong_input_width_is_named() -> None:
         model(torch.zeros(1, 5, 2))
 
 
-@pytest.mark.parametrize(("cell", "context_size"), [("lstm", 0), ("gru", 0), ("rnn", 0), ("lstm", 3)])
-def test_ragged_batch_equals_each_sequence_alone(cell: str, context_size: int) -> None:
+@pytest.mark.parametrize(("cell", "context_size", "lagged"), HEADS)
+def test_ragged_batch_equals_each_sequence_alone(cell: str, context_size: int, lagged: bool) -> None:
     torch.manual_seed(1)
     config = ForecasterConfig(
         input_dim=3,
@@ -91,9 +109,10 @@ def test_ragged_batch_equals_each_sequence_alone(cell: str, context_size: int) -
         cell=cell,  # type: ignore[arg-type]
         hidden_size=8,
         context_size=context_size,
+        lagged_outputs=lagged,
     )
     model = Forecaster(config).eval()
-    sequences = [torch.randn(n, 3) for n in (5, 1, 17, 9)]
+    sequences = [torch.randn(n, 3) for n in (5, 1, 17, 9)]  # shorter and longer than the horizon
     states = [model(torch.randn(1, 6, 3), future=torch.randn(1, 4, 2))[1] for _ in sequences]
     stacked = tuple(torch.cat(parts, dim=1) for parts in zip(*states, strict=True))
     future = torch.randn(4, 4, 2)

@@ -38,8 +38,9 @@ def observe_body(
 ENGINE_SPEC = FeatureSpec("y", ("load",), ("temperature",), ("time_of_day", "day_of_week"), "30min")
 
 
-def make_engine(cell: str = "lstm", max_observe: int = 2_000) -> Engine:
-    """An engine over a randomly initialised forecaster (horizon 6, three quantiles), for in-process tests."""
+def make_engine(cell: str = "lstm", max_observe: int = 2_000, lagged_outputs: bool = False) -> Engine:
+    """An engine over a randomly initialised forecaster (horizon 6, three quantiles), for in-process tests;
+    ``lagged_outputs`` gives it the shared head that reads the last horizon outputs."""
     torch.manual_seed(0)
     config = ForecasterConfig(
         input_dim=ENGINE_SPEC.input_dim,
@@ -50,6 +51,8 @@ def make_engine(cell: str = "lstm", max_observe: int = 2_000) -> Engine:
         num_layers=2,
         quantiles=(0.1, 0.5, 0.9),
         head_hidden=8,
+        context_size=4 if lagged_outputs else 0,
+        lagged_outputs=lagged_outputs,
     )
     scaling = Scaling((10.0, 3.0, 15.0), (2.0, 1.0, 5.0))
     checkpoint = Checkpoint(config, ENGINE_SPEC, scaling, Forecaster(config).state_dict())

@@ -12,9 +12,11 @@ from service.schemas import RejectedRequest
 from tests.service.bodies import make_engine
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_open_then_observe_equals_one_pass_over_many_random_splits(cell: str) -> None:
-    engine = make_engine(cell)
+@pytest.mark.parametrize(
+    ("cell", "lagged"), [("lstm", False), ("gru", False), ("rnn", False), ("lstm", True), ("gru", True)]
+)
+def test_open_then_observe_equals_one_pass_over_many_random_splits(cell: str, lagged: bool) -> None:
+    engine = make_engine(cell, lagged_outputs=lagged)
     rng = np.random.default_rng(1)
     start = pd.Timestamp("2024-05-03 21:00").to_pydatetime()
     for _ in range(60):
@@ -35,8 +37,9 @@ def test_open_then_observe_equals_one_pass_over_many_random_splits(cell: str) ->
         assert next_time == pd.Timestamp(start).value + n * pd.Timedelta("30min").value
 
 
-def test_a_ragged_batch_answers_each_request_as_if_alone() -> None:
-    engine = make_engine("lstm")
+@pytest.mark.parametrize("lagged", [False, True])
+def test_a_ragged_batch_answers_each_request_as_if_alone(lagged: bool) -> None:
+    engine = make_engine("lstm", lagged_outputs=lagged)
     rng = np.random.default_rng(2)
     start = pd.Timestamp("2024-05-03").to_pydatetime()
     requests = [

@@ -12,7 +12,7 @@ def _record() -> SessionRecord:
         model="seqcast-forecaster:abc",
         seq=12_345,
         next_time=NO_TIME,
-        state=rng.normal(size=(2, 2, 64)).astype(np.float32),
+        state=rng.normal(size=(4, 64)).astype(np.float32),  # LSTM: hidden and cell, 2 layers each
         last_digest=bytes(range(16)),
         last_forecast=rng.normal(size=(48, 1)).astype(np.float32),
     )
@@ -36,7 +36,7 @@ def test_state_is_raw_float32_with_a_small_header() -> None:
     state_bytes = 2 * 2 * 64 * 4
     forecast_bytes = 48 * 4
     assert len(blob) - state_bytes - forecast_bytes < 80
-    assert blob[:4] == b"SQS1"
+    assert blob[:4] == b"SQS2"
 
 
 @pytest.mark.parametrize("blob", [b"", b"not a record at all", b"SQS1" + bytes(10)])
