@@ -10,7 +10,7 @@ a long chunk ("forking sequences") and the service answers from the last step al
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ Cell = Literal["lstm", "gru", "rnn"]
 # LSTM carries (hidden, cell); GRU and RNN carry hidden alone; each is (num_layers, B, hidden_size). See
 # state_rows for the lagged outputs a model may carry as well.
 State = tuple[torch.Tensor, ...]
+Steps = TypeVar("Steps", torch.Tensor, nn.utils.rnn.PackedSequence)
 
 
 @dataclass(frozen=True)
@@ -135,20 +136,22 @@ class Forecaster(nn.Module):
         outputs, rnn_state = self._recur(x, state)
         if not self.config.lagged_outputs:
             return outputs, rnn_state
-        carried = None if state is None else state[-1]
-        return outputs, (*rnn_state, self.readout(outputs, carried)[:, -1].transpose(0, 1))
+        horizon = self.config.horizon
+        carried = self._carried(state, outputs.shape[0])
+        recent = torch.cat([carried.transpose(0, 1), outputs[:, -horizon:]], dim=1)[:, -horizon:]
+        return outputs, (*rnn_state, recent.transpose(0, 1))
 
-    def _recur(self, x: torch.Tensor | nn.utils.rnn.PackedSequence, state: State | None) -> tuple[torch.Tensor, State]:
-        """The recurrent layers alone: their outputs (padded for a packed input) and their state."""
+    def _recur(self, x: Steps, state: State | None) -> tuple[Steps, State]:
+        """The recurrent layers alone: their outputs, packed where the input is, and their state."""
         if isinstance(self.rnn, nn.LSTM):
             outputs, (h, c) = self.rnn(x, None if state is None else (state[0], state[1]))
-            rnn_state: State = (h, c)
-        else:
-            outputs, h = self.rnn(x, None if state is None else state[0])
-            rnn_state = (h,)
-        if isinstance(outputs, nn.utils.rnn.PackedSequence):
-            outputs = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)[0]
-        return outputs, rnn_state
+            return outputs, (h, c)
+        outputs, h = self.rnn(x, None if state is None else state[0])
+        return outputs, (h,)
+
+    def _carried(self, state: State | None, batch_size: int) -> torch.Tensor:
+        """The lagged outputs a state carries, (horizon, B, hidden); zeros for a fresh state."""
+        return self.zero_state(batch_size)[-1] if state is None else state[-1]
 
     def readout(self, outputs: torch.Tensor, carried: torch.Tensor | None = None) -> torch.Tensor:
         """What the head reads at each step: the step's output (B, T, hidden) as it is, or with
@@ -207,15 +210,16 @@ class Forecaster(nn.Module):
         lengths = torch.tensor([len(s) for s in sequences])
         padded = nn.utils.rnn.pad_sequence(sequences, batch_first=True)  # (B, max T_i, input_dim)
         packed = nn.utils.rnn.pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
-        outputs, new_state = self._recur(packed, state)
-        # With packing, the final hidden state is taken at each sequence's own length, and the top layer's
-        # final hidden state is that step's output.
+        packed_outputs, new_state = self._recur(packed, state)
         if self.config.lagged_outputs:
+            outputs = nn.utils.rnn.pad_packed_sequence(packed_outputs, batch_first=True)[0]  # (B, max T_i, hidden)
             horizon, rows = self.config.horizon, torch.arange(len(sequences)).unsqueeze(1)
-            carried = outputs.new_zeros(horizon, *outputs.shape[::2]) if state is None else state[-1]
-            joined = torch.cat([carried.transpose(0, 1), outputs], dim=1)  # (B, horizon + max T_i, hidden)
+            carried = self._carried(state, len(sequences)).transpose(0, 1)
+            joined = torch.cat([carried, outputs], dim=1)  # (B, horizon + max T_i, hidden)
             recent = joined[rows, lengths.unsqueeze(1) + torch.arange(horizon)]  # each one's last horizon
             new_state = (*new_state, recent.transpose(0, 1))
+        # With packing, the final hidden state is taken at each sequence's own length, and the top layer's
+        # final hidden state is that step's output.
         return self.decode(self._last_readout(new_state[0][-1], new_state), future), new_state
 
     def zero_state(self, batch_size: int) -> State:
