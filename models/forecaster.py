@@ -153,17 +153,14 @@ class Forecaster(nn.Module):
         """The lagged outputs a state carries, (horizon, B, hidden); zeros for a fresh state."""
         return self.zero_state(batch_size)[-1] if state is None else state[-1]
 
-    def readout(self, outputs: torch.Tensor, carried: torch.Tensor | None = None) -> torch.Tensor:
-        """What the head reads at each step: the step's output (B, T, hidden) as it is, or with
-        ``lagged_outputs`` the outputs of the last horizon steps (B, T, horizon, hidden), oldest first.
-        carried: the state's (horizon, B, hidden) outputs from before ``outputs``; zeros when None."""
+    def readout(self, outputs: torch.Tensor) -> torch.Tensor:
+        """What the head reads at each step of outputs encoded from a zero state: the step's output
+        (B, T, hidden) as it is, or with ``lagged_outputs`` the outputs of the last horizon steps
+        (B, T, horizon, hidden), oldest first, zeros before the first step."""
         if not self.config.lagged_outputs:
             return outputs
         horizon = self.config.horizon
-        if carried is None:
-            earlier = outputs.new_zeros(outputs.shape[0], horizon - 1, outputs.shape[2])
-        else:
-            earlier = carried.transpose(0, 1)[:, 1:]
+        earlier = outputs.new_zeros(outputs.shape[0], horizon - 1, outputs.shape[2])
         return torch.cat([earlier, outputs], dim=1).unfold(1, horizon, 1).transpose(-1, -2)
 
     def decode(self, readout: torch.Tensor, future: torch.Tensor | None = None) -> torch.Tensor:
