@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/lstm.yaml
-APT_PACKAGES := redis-server prometheus
+APT_PACKAGES := redis-server prometheus wrk
 
 .PHONY: install system-packages demo train serve test lint
 

@@ -4,9 +4,6 @@ same service parsing and batching the same body, doing nothing: BentoML's own fl
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -19,15 +16,8 @@ import pandas as pd
 from bench.report import Table, progress
 from bench.servers import bentoml_serve, redis_server
 from bench.workload import LARGE, SMALL, ModelSize, history_body, publish, random_checkpoint
+from bench.wrk import measure as load
 from service.engine import Engine, Prepared
-
-
-def load(url: str, kind: str, concurrency: int, seconds: float, history: int) -> dict[str, Any]:
-    """Runs bench.load in a process of its own and returns its measurements."""
-    command = [sys.executable, "-m", "bench.load", url, kind, "--concurrency", str(concurrency)]
-    command += ["--seconds", str(seconds), "--history", str(history)]
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 @cache  # the same limit for batching on and off: measured once
@@ -76,8 +66,8 @@ def run(sizes: list[ModelSize], concurrencies: list[int], seconds: float, out: P
                 _add(table, size, True, "/observe (Redis)", 1, measured, None, None)
             progress(f"serve: {size.name} with Redis")
     table.notes.append(
-        f"Closed-loop clients in a separate process on loopback, {seconds:g} s per row after a 1 s warm-up; one "
-        "API worker with one torch thread; the load generator shares the machine's 2 cores. vs /noop: this row's "
+        f"Closed-loop connections from wrk (one thread) on loopback, {seconds:g} s per row after a 1 s warm-up; one "
+        "API worker with one torch thread; wrk shares the machine's 2 cores. vs /noop: this row's "
         "req/s over /noop's at the same clients and batching. vs in-process: over the engine alone serving the "
         "same number of requests per pass."
     )

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from service.api_key import ApiKey
 from service.body_limit import BodyLimit
 from service.engine import Engine, Prepared
 from service.metrics import BATCH_SIZE, BATCH_WAIT, FORWARD, REJECTED, SESSIONS, active_sessions_gauge, timed
+from service.request_timeout import install as install_request_timeout
 from service.schemas import (
     CloseRequest,
     CloseResponse,
@@ -40,6 +42,7 @@ from service.sessions import Sessions
 from service.settings import Settings
 from service.store import StoreUnavailable, open_store
 
+install_request_timeout()  # before BentoML builds the app, which is after it imports this module
 settings = Settings()  # read at import, so a bad setting stops `bentoml serve` before it listens
 ACTIVE_SESSIONS = active_sessions_gauge(shared_store=settings.session_store != "memory")
 BATCHED: dict[str, Any] = {
@@ -104,7 +107,7 @@ def _answered(outcome: BaseModel | Rejection | None) -> BaseModel | Rejection:
     return outcome
 
 
-@bentoml.service(name="seqcast", workers=settings.workers, traffic={"timeout": 60})
+@bentoml.service(name="seqcast", workers=settings.workers, traffic={"timeout": settings.request_timeout_s})
 class Seqcast:
     model_ref = bentoml.models.BentoModel(settings.model_tag)
 
@@ -122,6 +125,10 @@ class Seqcast:
         self.store = open_store(settings.session_store, settings.session_ttl_s, settings.max_sessions, dropped)
         self.sessions = Sessions(self.engine, self.store, ACTIVE_SESSIONS.labels(tag).set)
         self.metadata: dict[str, Any] = dict(stored.info.metadata)
+        # What is alive now (torch, BentoML, pandas, the model: ~230k objects) lives as long as the worker, and a
+        # full collection that walks it takes ~100 ms, during which no request is answered.
+        gc.collect()
+        gc.freeze()
 
     async def __is_ready__(self) -> bool:
         return await self.store.ping()

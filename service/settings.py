@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     noop_endpoint: bool = False  # serve /noop (parses an observe body, does nothing): BentoML's floor, for benchmarks
     workers: int = Field(default=1, gt=0)
+    request_timeout_s: float = Field(default=60.0, gt=0)  # a request not begun to be answered by then gets 504
     batching: bool = True  # adaptive batching of /forecast and /observe; off, each request runs its own pass
     max_batch_size: int = Field(default=64, gt=1)  # adaptive batching: most requests merged into one forward pass
     max_latency_ms: int = Field(default=2_000, gt=0)  # adaptive batching sheds a request predicted to wait longer (503)

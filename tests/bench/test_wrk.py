@@ -1,0 +1,42 @@
+"""wrk as the serve benchmark's load generator, against a real `bentoml serve`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench import wrk
+from bench.servers import bentoml_serve
+from bench.workload import SMALL, publish
+
+
+def _answered(url: str, endpoint: str) -> float:
+    """Requests of ``endpoint`` the service answered with 200, from its own /metrics."""
+    families = text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+    return sum(
+        sample.value
+        for family in families
+        if family.name == "bentoml_service_request"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+        and sample.labels.get("endpoint") == f"/{endpoint}"
+        and sample.labels.get("http_response_code") == "200"
+    )
+
+
+@pytest.mark.parametrize("endpoint", ["observe", "forecast"])
+def test_every_request_is_answered_and_each_session_keeps_its_seq(tmp_path: Path, endpoint: str) -> None:
+    """An observe with a stale seq is refused with 409, so no errors means the script carried every session's
+    seq from answer to next request, over 4 connections sharing the pool."""
+    tag = publish(tmp_path, SMALL)
+    with bentoml_serve(tmp_path, tmp_path / "serve.log", model_tag=tag) as running:
+        measured = wrk.measure(running.url, endpoint, concurrency=4, seconds=2, history=SMALL.history)
+        answered = _answered(running.url, endpoint)
+    assert measured["errors"] == 0, measured["error_kinds"]
+    assert measured["requests"] > 20
+    # The warm-up's and the measured run's requests, all answered 200 as the service counts them.
+    assert answered >= measured["requests"]
+    assert 0 < measured["p50"] <= measured["p95"] <= measured["p99"]
