@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     streaming = commands.add_parser("streaming", help="/observe with a kept session vs /forecast of the history")
     streaming.add_argument("--lengths", type=_ints, default=[100, 1_000, 10_000])
-    streaming.add_argument("--repeats", type=int, default=50)
+    streaming.add_argument("--repeats", type=int, default=50, help="in-process calls per measurement")
+    streaming.add_argument("--seconds", type=float, default=3.0, help="HTTP: wrk's time per measurement")
     memory = commands.add_parser("memory", help="memory per open session, in-process store and Redis")
     memory.add_argument("--sessions", type=_ints, default=[0, 10_000, 100_000])
     memory.add_argument("--history", type=int, default=8, help="values each session is opened with")
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "streaming":
         from bench import streaming as streaming_bench
 
-        streaming_bench.run(args.lengths, args.repeats, args.out).show(args.out)
+        streaming_bench.run(args.lengths, args.repeats, args.seconds, args.out).show(args.out)
     elif args.command == "memory":
         from bench import memory as memory_bench
 

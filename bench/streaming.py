@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pandas as pd
 
 from bench.report import Table, figure, progress, save_figure
 from bench.servers import bentoml_serve
 from bench.workload import SMALL, history_body, observe_body, publish, random_checkpoint
+from bench.wrk import measure as load
 from service.engine import Engine
 
 
@@ -47,22 +47,13 @@ def in_process(engine: Engine, length: int, repeats: int) -> tuple[float, float]
     return median_ms(whole, repeats), median_ms(one, repeats)
 
 
-def over_http(client: httpx.Client, length: int, repeats: int) -> tuple[float, float]:
-    body = history_body(length)
-    whole = median_ms(lambda: client.post("/forecast", json=body).raise_for_status(), repeats)
-    session = client.post("/open", json=body).raise_for_status().json()
-    seq = session["seq"]
-
-    def one() -> object:
-        nonlocal seq
-        answer = client.post("/observe", json=observe_body(session["session_id"], seq, 0)).raise_for_status()
-        seq = answer.json()["seq"]
-        return answer
-
-    return whole, median_ms(one, repeats)
+def over_http(url: str, length: int, seconds: float) -> tuple[float, float]:
+    """Median ms of /forecast with the whole history and of /observe with one value, one wrk connection each."""
+    whole = load(url, "forecast", 1, seconds, length)["p50"]
+    return whole, load(url, "observe", 1, seconds, length)["p50"]
 
 
-def run(lengths: list[int], repeats: int, out: Path) -> Table:
+def run(lengths: list[int], repeats: int, seconds: float, out: Path) -> Table:
     table = Table(
         "streaming",
         ["history", "path", "/forecast whole history (ms)", "/observe one value (ms)", "observe is cheaper by"],
@@ -75,13 +66,13 @@ def run(lengths: list[int], repeats: int, out: Path) -> Table:
     with tempfile.TemporaryDirectory() as home:
         publish(Path(home), SMALL)
         with bentoml_serve(Path(home), Path(home) / "serve.log", max_history=max(lengths)) as running:
-            with httpx.Client(base_url=running.url, timeout=60) as client:
-                for length in lengths:
-                    whole, one = over_http(client, length, repeats)
-                    table.add(length, "HTTP", whole, one, f"{whole / one:.1f}x")
-                    progress(f"streaming: HTTP, history {length}")
+            for length in lengths:
+                whole, one = over_http(running.url, length, seconds)
+                table.add(length, "HTTP", whole, one, f"{whole / one:.1f}x")
+                progress(f"streaming: HTTP, history {length}")
     table.notes.append(
-        f"Model: {SMALL.label}, LSTM, horizon 48, elecdemand features; medians of {repeats} calls, one client."
+        f"Model: {SMALL.label}, LSTM, horizon 48, elecdemand features. In-process: medians of {repeats} calls. "
+        f"HTTP: median latency over {seconds:g} s of one wrk connection, after a 1 s warm-up."
     )
     _plot(table, out / "streaming.png")
     return table

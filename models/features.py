@@ -127,9 +127,17 @@ class Scaling:
         return {"mean": list(self.mean), "std": list(self.std)}
 
 
-def calendar_features(timestamps: pd.DatetimeIndex, names: tuple[str, ...]) -> np.ndarray:
-    """(T, 2 * len(names)) sin/cos encodings of the timestamps."""
-    seconds = (timestamps - pd.Timestamp("1970-01-05")).total_seconds().to_numpy()  # 1970-01-05 was a Monday
+# Calendar phases are measured from a Monday, so day_of_week starts there.
+MONDAY_NS = pd.Timestamp("1970-01-05").value
+
+
+def calendar_features(timestamps: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """(T, 2 * len(names)) sin/cos encodings of (T,) int64 timestamps in nanoseconds since the epoch.
+
+    Plain integers rather than a DatetimeIndex: building one and subtracting in pandas cost the service more
+    than the small model's forward pass for each request.
+    """
+    seconds = (timestamps - MONDAY_NS) / 1e9
     columns = []
     for name in names:
         phase = 2 * np.pi * (seconds % CALENDAR_PERIODS[name]) / CALENDAR_PERIODS[name]
@@ -137,7 +145,7 @@ def calendar_features(timestamps: pd.DatetimeIndex, names: tuple[str, ...]) -> n
     return np.stack(columns, axis=-1) if columns else np.zeros((len(timestamps), 0))
 
 
-def _with_calendar(spec: FeatureSpec, scaled: np.ndarray, timestamps: pd.DatetimeIndex | None) -> np.ndarray:
+def _with_calendar(spec: FeatureSpec, scaled: np.ndarray, timestamps: np.ndarray | None) -> np.ndarray:
     parts = [scaled]
     if spec.calendar:
         if timestamps is None or len(timestamps) != len(scaled):
@@ -161,7 +169,7 @@ def encode_inputs(
     scaling: Scaling,
     target: np.ndarray,
     covariates: np.ndarray | None = None,
-    timestamps: pd.DatetimeIndex | None = None,
+    timestamps: np.ndarray | None = None,
 ) -> np.ndarray:
     """Builds model inputs (T, spec.input_dim) as float32 from raw values.
 
@@ -174,12 +182,12 @@ def encode_inputs(
 
 
 def encode_future(
-    spec: FeatureSpec, scaling: Scaling, future: np.ndarray | None, timestamps: pd.DatetimeIndex | None
+    spec: FeatureSpec, scaling: Scaling, future: np.ndarray | None, timestamps: np.ndarray | None
 ) -> np.ndarray:
     """Known-ahead features (H, spec.future_dim) of the horizon, equal to the ``known_ahead_columns`` that
     ``encode_inputs`` gives for the same steps.
 
-    future: (H, len(spec.future_covariates)) raw values; timestamps: the H horizon stamps.
+    future: (H, len(spec.future_covariates)) raw values; timestamps: (H,) int64 ns of the horizon's steps.
     """
     rows = len(timestamps) if timestamps is not None else (0 if future is None else len(future))
     future = _check_width("future_covariates", future, rows, len(spec.future_covariates))

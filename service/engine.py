@@ -98,7 +98,7 @@ class Engine:
         future = _rows("future_covariates", rows, self.config.horizon, self.spec.future_covariates, "forecast step")
         stamps = None
         if self.spec.calendar:
-            stamps = pd.DatetimeIndex(next_time + self.step_ns * np.arange(self.config.horizon))
+            stamps = next_time + self.step_ns * np.arange(self.config.horizon)
         encoded = encode_future(self.spec, self.checkpoint.scaling, future, stamps)
         _check_range("future_covariates", encoded[:, : future.shape[1]], future)
         return encoded
@@ -115,7 +115,7 @@ class Engine:
         if self.spec.calendar:
             if first_time + self.step_ns * (n + self.config.horizon) > LATEST_NS:
                 raise _bad(field, f"its timestamps and the forecast's would pass {pd.Timestamp.max:%Y-%m-%d}")
-            stamps = pd.DatetimeIndex(first_time + self.step_ns * np.arange(n))
+            stamps = first_time + self.step_ns * np.arange(n)
         with np.errstate(over="ignore"):  # an overflow to inf is caught and named just below
             inputs = encode_inputs(self.spec, self.checkpoint.scaling, target, past, stamps)
         _check_range(field, inputs[:, :1], target[:, None])

@@ -166,7 +166,7 @@ class SeriesDataModule(L.LightningDataModule):
         self.scaled_targets = [(s.target - self.scaling.mean[0]) / self.scaling.std[0] for s in series]
 
     def encode(self, series: Series) -> np.ndarray:
-        return encode_inputs(self.features, self.scaling, series.target, series.covariates, series.timestamps)
+        return encode_inputs(self.features, self.scaling, series.target, series.covariates, series.timestamps.asi8)
 
     def train_part(self, series: Series) -> Part:
         return Part(0, len(series) - self.val_size - self.test_size)

@@ -138,7 +138,7 @@ def evaluate(checkpoint: Checkpoint, data: SeriesDataModule) -> tuple[dict[str, 
     for series in data.series:
         # Encode with the checkpoint's statistics, so the report judges exactly what would be served.
         inputs = encode_inputs(
-            checkpoint.features, checkpoint.scaling, series.target, series.covariates, series.timestamps
+            checkpoint.features, checkpoint.scaling, series.target, series.covariates, series.timestamps.asi8
         )
         forecasts.append(forecast_series(model, checkpoint, data, series, inputs))
     return build_report(checkpoint, forecasts), forecasts
