@@ -107,7 +107,12 @@ def _answered(outcome: BaseModel | Rejection | None) -> BaseModel | Rejection:
     return outcome
 
 
-@bentoml.service(name="seqcast", workers=settings.workers, traffic={"timeout": settings.request_timeout_s})
+@bentoml.service(
+    name="seqcast",
+    workers=settings.workers,
+    traffic={"timeout": settings.request_timeout_s},
+    logging={"access": {"enabled": settings.access_log}},
+)
 class Seqcast:
     model_ref = bentoml.models.BentoModel(settings.model_tag)
 

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     noop_endpoint: bool = False  # serve /noop (parses an observe body, does nothing): BentoML's floor, for benchmarks
     workers: int = Field(default=1, gt=0)
+    # A log line per request costs ~10% of a small request's time; /metrics already counts and times them all.
+    access_log: bool = False
     request_timeout_s: float = Field(default=60.0, gt=0)  # a request not begun to be answered by then gets 504
     batching: bool = True  # adaptive batching of /forecast and /observe; off, each request runs its own pass
     max_batch_size: int = Field(default=64, gt=1)  # adaptive batching: most requests merged into one forward pass

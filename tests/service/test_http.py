@@ -210,6 +210,12 @@ def test_health_and_metrics_stay(client: httpx.Client) -> None:
     assert "bentoml_service_request_duration_seconds" in client.get("/metrics").text
 
 
+def test_requests_are_not_logged_one_line_each_by_default(client: httpx.Client, service: Any) -> None:
+    values, temps = series(30)
+    assert client.post("/forecast", json=history_body(values, temps)).status_code == 200
+    assert "path=/forecast" not in service.log.read_text()
+
+
 @pytest.mark.parametrize("body", [b"\x00{", b"\xff"], ids=["not-json", "not-utf8"])
 @pytest.mark.parametrize("path", ["/forecast", "/open", "/observe", "/close"])
 def test_a_body_that_is_not_json_gets_400(client: httpx.Client, path: str, body: bytes) -> None:
