@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     serve = commands.add_parser("serve", help="req/s and latency of /forecast and /observe vs /noop and in-process")
     serve.add_argument("--sizes", default="small,large", help="comma-separated: small, large")
     serve.add_argument("--clients", type=_ints, default=[1, 8, 64])
-    serve.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    # A large model's batch of 64 forecasts takes about a second: fewer seconds would count a handful of batches.
+    serve.add_argument("--seconds", type=float, default=10.0, help="per measurement")
     soak = commands.add_parser("soak", help="many clients observing for minutes: errors and memory over time")
     soak.add_argument("--clients", type=int, default=200)
     soak.add_argument("--seconds", type=float, default=600.0)

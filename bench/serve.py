@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from bench.report import Table, progress
 from bench.servers import bentoml_serve, redis_server
@@ -33,11 +34,16 @@ def in_process_rps(size: ModelSize, kind: str, concurrency: int, seconds: float)
     )
     batch = [prepared if kind == "forecast" else step] * concurrency
     states = [None if kind == "forecast" else state] * concurrency
-    served, began = 0, time.perf_counter()
-    while time.perf_counter() - began < seconds:
-        engine.run(batch, states)  # type: ignore[arg-type]
-        served += concurrency
-    return served / (time.perf_counter() - began)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the service's worker runs
+    try:
+        served, began = 0, time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            engine.run(batch, states)  # type: ignore[arg-type]
+            served += concurrency
+        return served / (time.perf_counter() - began)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def run(sizes: list[ModelSize], concurrencies: list[int], seconds: float, out: Path) -> Table:
@@ -69,7 +75,7 @@ def run(sizes: list[ModelSize], concurrencies: list[int], seconds: float, out: P
         f"Closed-loop connections from wrk (one thread) on loopback, {seconds:g} s per row after a 1 s warm-up; one "
         "API worker with one torch thread; wrk shares the machine's 2 cores. vs /noop: this row's "
         "req/s over /noop's at the same clients and batching. vs in-process: over the engine alone serving the "
-        "same number of requests per pass."
+        "same number of requests per pass, on one torch thread as the worker."
     )
     return table
 
