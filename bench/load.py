@@ -2,7 +2,8 @@
 measures: ``concurrency`` clients each send one request, wait for the answer, and send the next, until time is
 up. With ``--interval`` each client instead starts a request every that many seconds (a paced client, as a
 sensor or a meter is), waiting for the previous answer first. Prints one JSON line: requests, errors by kind,
-requests/s and latency percentiles in ms.
+requests/s and latency percentiles in ms. The soak bench uses it paced; closed-loop load for the serve
+bench comes from wrk (bench/wrk.py), which costs the shared cores far less per request.
 
     python -m bench.load URL forecast|observe|noop --concurrency 8 --seconds 5 --history 336 [--interval 2]
 """

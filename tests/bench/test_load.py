@@ -1,4 +1,4 @@
-"""The load generator the serve and soak benchmarks use, against a real `bentoml serve`."""
+"""The paced load generator the soak benchmark uses, against a real `bentoml serve`."""
 
 from __future__ import annotations
 
