@@ -42,6 +42,9 @@ class RequestTimeout:
         try:
             async with asyncio.timeout(self.timeout):
                 await begun
+        except asyncio.CancelledError:
+            handling.cancel()  # the server is shutting down or the client went away: the work goes with it
+            raise
         except TimeoutError:
             if handling.cancel():
                 message = f"request_timeout_s: not answered within {self.timeout:g} s"

@@ -87,6 +87,26 @@ def test_a_request_not_begun_in_time_gets_504_and_its_work_is_cancelled() -> Non
     assert events == ["cancelled"]
 
 
+def test_a_cancelled_request_cancels_its_work() -> None:
+    """As when the server shuts down: the handling of the request must not go on alone."""
+    events: list[str] = []
+
+    async def cancel_midway() -> list[str]:
+        async def send(message: Message) -> None:
+            pass
+
+        middleware = RequestTimeout(_answering(delay_before=5, events=events), timeout=60)
+        call = asyncio.ensure_future(middleware(SCOPE, _nothing_to_receive, send))
+        await asyncio.sleep(0.05)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.sleep(0.01)  # the app's task sees its cancellation at its next step
+        return list(events)  # before asyncio.run's clean-up cancels whatever is left
+
+    assert asyncio.run(cancel_midway()) == ["cancelled"]
+
+
 def test_an_answer_begun_in_time_is_finished() -> None:
     sent = _call(RequestTimeout(_answering(delay_within=0.2), timeout=0.05))
     assert [m.get("status") for m in sent] == [200, None]
