@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bench.servers import bentoml_serve
 from service.request_timeout import RequestTimeout
@@ -28,7 +28,11 @@ async def _nothing_to_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _answering(delay_before: float = 0.0, delay_within: float = 0.0, events: list[str] | None = None):  # type: ignore[no-untyped-def]
+async def _discard(message: Message) -> None:
+    pass
+
+
+def _answering(delay_before: float = 0.0, delay_within: float = 0.0, events: list[str] | None = None) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await asyncio.sleep(delay_before)
@@ -65,11 +69,7 @@ def test_answered_requests_do_not_outlive_their_answer() -> None:
             marker = Marker()
             REQUEST.set(marker)
             alive.append(weakref.ref(marker))
-
-            async def send(message: Message) -> None:
-                pass
-
-            await middleware(SCOPE, _nothing_to_receive, send)
+            await middleware(SCOPE, _nothing_to_receive, _discard)
 
         for _ in range(1_000):
             await asyncio.create_task(one_request())  # each request in a task and context of its own, as uvicorn does
@@ -92,11 +92,8 @@ def test_a_cancelled_request_cancels_its_work() -> None:
     events: list[str] = []
 
     async def cancel_midway() -> list[str]:
-        async def send(message: Message) -> None:
-            pass
-
         middleware = RequestTimeout(_answering(delay_before=5, events=events), timeout=60)
-        call = asyncio.ensure_future(middleware(SCOPE, _nothing_to_receive, send))
+        call = asyncio.ensure_future(middleware(SCOPE, _nothing_to_receive, _discard))
         await asyncio.sleep(0.05)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
