@@ -1,15 +1,15 @@
-"""wrk as the serve benchmark's load generator, against a real `bentoml serve`."""
+"""wrk as the serve and streaming benchmarks' load generator, against a real `bentoml serve`."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import wrk
-from bench.servers import bentoml_serve
+from bench.servers import Service, bentoml_serve
 from bench.workload import SMALL, publish
 
 
@@ -27,14 +27,19 @@ def _answered(url: str, endpoint: str) -> float:
     )
 
 
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    home = tmp_path_factory.mktemp("wrk")
+    with bentoml_serve(home, home / "serve.log", model_tag=publish(home, SMALL)) as running:
+        yield running
+
+
 @pytest.mark.parametrize("endpoint", ["observe", "forecast"])
-def test_every_request_is_answered_and_each_session_keeps_its_seq(tmp_path: Path, endpoint: str) -> None:
+def test_every_request_is_answered_and_each_session_keeps_its_seq(served: Service, endpoint: str) -> None:
     """An observe with a stale seq is refused with 409, so no errors means the script carried every session's
     seq from answer to next request, over 4 connections sharing the pool."""
-    tag = publish(tmp_path, SMALL)
-    with bentoml_serve(tmp_path, tmp_path / "serve.log", model_tag=tag) as running:
-        measured = wrk.measure(running.url, endpoint, concurrency=4, seconds=2, history=SMALL.history)
-        answered = _answered(running.url, endpoint)
+    measured = wrk.measure(served.url, endpoint, concurrency=4, seconds=2, history=SMALL.history)
+    answered = _answered(served.url, endpoint)
     assert measured["errors"] == 0, measured["error_kinds"]
     assert measured["requests"] > 20
     # The warm-up's and the measured run's requests, all answered 200 as the service counts them.
