@@ -51,6 +51,9 @@ BATCHED: dict[str, Any] = {
     "max_latency_ms": settings.max_latency_ms,
 }
 
+# Off, every URL is excluded from OpenTelemetry (the pattern is a regex each URL matches).
+TRACING: dict[str, Any] = {} if settings.tracing else {"tracing": {"excluded_urls": ["."]}}
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -112,6 +115,7 @@ def _answered(outcome: BaseModel | Rejection | None) -> BaseModel | Rejection:
     workers=settings.workers,
     traffic={"timeout": settings.request_timeout_s},
     logging={"access": {"enabled": settings.access_log}},
+    **TRACING,
 )
 class Seqcast:
     model_ref = bentoml.models.BentoModel(settings.model_tag)

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, gt=0)
     # A log line per request costs ~10% of a small request's time; /metrics already counts and times them all.
     access_log: bool = False
+    # OpenTelemetry spans for API requests, exported as BentoML's tracing config says. Off, none is built: BentoML
+    # builds one per request even with no exporter configured, which cost ~40% of a small request's time.
+    tracing: bool = False
     request_timeout_s: float = Field(default=60.0, gt=0)  # a request not begun to be answered by then gets 504
     batching: bool = True  # adaptive batching of /forecast and /observe; off, each request runs its own pass
     max_batch_size: int = Field(default=64, gt=1)  # adaptive batching: most requests merged into one forward pass

@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
+from bench.servers import bentoml_serve
 from tests.conftest import ROOT
 from tests.service.bodies import HORIZON, history_body, observe_body, series
 
@@ -219,6 +220,18 @@ def test_requests_are_not_logged_one_line_each_by_default(client: httpx.Client, 
     values, temps = series(30)
     assert client.post("/forecast", json=history_body(values, temps)).status_code == 200
     assert "path=/forecast" not in service.log.read_text()
+
+
+def test_requests_get_opentelemetry_spans_only_when_tracing_is_on(
+    client: httpx.Client, model_home: Path, tmp_path: Path
+) -> None:
+    # BentoML names each request by its span's id; without a span there is no id.
+    values, temps = series(30)
+    body = history_body(values, temps)
+    assert "x-bentoml-request-id" not in client.post("/forecast", json=body).headers
+    with bentoml_serve(model_home, tmp_path / "serve.log", tracing=True) as traced:
+        ids = {httpx.post(traced.url + "/forecast", json=body).headers["x-bentoml-request-id"] for _ in range(2)}
+    assert len(ids) == 2
 
 
 @pytest.mark.parametrize("body", [b"\x00{", b"\xff"], ids=["not-json", "not-utf8"])
