@@ -138,11 +138,9 @@ def calendar_features(timestamps: np.ndarray, names: tuple[str, ...]) -> np.ndar
     than the small model's forward pass for each request.
     """
     seconds = (timestamps - MONDAY_NS) / 1e9
-    columns = []
-    for name in names:
-        phase = 2 * np.pi * (seconds % CALENDAR_PERIODS[name]) / CALENDAR_PERIODS[name]
-        columns += [np.sin(phase), np.cos(phase)]
-    return np.stack(columns, axis=-1) if columns else np.zeros((len(timestamps), 0))
+    periods = np.array([CALENDAR_PERIODS[name] for name in names], dtype=float)
+    phase = 2 * np.pi * (seconds[:, None] % periods) / periods  # (T, len(names))
+    return np.stack([np.sin(phase), np.cos(phase)], axis=-1).reshape(len(timestamps), 2 * len(names))
 
 
 def _with_calendar(spec: FeatureSpec, scaled: np.ndarray, timestamps: np.ndarray | None) -> np.ndarray:

@@ -58,10 +58,14 @@ def _rows(field: str, rows: Rows | None, count: int, names: tuple[str, ...], per
         raise _bad(field, f"required: one row of {width} values ({', '.join(names)}) per {per}")
     if len(rows) != count:
         raise _bad(field, f"has {len(rows)} rows; expected {count}, one per {per}")
-    for index, row in enumerate(rows):
-        if len(row) != width:
-            raise _bad(field, f"row {index} has {len(row)} values; expected {width} ({', '.join(names)})")
-    return np.asarray(rows, dtype=float)
+    try:
+        table = np.asarray(rows, dtype=float)
+        if table.shape == (count, width) or count == 0:
+            return table.reshape(count, width)
+    except ValueError:  # rows of different lengths: found and named below
+        pass
+    index, row = next((i, row) for i, row in enumerate(rows) if len(row) != width)
+    raise _bad(field, f"row {index} has {len(row)} values; expected {width} ({', '.join(names)})")
 
 
 def _check_range(field: str, scaled: np.ndarray, raw: np.ndarray) -> None:

@@ -144,6 +144,7 @@ BAD_HISTORIES = [
     ({"history": [1.0, "x"]}, 400, r"history"),
     ({"covariates": [[1.0, 2.0]]}, 400, r"covariates: has 1 rows; expected 20"),
     ({"covariates": [[1.0, 2.0]] * 20}, 400, r"covariates: row 0 has 2 values; expected 1 \(temperature\)"),
+    ({"covariates": [[1.0]] * 7 + [[]] + [[1.0]] * 12}, 400, r"covariates: row 7 has 0 values; expected 1"),
     ({"future_covariates": [[1.0]] * 3}, 400, r"future_covariates: has 3 rows; expected 12"),
     ({"future_covariates": None}, 400, r"future_covariates: required"),
     ({"start": None}, 400, r"start: required: the model derives time_of_day"),
