@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from bench.report import Table, progress
 from bench.servers import bentoml_serve, redis_server
-from bench.workload import LARGE, SMALL, ModelSize, history_body, publish, random_checkpoint
+from bench.workload import LARGE, SMALL, ModelSize, history_body, one_torch_thread, publish, random_checkpoint
 from bench.wrk import measure as load
 from service.engine import Engine, Prepared
 
@@ -34,16 +33,12 @@ def in_process_rps(size: ModelSize, kind: str, concurrency: int, seconds: float)
     )
     batch = [prepared if kind == "forecast" else step] * concurrency
     states = [None if kind == "forecast" else state] * concurrency
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the service's worker runs
-    try:
+    with one_torch_thread():
         served, began = 0, time.perf_counter()
         while time.perf_counter() - began < seconds:
             engine.run(batch, states)  # type: ignore[arg-type]
             served += concurrency
         return served / (time.perf_counter() - began)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def run(sizes: list[ModelSize], concurrencies: list[int], seconds: float, out: Path) -> Table:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench.report import Table, figure, progress, save_figure
 from bench.servers import bentoml_serve
-from bench.workload import SMALL, history_body, observe_body, publish, random_checkpoint
+from bench.workload import SMALL, history_body, observe_body, one_torch_thread, publish, random_checkpoint
 from bench.wrk import measure as load
 from service.engine import Engine
 
@@ -60,7 +60,8 @@ def run(lengths: list[int], repeats: int, seconds: float, out: Path) -> Table:
     )
     engine = Engine(random_checkpoint(SMALL), "bench", max_history=max(lengths))
     for length in lengths:
-        whole, one = in_process(engine, length, repeats)
+        with one_torch_thread():
+            whole, one = in_process(engine, length, repeats)
         table.add(length, "in-process", whole, one, f"{whole / one:.1f}x")
         progress(f"streaming: in-process, history {length}")
     with tempfile.TemporaryDirectory() as home:
@@ -71,7 +72,8 @@ def run(lengths: list[int], repeats: int, seconds: float, out: Path) -> Table:
                 table.add(length, "HTTP", whole, one, f"{whole / one:.1f}x")
                 progress(f"streaming: HTTP, history {length}")
     table.notes.append(
-        f"Model: {SMALL.label}, LSTM, horizon 48, elecdemand features. In-process: medians of {repeats} calls. "
+        f"Model: {SMALL.label}, LSTM, horizon 48, elecdemand features. In-process: medians of {repeats} calls on one "
+        "torch thread, as the worker. "
         f"HTTP: median latency over {seconds:g} s of one wrk connection, after a 1 s warm-up."
     )
     _plot(table, out / "streaming.png")

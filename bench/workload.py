@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,6 +38,17 @@ class ModelSize:
 
 SMALL = ModelSize("small", 64, 2, 336)
 LARGE = ModelSize("large", 256, 2, 1000)
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """In-process limits run on one torch thread, as the service's worker does."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def random_checkpoint(size: ModelSize = SMALL, cell: str = "lstm") -> Checkpoint:

@@ -205,18 +205,24 @@ class Forecaster(nn.Module):
         at each sequence's own last step, and each sequence's state after it.
         """
         lengths = torch.tensor([len(s) for s in sequences])
-        padded = nn.utils.rnn.pad_sequence(sequences, batch_first=True)  # (B, max T_i, input_dim)
-        packed = nn.utils.rnn.pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
-        packed_outputs, new_state = self._recur(packed, state)
+        outputs: torch.Tensor | nn.utils.rnn.PackedSequence
+        if bool((lengths == lengths[0]).all()):
+            # One length, as when every observe brings one value: packing would cost a third of the pass.
+            outputs, new_state = self._recur(torch.stack(sequences), state)
+        else:
+            padded = nn.utils.rnn.pad_sequence(sequences, batch_first=True)  # (B, max T_i, input_dim)
+            packed = nn.utils.rnn.pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
+            outputs, new_state = self._recur(packed, state)
         if self.config.lagged_outputs:
-            outputs = nn.utils.rnn.pad_packed_sequence(packed_outputs, batch_first=True)[0]  # (B, max T_i, hidden)
+            if isinstance(outputs, nn.utils.rnn.PackedSequence):
+                outputs = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)[0]  # (B, max T_i, hidden)
             horizon, rows = self.config.horizon, torch.arange(len(sequences)).unsqueeze(1)
             carried = self._carried(state, len(sequences)).transpose(0, 1)
             joined = torch.cat([carried, outputs], dim=1)  # (B, horizon + max T_i, hidden)
             recent = joined[rows, lengths.unsqueeze(1) + torch.arange(horizon)]  # each one's last horizon
             new_state = (*new_state, recent.transpose(0, 1))
-        # With packing, the final hidden state is taken at each sequence's own length, and the top layer's
-        # final hidden state is that step's output.
+        # The final hidden state is taken at each sequence's own length (packing sees to that), and the top
+        # layer's final hidden state is that step's output.
         return self.decode(self._last_readout(new_state[0][-1], new_state), future), new_state
 
     def zero_state(self, batch_size: int) -> State:

@@ -99,8 +99,11 @@ def test_wrong_input_width_is_named() -> None:
         model(torch.zeros(1, 5, 2))
 
 
+@pytest.mark.parametrize("lengths", [(5, 1, 17, 9), (3, 3, 3, 3)], ids=["ragged", "one-length"])
 @pytest.mark.parametrize(("cell", "context_size", "lagged"), HEADS)
-def test_ragged_batch_equals_each_sequence_alone(cell: str, context_size: int, lagged: bool) -> None:
+def test_ragged_batch_equals_each_sequence_alone(
+    cell: str, context_size: int, lagged: bool, lengths: tuple[int, ...]
+) -> None:
     torch.manual_seed(1)
     config = ForecasterConfig(
         input_dim=3,
@@ -112,7 +115,7 @@ def test_ragged_batch_equals_each_sequence_alone(cell: str, context_size: int, l
         lagged_outputs=lagged,
     )
     model = Forecaster(config).eval()
-    sequences = [torch.randn(n, 3) for n in (5, 1, 17, 9)]  # shorter and longer than the horizon
+    sequences = [torch.randn(n, 3) for n in lengths]  # shorter and longer than the horizon
     states = [model(torch.randn(1, 6, 3), future=torch.randn(1, 4, 2))[1] for _ in sequences]
     stacked = tuple(torch.cat(parts, dim=1) for parts in zip(*states, strict=True))
     future = torch.randn(4, 4, 2)
