@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import wrk
-from bench.servers import Service, bentoml_serve
-from bench.workload import SMALL, publish
+from bench.servers import Service, bentoml_serve, wait_until
+from bench.workload import SMALL, history_body, publish
 
 
 def _answered(url: str, endpoint: str) -> float:
@@ -45,3 +46,15 @@ def test_every_request_is_answered_and_each_session_keeps_its_seq(served: Servic
     # The warm-up's and the measured run's requests, all answered 200 as the service counts them.
     assert answered >= measured["requests"]
     assert 0 < measured["p50"] <= measured["p95"] <= measured["p99"]
+
+
+def test_a_measurement_waits_for_what_the_last_one_left_behind(served: Service) -> None:
+    """wrk stops with requests still being served; the next measurement starts once they are done."""
+    body = history_body(16_000)  # as long as elecdemand allows, with a day of future covariates after it
+    with ThreadPoolExecutor(24) as pool:  # about a second of work
+        answers = [pool.submit(httpx.post, f"{served.url}/forecast", json=body, timeout=60) for _ in range(24)]
+        wait_until(lambda: wrk.in_progress(served.url) > 0, 30, "a forecast in progress")
+        wrk.wait_until_idle(served.url)
+        assert wrk.in_progress(served.url) == 0
+        assert sum(answer.done() for answer in answers) >= 23  # the last may still be reading its answer
+    assert all(answer.result().status_code == 200 for answer in answers)
