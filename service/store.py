@@ -144,8 +144,13 @@ class RedisStore:
     PREFIX = "seqcast:session:"
     INDEX = "seqcast:sessions-by-expiry"
 
-    def __init__(self, url: str, ttl_s: float, on_drop: DropListener = _ignore) -> None:
-        self.client = redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    def __init__(self, url: str, ttl_s: float, on_drop: DropListener = _ignore, max_connections: int = 100) -> None:
+        # A call waits (up to 5 s) for one of the worker's connections: redis-py's default pool refuses a call
+        # at once when all are busy, and 200 sessions opened together answered 503 to one in ten.
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=5, socket_timeout=5, socket_connect_timeout=5
+        )
+        self.client = redis.Redis(connection_pool=pool)
         self.ttl_ms = int(ttl_s * 1000)
         self.on_drop = on_drop
         self._put_if = self.client.register_script(_PUT_IF)

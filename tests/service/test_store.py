@@ -84,6 +84,18 @@ def test_delete_and_count(run) -> None:  # type: ignore[no-untyped-def]
     run(scenario)
 
 
+def test_redis_calls_beyond_its_connections_wait_for_one(redis_url: str) -> None:
+    async def scenario() -> list[bool]:
+        store = RedisStore(redis_url, ttl_s=60, max_connections=4)
+        try:
+            return await asyncio.gather(*(store.put_if(f"s{k}", b"x", 1, None) for k in range(200)))
+        finally:
+            await store.client.aclose()
+
+    redis.Redis.from_url(redis_url).flushdb()
+    assert all(asyncio.run(scenario()))
+
+
 def test_redis_expires_idle_sessions(redis_url: str) -> None:
     async def scenario() -> None:
         store = RedisStore(redis_url, ttl_s=0.3)
