@@ -16,41 +16,54 @@ import json
 import random
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import numpy as np
 
+from bench.servers import wait_until_idle
 from bench.workload import history_body, observe_body
+
+OPEN_ATTEMPTS = 10
+
+
+@dataclass
+class Client:
+    """What one client carries from request to request: its body offset, and its session's id and seq."""
+
+    offset: int
+    session: str = ""
+    seq: int = 0
+
+
+async def _open(http: httpx.AsyncClient, client: Client, history: int, failures: Counter[str]) -> None:
+    """Opens the client's session; a failed open is counted and retried, a few times."""
+    for _ in range(OPEN_ATTEMPTS):
+        try:
+            opened = await http.post("/open", json=history_body(history, client.offset))
+        except httpx.TransportError as error:
+            failures[f"/open {type(error).__name__}"] += 1
+            continue
+        if opened.status_code == 200:
+            client.session, client.seq = opened.json()["session_id"], opened.json()["seq"]
+            return
+        failures[f"/open {opened.status_code}"] += 1
+    raise RuntimeError(f"no session opened in {OPEN_ATTEMPTS} attempts: {dict(failures)}")
 
 
 async def _client(
     http: httpx.AsyncClient,
     kind: str,
     history: int,
-    offset: int,
+    client: Client,
     deadline: float,
     interval: float,
     latencies: list[float],
     failures: Counter[str],
 ) -> None:
     """One client's loop; failed requests are counted in ``failures`` by HTTP status or transport error."""
-    body: dict[str, Any] = history_body(history, offset)
-    session, seq = "", 0
-    if kind in ("observe", "noop"):
-        opened = None
-        while opened is None:  # a failed open is counted and retried
-            if time.perf_counter() > deadline:
-                return
-            try:
-                opened = await http.post("/open", json=body)
-            except httpx.TransportError as error:
-                failures[f"/open {type(error).__name__}"] += 1
-                continue
-            if opened.status_code != 200:
-                failures[f"/open {opened.status_code}"] += 1
-                opened = None
-        session, seq = opened.json()["session_id"], opened.json()["seq"]
+    body: dict[str, Any] = history_body(history, client.offset)
     # Paced clients start at random phases so that they do not arrive in lockstep.
     due = time.perf_counter() + random.uniform(0, interval)
     while time.perf_counter() < deadline:
@@ -58,7 +71,7 @@ async def _client(
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             due = max(due + interval, time.perf_counter())  # a late answer delays the next send, never bunches
         if kind != "forecast":
-            body = observe_body(session, seq, offset)
+            body = observe_body(client.session, client.seq, client.offset)
         start = time.perf_counter()
         try:
             answer = await http.post(f"/{kind}", json=body)
@@ -69,25 +82,28 @@ async def _client(
         if answer.status_code != 200:
             failures[str(answer.status_code)] += 1
         elif kind == "observe":
-            seq = answer.json()["seq"]
+            client.seq = answer.json()["seq"]
 
 
 async def measure(
     url: str, kind: str, concurrency: int, seconds: float, history: int, interval: float = 0.0
 ) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    clients = [Client(7 * k) for k in range(concurrency)]
+    failures: Counter[str] = Counter()
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
-        # A short warm-up outside the measurement: connections, first-call allocations, the batcher's estimates.
+        # Before the measurement: sessions opened, then a short warm-up (connections, first-call allocations,
+        # the batcher's estimates), then whatever the service still has in hand from both served.
+        if kind in ("observe", "noop"):
+            await asyncio.gather(*(_open(http, client, history, failures) for client in clients))
         warm_up = time.perf_counter() + 1
-        await asyncio.gather(
-            *(_client(http, kind, history, 7 * k, warm_up, 0.0, [], Counter()) for k in range(concurrency))
-        )
+        await asyncio.gather(*(_client(http, kind, history, c, warm_up, 0.0, [], Counter()) for c in clients))
+        await asyncio.to_thread(wait_until_idle, url)
         latencies: list[float] = []
-        failures: Counter[str] = Counter()
         started = time.perf_counter()
         deadline = started + seconds
         await asyncio.gather(
-            *(_client(http, kind, history, 7 * k, deadline, interval, latencies, failures) for k in range(concurrency))
+            *(_client(http, kind, history, c, deadline, interval, latencies, failures) for c in clients)
         )
         elapsed = time.perf_counter() - started
     ms = 1000 * np.asarray(latencies)

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +44,29 @@ def answers(url: str) -> bool:
     """Whether ``url`` answers 200 (connection errors are OSErrors, which ``wait_until`` waits out)."""
     with urllib.request.urlopen(url, timeout=2) as response:
         return bool(response.status == 200)
+
+
+def in_progress(url: str) -> float:
+    """Requests the service is handling now, by its own /metrics (which does not count itself)."""
+    families = text_string_to_metric_families(httpx.get(url + "/metrics", timeout=30).text)
+    return sum(
+        sample.value
+        for family in families
+        if family.name == "bentoml_service_request_in_progress"
+        for sample in family.samples
+    )
+
+
+def wait_until_idle(url: str, timeout: float = 300.0) -> None:
+    """Waits for the service to finish what a load generator left behind. Closing connections when time is up
+    does not stop the service answering every request it had read (64 large forecasts are seconds of work),
+    which would otherwise be charged to the next measurement."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if in_progress(url) == 0:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"the service at {url} was still busy after {timeout:g} s")
 
 
 def _accepts(port: int) -> bool:

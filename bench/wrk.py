@@ -13,13 +13,12 @@ import math
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.servers import wait_until_idle
 from bench.workload import history_body, observe_body
 
 SCRIPT = Path(__file__).with_name("wrk_clients.lua")
@@ -66,29 +65,6 @@ def _wrk(url: str, kind: str, concurrency: int, seconds: int, workdir: Path, his
     if not lines:
         raise RuntimeError(f"wrk printed no summary:\n{done.stdout}\n{done.stderr}")
     return json.loads(lines[-1][4:])  # type: ignore[no-any-return]
-
-
-def in_progress(url: str) -> float:
-    """Requests the service is handling now, by its own /metrics (which does not count itself)."""
-    families = text_string_to_metric_families(httpx.get(url + "/metrics", timeout=30).text)
-    return sum(
-        sample.value
-        for family in families
-        if family.name == "bentoml_service_request_in_progress"
-        for sample in family.samples
-    )
-
-
-def wait_until_idle(url: str, timeout: float = 300.0) -> None:
-    """Waits for the service to finish what wrk left behind. wrk closes its connections when time is up, but the
-    service still answers every request it had read (64 large forecasts are seconds of work), which would
-    otherwise be charged to the next measurement."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if in_progress(url) == 0:
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"the service at {url} was still busy after {timeout:g} s")
 
 
 def measure(url: str, kind: str, concurrency: int, seconds: float, history: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import wrk
-from bench.servers import Service, bentoml_serve, wait_until
+from bench.servers import Service, bentoml_serve, in_progress, wait_until, wait_until_idle
 from bench.workload import SMALL, history_body, publish
 
 
@@ -53,8 +53,8 @@ def test_a_measurement_waits_for_what_the_last_one_left_behind(served: Service) 
     body = history_body(16_000)  # as long as elecdemand allows, with a day of future covariates after it
     with ThreadPoolExecutor(24) as pool:  # about a second of work
         answers = [pool.submit(httpx.post, f"{served.url}/forecast", json=body, timeout=60) for _ in range(24)]
-        wait_until(lambda: wrk.in_progress(served.url) > 0, 30, "a forecast in progress")
-        wrk.wait_until_idle(served.url)
-        assert wrk.in_progress(served.url) == 0
+        wait_until(lambda: in_progress(served.url) > 0, 30, "a forecast in progress")
+        wait_until_idle(served.url)
+        assert in_progress(served.url) == 0
         assert sum(answer.done() for answer in answers) >= 23  # the last may still be reading its answer
     assert all(answer.result().status_code == 200 for answer in answers)
