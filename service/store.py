@@ -150,7 +150,7 @@ class RedisStore:
         pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=5, socket_timeout=5, socket_connect_timeout=5
         )
-        self.client = redis.Redis(connection_pool=pool)
+        self.client = redis.Redis.from_pool(pool)  # closing the client closes its pool
         self.ttl_ms = int(ttl_s * 1000)
         self.on_drop = on_drop
         self._put_if = self.client.register_script(_PUT_IF)
