@@ -92,8 +92,8 @@ async def measure(
     clients = [Client(7 * k) for k in range(concurrency)]
     failures: Counter[str] = Counter()
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
-        # Before the measurement: sessions opened, then a short warm-up (connections, first-call allocations,
-        # the batcher's estimates), then whatever the service still has in hand from both served.
+        # Before the measurement: sessions opened, a short warm-up (connections, first-call allocations, the
+        # batcher's estimates), and a wait until the service has served what both left in flight.
         if kind in ("observe", "noop"):
             await asyncio.gather(*(_open(http, client, history, failures) for client in clients))
         warm_up = time.perf_counter() + 1

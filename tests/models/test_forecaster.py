@@ -115,7 +115,7 @@ def test_ragged_batch_equals_each_sequence_alone(
         lagged_outputs=lagged,
     )
     model = Forecaster(config).eval()
-    sequences = [torch.randn(n, 3) for n in lengths]  # shorter and longer than the horizon
+    sequences = [torch.randn(n, 3) for n in lengths]  # ragged: shorter and longer than the horizon
     states = [model(torch.randn(1, 6, 3), future=torch.randn(1, 4, 2))[1] for _ in sequences]
     stacked = tuple(torch.cat(parts, dim=1) for parts in zip(*states, strict=True))
     future = torch.randn(4, 4, 2)
