@@ -46,15 +46,21 @@ def answers(url: str) -> bool:
         return bool(response.status == 200)
 
 
-def in_progress(url: str) -> float:
-    """Requests the service is handling now, by its own /metrics (which does not count itself)."""
-    families = text_string_to_metric_families(httpx.get(url + "/metrics", timeout=30).text)
+def metric(url: str, family: str, suffix: str = "", **labels: str) -> float:
+    """The sum of a metric family's samples on the service's /metrics, those whose names end in ``suffix`` and
+    whose labels include ``labels``."""
     return sum(
         sample.value
-        for family in families
-        if family.name == "bentoml_service_request_in_progress"
-        for sample in family.samples
+        for found in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=30).text)
+        if found.name == family
+        for sample in found.samples
+        if sample.name.endswith(suffix) and labels.items() <= sample.labels.items()
     )
+
+
+def in_progress(url: str) -> float:
+    """Requests the service is handling now (its /metrics does not count itself)."""
+    return metric(url, "bentoml_service_request_in_progress")
 
 
 def wait_until_idle(url: str, timeout: float = 300.0) -> None:

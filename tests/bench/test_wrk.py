@@ -7,25 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench import wrk
-from bench.servers import Service, bentoml_serve, in_progress, wait_until, wait_until_idle
+from bench.servers import Service, bentoml_serve, in_progress, metric, wait_until, wait_until_idle
 from bench.workload import SMALL, history_body, publish
 
 
 def _answered(url: str, endpoint: str) -> float:
     """Requests of ``endpoint`` the service answered with 200, from its own /metrics."""
-    families = text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
-    return sum(
-        sample.value
-        for family in families
-        if family.name == "bentoml_service_request"
-        for sample in family.samples
-        if sample.name.endswith("_total")
-        and sample.labels.get("endpoint") == f"/{endpoint}"
-        and sample.labels.get("http_response_code") == "200"
-    )
+    return metric(url, "bentoml_service_request", "_total", endpoint=f"/{endpoint}", http_response_code="200")
 
 
 @pytest.fixture(scope="module")
