@@ -99,7 +99,9 @@ def test_wrong_input_width_is_named() -> None:
         model(torch.zeros(1, 5, 2))
 
 
-@pytest.mark.parametrize("lengths", [(5, 1, 17, 9), (3, 3, 3, 3)], ids=["ragged", "one-length"])
+@pytest.mark.parametrize(
+    "lengths", [(5, 1, 17, 9), (3, 3, 3, 3), (1, 1, 1, 1)], ids=["ragged", "one-length", "single-step"]
+)
 @pytest.mark.parametrize(("cell", "context_size", "lagged"), HEADS)
 def test_ragged_batch_equals_each_sequence_alone(
     cell: str, context_size: int, lagged: bool, lengths: tuple[int, ...]
@@ -125,6 +127,20 @@ def test_ragged_batch_equals_each_sequence_alone(
         torch.testing.assert_close(forecast[i : i + 1], alone, atol=1e-6, rtol=1e-5)
         for a, b in zip(new_state, alone_state, strict=True):
             torch.testing.assert_close(a[:, i : i + 1], b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("steps", "on_onednn"), [(1, False), (2, True)])
+def test_single_step_passes_run_on_torchs_own_kernels(steps: int, on_onednn: bool) -> None:
+    """oneDNN's setup per pass costs more than a single step computes (bench: streaming's in-process observe)."""
+    model = Forecaster(ForecasterConfig(input_dim=3, horizon=2)).eval()
+    seen: list[bool] = []
+    model.rnn.register_forward_pre_hook(lambda module, args: seen.append(torch.backends.mkldnn.enabled))
+    model(torch.randn(2, steps, 3))
+    model.forward_ragged([torch.randn(steps, 3), torch.randn(steps, 3)])
+    assert seen == [on_onednn, on_onednn]
+    with pytest.raises(ValueError, match="x must be"):
+        model(torch.zeros(1, steps, 2))
+    assert torch.backends.mkldnn.enabled  # restored, also after a failed pass
 
 
 def test_shared_decoder_reads_each_steps_own_future_features() -> None:
