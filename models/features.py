@@ -11,6 +11,7 @@ horizon values too. Calendar features come from timestamps and are future-known 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -138,9 +139,19 @@ def calendar_features(timestamps: np.ndarray, names: tuple[str, ...]) -> np.ndar
     than the small model's forward pass for each request.
     """
     seconds = (timestamps - MONDAY_NS) / 1e9
-    periods = np.array([CALENDAR_PERIODS[name] for name in names], dtype=float)
+    periods = _periods(names)
     phase = 2 * np.pi * (seconds[:, None] % periods) / periods  # (T, len(names))
-    return np.stack([np.sin(phase), np.cos(phase)], axis=-1).reshape(len(timestamps), 2 * len(names))
+    pairs = np.empty((len(timestamps), len(names), 2))
+    np.sin(phase, out=pairs[..., 0])
+    np.cos(phase, out=pairs[..., 1])
+    return pairs.reshape(len(timestamps), 2 * len(names))
+
+
+@cache
+def _periods(names: tuple[str, ...]) -> np.ndarray:
+    periods = np.array([CALENDAR_PERIODS[name] for name in names], dtype=float)
+    periods.flags.writeable = False  # shared by every call
+    return periods
 
 
 def _with_calendar(spec: FeatureSpec, scaled: np.ndarray, timestamps: np.ndarray | None) -> np.ndarray:

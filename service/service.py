@@ -20,7 +20,7 @@ from starlette.responses import Response
 from models.checkpoint import PUBLISHED_FILE, load_checkpoint
 from service.api_key import ApiKey
 from service.body_limit import BodyLimit
-from service.engine import Engine, Prepared
+from service.engine import Checked, Engine, Prepared
 from service.metrics import BATCH_SIZE, BATCH_WAIT, FORWARD, REJECTED, SESSIONS, active_sessions_gauge, timed
 from service.request_timeout import install as install_request_timeout
 from service.schemas import (
@@ -148,10 +148,13 @@ class Seqcast:
         for request in requests:
             wait.observe(now - request._received)
 
-    def _prepare(self, request: HistoryRequest) -> Prepared:
-        return self.engine.prepare_history(
-            request.history, request.covariates, request.start, request.future_covariates
-        )
+    def _check(self, request: HistoryRequest) -> Checked | Rejection:
+        try:
+            return self.engine.check_history(
+                request.history, request.covariates, request.start, request.future_covariates
+            )
+        except RejectedRequest as rejected:
+            return rejected.rejection
 
     @bentoml.api(output_spec=_answer_spec(ForecastResponse, "forecast"), **BATCHED)
     async def forecast(self, requests: one_or_many(ForecastRequest), /) -> list[Answer]:  # type: ignore[valid-type]
@@ -159,11 +162,11 @@ class Seqcast:
         self._record_batch("forecast", requests)
         outcomes: list[ForecastResponse | Rejection | None] = [None] * len(requests)
         ready: list[tuple[int, Prepared]] = []
-        for index, request in enumerate(requests):
-            try:
-                ready.append((index, self._prepare(request)))
-            except RejectedRequest as rejected:
-                outcomes[index] = rejected.rejection
+        for index, prepared in enumerate(self.engine.encode([self._check(request) for request in requests])):
+            if isinstance(prepared, Rejection):
+                outcomes[index] = prepared
+            else:
+                ready.append((index, prepared))
         if ready:
             with timed(FORWARD, "forecast", self.engine.tag):
                 result = self.engine.run([p for _, p in ready], [None] * len(ready))
@@ -175,10 +178,9 @@ class Seqcast:
     @bentoml.api(output_spec=_answer_spec(SessionResponse, "open"))
     async def open(self, request: OpenRequest, /) -> Answer:
         """Reads the history once and keeps the recurrent state; later observations go to /observe."""
-        try:
-            prepared = self._prepare(request)
-        except RejectedRequest as rejected:
-            return Answer(rejected.rejection)
+        prepared = self.engine.encode([self._check(request)])[0]
+        if isinstance(prepared, Rejection):
+            return Answer(prepared)
         try:
             return Answer(await self.sessions.open(prepared))
         except StoreUnavailable as error:

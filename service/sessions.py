@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.engine import Engine, Prepared, RunResult
+from service.engine import Checked, Engine, Prepared, RunResult
 from service.metrics import CONFLICTS, FORWARD, REPLAYS, SESSIONS, STORE, timed
 from service.records import RecordError, SessionRecord
 from service.schemas import CloseResponse, ObserveRequest, RejectedRequest, Rejection, SessionResponse
@@ -121,7 +121,8 @@ class Sessions:
         records = {sid: self._load(sid, blob) for sid, blob in zip(queues, blobs, strict=True)}
         # Each round takes the next observe of every session, so one session's observes chain in order.
         while any(queues.values()):
-            steps: list[Step] = []
+            admitted: list[tuple[str, int, SessionRecord, bytes]] = []
+            checked: list[Checked] = []
             for sid, indices in queues.items():
                 if not indices:
                     continue
@@ -132,10 +133,17 @@ class Sessions:
                     continue
                 digest = _digest(request)
                 outcome = self._admit(request, record, digest)
-                if isinstance(outcome, Prepared):
-                    steps.append(Step(sid, index, record, outcome, digest))
+                if isinstance(outcome, Checked):
+                    admitted.append((sid, index, record, digest))
+                    checked.append(outcome)
                 else:
                     answers[index] = outcome
+            steps: list[Step] = []
+            for (sid, index, record, digest), prepared in zip(admitted, self.engine.encode(checked), strict=True):
+                if isinstance(prepared, Rejection):
+                    answers[index] = prepared
+                else:
+                    steps.append(Step(sid, index, record, prepared, digest))
             if steps:
                 await self._apply(steps, records, answers)
         await self._recount()
@@ -143,8 +151,8 @@ class Sessions:
 
     def _admit(
         self, request: ObserveRequest, record: SessionRecord, digest: bytes
-    ) -> Prepared | Rejection | SessionResponse:
-        """What to do with one observe: its prepared inputs, a rejection, or the answer it already got."""
+    ) -> Checked | Rejection | SessionResponse:
+        """What to do with one observe: its checked values, a rejection, or the answer it already got."""
         if request.seq != record.seq:
             if digest == record.last_digest:
                 REPLAYS.labels(self.engine.tag).inc()
@@ -154,7 +162,7 @@ class Sessions:
                 409, f"seq: the session is at seq {record.seq}, the request says {request.seq}", "seq", record.seq
             )
         try:
-            return self.engine.prepare_observe(
+            return self.engine.check_observe(
                 request.values, request.covariates, record.next_time, request.future_covariates
             )
         except RejectedRequest as rejected:

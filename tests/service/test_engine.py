@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from service.schemas import RejectedRequest
+from service.engine import Checked, Prepared
+from service.schemas import RejectedRequest, Rejection
 from tests.service.bodies import make_engine
 
 
@@ -50,6 +51,37 @@ def test_a_ragged_batch_answers_each_request_as_if_alone(lagged: bool) -> None:
     for i, request in enumerate(requests):
         alone = engine.run([request], [None])
         np.testing.assert_allclose(together.forecasts[i], alone.forecasts[0], rtol=1e-5, atol=1e-6)
+
+
+def test_requests_encoded_together_equal_each_encoded_alone_and_are_refused_alone() -> None:
+    engine = make_engine()
+    rng = np.random.default_rng(3)
+    start = pd.Timestamp("2024-05-03 21:30").to_pydatetime()
+
+    def history(n: int, far: tuple[str, int] | None = None) -> Checked:
+        rows = rng.normal(size=(n, 2))
+        future = rng.normal(15, 5, (6, 1))
+        if far is not None:
+            (rows if far[0] == "covariates" else future)[far[1], 0] = 1e300
+        return engine.check_history(rng.normal(10, 2, n).tolist(), rows.tolist(), start, future.tolist())
+
+    later = engine.prepare_history([10.0] * 5, [[3.0, 15.0]] * 5, start, [[15.0]] * 6).next_time
+    observe = engine.check_observe([11.0], [[3.0, 14.0]], later, [[15.0]] * 6)
+    refused = Rejection(400, "history: refused before encoding", "history")
+    requests = [history(1), refused, history(7), history(130, ("covariates", 3)), observe, history(4, ("future", 5))]
+    together = engine.encode(requests)
+    assert together[1] is refused
+    assert together[3] == Rejection(
+        400, "covariates: value 1e+300 at [3, 0] is far outside the training data's range", "covariates"
+    )
+    assert isinstance(together[5], Rejection) and together[5].error.startswith("future_covariates: value 1e+300 at [5")
+    for k in (0, 2, 4):
+        joined, [alone] = together[k], engine.encode([requests[k]])
+        assert isinstance(joined, Prepared) and isinstance(alone, Prepared)
+        np.testing.assert_array_equal(joined.inputs, alone.inputs)
+        np.testing.assert_array_equal(joined.future, alone.future)
+        assert joined.next_time == alone.next_time
+    assert together[4].next_time == later + pd.Timedelta("30min").value  # type: ignore[union-attr]
 
 
 def test_quantile_answer_names_each_quantile_and_uses_the_median_as_the_point() -> None:
