@@ -172,7 +172,7 @@ class Seqcast:
                 result = self.engine.run([p for _, p in ready], [None] * len(ready))
             for k, (index, _) in enumerate(ready):
                 answer = self.engine.answer(result.forecasts[k])
-                outcomes[index] = ForecastResponse(**answer) if result.finite[k] else result.rejection()
+                outcomes[index] = ForecastResponse.model_construct(**answer) if result.finite[k] else result.rejection()
         return [Answer(_answered(o), request._single) for o, request in zip(outcomes, requests, strict=True)]
 
     @bentoml.api(output_spec=_answer_spec(SessionResponse, "open"))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple, Protocol, TypeVar
 
 import redis.asyncio as redis
 
@@ -29,14 +29,23 @@ def _ignore(reason: str, count: int) -> None:
     pass
 
 
+class Put(NamedTuple):
+    """A compare-and-set: store ``record`` at version ``seq`` if the stored version is ``expected_seq``."""
+
+    session_id: str
+    record: bytes
+    seq: int
+    expected_seq: int | None  # None: no session yet
+
+
 class SessionStore(Protocol):
     async def get_many(self, session_ids: list[str]) -> list[bytes | None]:
         """The stored records, None where a session is unknown or expired."""
         ...
 
-    async def put_if(self, session_id: str, record: bytes, seq: int, expected_seq: int | None) -> bool:
-        """Stores ``record`` at version ``seq`` if the stored version is ``expected_seq`` (None: no session yet);
-        returns whether it did. Storing refreshes the session's idle timeout."""
+    async def put_many_if(self, puts: Sequence[Put]) -> list[bool]:
+        """Applies each compare-and-set, in order, in one round trip; returns which stored. Storing refreshes the
+        session's idle timeout."""
         ...
 
     async def delete(self, session_id: str) -> bool:
@@ -93,14 +102,17 @@ class MemoryStore:
             found.append(None if entry is None else entry[1])
         return found
 
-    async def put_if(self, session_id: str, record: bytes, seq: int, expected_seq: int | None) -> bool:
+    async def put_many_if(self, puts: Sequence[Put]) -> list[bool]:
         self._expire()
-        entry = self._sessions.get(session_id)
+        return [self._put_if(put) for put in puts]
+
+    def _put_if(self, put: Put) -> bool:
+        entry = self._sessions.get(put.session_id)
         current = None if entry is None else entry[0]
-        if current != expected_seq:
+        if current != put.expected_seq:
             return False
-        self._sessions[session_id] = (seq, record, self.clock() + self.ttl_s)
-        self._sessions.move_to_end(session_id)
+        self._sessions[put.session_id] = (put.seq, put.record, self.clock() + self.ttl_s)
+        self._sessions.move_to_end(put.session_id)
         while len(self._sessions) > self.max_sessions:
             self._sessions.popitem(last=False)
             self.evicted += 1
@@ -174,14 +186,17 @@ class RedisStore:
 
         return await self._pipeline(False, queue)
 
-    async def put_if(self, session_id: str, record: bytes, seq: int, expected_seq: int | None) -> bool:
-        expected = "" if expected_seq is None else str(expected_seq)
+    async def put_many_if(self, puts: Sequence[Put]) -> list[bool]:
         expires_ms = int(time.time() * 1000) + self.ttl_ms
-        keys = [self.PREFIX + session_id, self.INDEX]
-        done = await self._answer(
-            self._put_if(keys=keys, args=[expected, seq, record, self.ttl_ms, expires_ms, session_id])
-        )
-        return bool(done)
+        # Not a transaction: each script is atomic on its own, and one session's failed compare must not undo
+        # another's write.
+        async with self.client.pipeline(transaction=False) as pipe:
+            for session_id, record, seq, expected_seq in puts:
+                expected = "" if expected_seq is None else str(expected_seq)
+                keys = [self.PREFIX + session_id, self.INDEX]
+                args: list[str | int | bytes] = [expected, seq, record, self.ttl_ms, expires_ms, session_id]
+                await self._put_if(keys=keys, args=args, client=pipe)  # queued; the pipeline loads the script
+            return [bool(done) for done in await self._answer(pipe.execute())]
 
     async def delete(self, session_id: str) -> bool:
         def queue(pipe: redis.client.Pipeline) -> None:
@@ -206,6 +221,11 @@ class RedisStore:
             return bool(await self.client.ping())
         except redis.RedisError:
             return False
+
+
+async def put_if(store: SessionStore, session_id: str, record: bytes, seq: int, expected_seq: int | None) -> bool:
+    """One compare-and-set; whether it stored."""
+    return (await store.put_many_if([Put(session_id, record, seq, expected_seq)]))[0]
 
 
 def open_store(url: str, ttl_s: float, max_sessions: int, on_drop: DropListener = _ignore) -> SessionStore:

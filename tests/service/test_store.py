@@ -9,7 +9,7 @@ from typing import TypeVar
 import pytest
 import redis
 
-from service.store import MemoryStore, RedisStore, SessionStore
+from service.store import MemoryStore, Put, RedisStore, SessionStore, put_if
 
 T = TypeVar("T")
 Scenario = Callable[[SessionStore], Awaitable[T]]
@@ -40,8 +40,8 @@ def run(request: pytest.FixtureRequest) -> Callable[[Scenario[T]], T]:
 
 def test_put_if_creates_only_new_sessions(run) -> None:  # type: ignore[no-untyped-def]
     async def scenario(store: SessionStore) -> None:
-        assert await store.put_if("a", b"v1", 1, None)
-        assert not await store.put_if("a", b"other", 1, None)
+        assert await put_if(store, "a", b"v1", 1, None)
+        assert not await put_if(store, "a", b"other", 1, None)
         assert await store.get_many(["a", "b"]) == [b"v1", None]
 
     run(scenario)
@@ -49,20 +49,36 @@ def test_put_if_creates_only_new_sessions(run) -> None:  # type: ignore[no-untyp
 
 def test_put_if_compares_the_seq(run) -> None:  # type: ignore[no-untyped-def]
     async def scenario(store: SessionStore) -> None:
-        await store.put_if("a", b"v3", 3, None)
-        assert not await store.put_if("a", b"stale", 5, 2)
-        assert await store.put_if("a", b"v5", 5, 3)
-        assert not await store.put_if("a", b"again", 7, 3)
+        await put_if(store, "a", b"v3", 3, None)
+        assert not await put_if(store, "a", b"stale", 5, 2)
+        assert await put_if(store, "a", b"v5", 5, 3)
+        assert not await put_if(store, "a", b"again", 7, 3)
         assert await store.get_many(["a"]) == [b"v5"]
+
+    run(scenario)
+
+
+def test_puts_in_one_call_apply_in_order_each_on_its_own(run) -> None:  # type: ignore[no-untyped-def]
+    async def scenario(store: SessionStore) -> None:
+        await put_if(store, "a", b"a1", 1, None)
+        puts = [
+            Put("a", b"a2", 2, 1),
+            Put("b", b"b1", 1, 0),  # no session b at seq 0: refused, and the others still apply
+            Put("a", b"a3", 3, 2),  # sees the put before it
+            Put("c", b"c1", 1, None),
+        ]
+        assert await store.put_many_if(puts) == [True, False, True, True]
+        assert await store.get_many(["a", "b", "c"]) == [b"a3", None, b"c1"]
+        assert await store.put_many_if([]) == []
 
     run(scenario)
 
 
 def test_only_one_of_concurrent_writers_wins(run) -> None:  # type: ignore[no-untyped-def]
     async def scenario(store: SessionStore) -> list[bool]:
-        await store.put_if("a", b"v0", 0, None)
+        await put_if(store, "a", b"v0", 0, None)
 
-        results = list(await asyncio.gather(*(store.put_if("a", f"w{i}".encode(), 1, 0) for i in range(20))))
+        results = list(await asyncio.gather(*(put_if(store, "a", f"w{i}".encode(), 1, 0) for i in range(20))))
         assert results.count(True) == 1
         assert await store.get_many(["a"]) == [f"w{results.index(True)}".encode()]
         return results
@@ -73,7 +89,7 @@ def test_only_one_of_concurrent_writers_wins(run) -> None:  # type: ignore[no-un
 def test_delete_and_count(run) -> None:  # type: ignore[no-untyped-def]
     async def scenario(store: SessionStore) -> None:
         for name in "abc":
-            await store.put_if(name, b"x", 1, None)
+            await put_if(store, name, b"x", 1, None)
         assert await store.count() == 3
         assert await store.delete("b")
         assert not await store.delete("b")
@@ -88,7 +104,7 @@ def test_redis_calls_beyond_its_connections_wait_for_one(redis_url: str) -> None
     async def scenario() -> list[bool]:
         store = RedisStore(redis_url, ttl_s=60, max_connections=4)
         try:
-            return await asyncio.gather(*(store.put_if(f"s{k}", b"x", 1, None) for k in range(200)))
+            return await asyncio.gather(*(put_if(store, f"s{k}", b"x", 1, None) for k in range(200)))
         finally:
             await store.client.aclose()
 
@@ -99,10 +115,10 @@ def test_redis_calls_beyond_its_connections_wait_for_one(redis_url: str) -> None
 def test_redis_expires_idle_sessions(redis_url: str) -> None:
     async def scenario() -> None:
         store = RedisStore(redis_url, ttl_s=0.3)
-        await store.put_if("idle", b"x", 1, None)
-        await store.put_if("busy", b"x", 1, None)
+        await put_if(store, "idle", b"x", 1, None)
+        await put_if(store, "busy", b"x", 1, None)
         await asyncio.sleep(0.2)
-        await store.put_if("busy", b"y", 2, 1)  # a write refreshes the timeout
+        await put_if(store, "busy", b"y", 2, 1)  # a write refreshes the timeout
         await asyncio.sleep(0.2)
         assert await store.get_many(["idle", "busy"]) == [None, b"y"]
         await store.client.aclose()
@@ -123,9 +139,9 @@ def test_memory_store_expires_idle_sessions() -> None:
     store = MemoryStore(ttl_s=10, max_sessions=100, clock=clock)
 
     async def scenario() -> None:
-        await store.put_if("idle", b"x", 1, None)
+        await put_if(store, "idle", b"x", 1, None)
         clock.now = 6
-        await store.put_if("busy", b"x", 1, None)
+        await put_if(store, "busy", b"x", 1, None)
         clock.now = 11
         assert await store.get_many(["idle", "busy"]) == [None, b"x"]
         assert store.expired == 1
@@ -138,9 +154,9 @@ def test_memory_store_evicts_the_least_recently_used() -> None:
 
     async def scenario() -> None:
         for i, name in enumerate("abc"):
-            await store.put_if(name, b"x", i, None)
-        await store.put_if("a", b"y", 9, 0)  # a is now the most recent
-        await store.put_if("d", b"x", 1, None)
+            await put_if(store, name, b"x", i, None)
+        await put_if(store, "a", b"y", 9, 0)  # a is now the most recent
+        await put_if(store, "d", b"x", 1, None)
         assert await store.get_many(["a", "b", "c", "d"]) == [b"y", None, b"x", b"x"]
         assert store.evicted == 1
         assert await store.count() == 3
@@ -155,13 +171,13 @@ def test_stores_report_what_they_drop_on_their_own(redis_url: str) -> None:
 
     async def scenario() -> None:
         for name in "abc":
-            await memory.put_if(name, b"x", 1, None)
+            await put_if(memory, name, b"x", 1, None)
         clock.now = 11
         assert await memory.count() == 0
         shared = RedisStore(redis_url, ttl_s=0.2, on_drop=lambda reason, n: dropped.append((reason, n)))
         await shared.client.flushdb()
-        await shared.put_if("a", b"x", 1, None)
-        await shared.put_if("b", b"x", 1, None)
+        await put_if(shared, "a", b"x", 1, None)
+        await put_if(shared, "b", b"x", 1, None)
         await shared.delete("b")
         assert await shared.count() == 1
         await asyncio.sleep(0.3)
