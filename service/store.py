@@ -165,7 +165,6 @@ class RedisStore:
         self.client = redis.Redis.from_pool(pool)  # closing the client closes its pool
         self.ttl_ms = int(ttl_s * 1000)
         self.on_drop = on_drop
-        self._put_if = self.client.register_script(_PUT_IF)
 
     @staticmethod
     async def _answer(call: Awaitable[T]) -> T:
@@ -188,15 +187,18 @@ class RedisStore:
 
     async def put_many_if(self, puts: Sequence[Put]) -> list[bool]:
         expires_ms = int(time.time() * 1000) + self.ttl_ms
-        # Not a transaction: each script is atomic on its own, and one session's failed compare must not undo
-        # another's write.
-        async with self.client.pipeline(transaction=False) as pipe:
+
+        def queue(pipe: redis.client.Pipeline) -> None:
             for session_id, record, seq, expected_seq in puts:
                 expected = "" if expected_seq is None else str(expected_seq)
-                keys = [self.PREFIX + session_id, self.INDEX]
-                args: list[str | int | bytes] = [expected, seq, record, self.ttl_ms, expires_ms, session_id]
-                await self._put_if(keys=keys, args=args, client=pipe)  # queued; the pipeline loads the script
-            return [bool(done) for done in await self._answer(pipe.execute())]
+                args = (expected, seq, record, self.ttl_ms, expires_ms, session_id)
+                # EVAL with the script's text, not EVALSHA: a pipeline of registered scripts first asks Redis
+                # whether it holds them, a second round trip per call; Redis caches the script by its hash.
+                pipe.eval(_PUT_IF, 2, self.PREFIX + session_id, self.INDEX, *args)
+
+        # Not a transaction: each script is atomic on its own, and one session's failed compare must not undo
+        # another's write.
+        return [bool(done) for done in await self._pipeline(False, queue)]
 
     async def delete(self, session_id: str) -> bool:
         def queue(pipe: redis.client.Pipeline) -> None:
