@@ -114,7 +114,7 @@ def test_redis_calls_beyond_its_connections_wait_for_one(redis_url: str) -> None
 
 def test_redis_puts_a_batch_with_one_script_call_each_and_nothing_else(redis_url: str) -> None:
     """A pipeline of registered scripts asks Redis whether it holds them first: a second round trip per batch
-    (the soak's p50 rose from 7.1 to 7.9 ms with it)."""
+    (a batch of one put took 373 us that way, 295 us without)."""
     client = redis.Redis.from_url(redis_url)
 
     def calls() -> dict[str, int]:
