@@ -69,17 +69,21 @@ def _rows(field: str, rows: Rows | None, count: int, names: tuple[str, ...], per
     raise _bad(field, f"row {index} has {len(row)} values; expected {width} ({', '.join(names)})")
 
 
+def _beyond_range(scaled: np.ndarray) -> np.ndarray:
+    return ~(np.abs(scaled) <= MAX_SCALED)  # also catches values that overflowed float32
+
+
 def _out_of_range(scaled: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Which requests, whose rows of ``scaled`` end at ``ends``, hold a value out of range."""
     flagged = np.zeros(len(ends), dtype=bool)
-    bad = ~(np.abs(scaled) <= MAX_SCALED)  # also catches values that overflowed float32
+    bad = _beyond_range(scaled)
     if bad.any():
         flagged[np.searchsorted(ends, np.flatnonzero(bad.any(axis=1)), side="right")] = True
     return flagged
 
 
 def _check_range(field: str, scaled: np.ndarray, raw: np.ndarray) -> None:
-    bad = ~(np.abs(scaled) <= MAX_SCALED)  # also catches values that overflowed float32
+    bad = _beyond_range(scaled)
     if bad.any():
         at = tuple(int(i) for i in np.argwhere(bad)[0])
         raise _bad(field, f"value {raw[at]:g} at {list(at)} is far outside the training data's range")

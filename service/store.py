@@ -225,11 +225,6 @@ class RedisStore:
             return False
 
 
-async def put_if(store: SessionStore, session_id: str, record: bytes, seq: int, expected_seq: int | None) -> bool:
-    """One compare-and-set; whether it stored."""
-    return (await store.put_many_if([Put(session_id, record, seq, expected_seq)]))[0]
-
-
 def open_store(url: str, ttl_s: float, max_sessions: int, on_drop: DropListener = _ignore) -> SessionStore:
     if url == "memory":
         return MemoryStore(ttl_s, max_sessions, on_drop=on_drop)

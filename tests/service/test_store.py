@@ -9,7 +9,13 @@ from typing import TypeVar
 import pytest
 import redis
 
-from service.store import MemoryStore, Put, RedisStore, SessionStore, put_if
+from service.store import MemoryStore, Put, RedisStore, SessionStore
+
+
+async def put_if(store: SessionStore, session_id: str, record: bytes, seq: int, expected_seq: int | None) -> bool:
+    """One compare-and-set; whether it stored."""
+    return (await store.put_many_if([Put(session_id, record, seq, expected_seq)]))[0]
+
 
 T = TypeVar("T")
 Scenario = Callable[[SessionStore], Awaitable[T]]
