@@ -34,7 +34,11 @@ def main(argv: list[str] | None = None) -> None:
         "--interval", type=float, default=2.0, help="seconds between one client's observes; 0: as fast as answered"
     )
     accuracy = commands.add_parser("accuracy", help="test MASE/sMAPE of LSTM and GRU vs naive, seasonal naive, ETS")
-    accuracy.add_argument("--datasets", default="elecdemand,taylor", help="comma-separated: elecdemand, taylor")
+    accuracy.add_argument(
+        "--datasets",
+        default="elecdemand,taylor,us_employment",
+        help="comma-separated: elecdemand, taylor, us_employment",
+    )
     accuracy.add_argument("--cells", default="lstm,gru")
     accuracy.add_argument("--max-minutes", type=float, default=12.0, help="training time limit per network")
     train = commands.add_parser("train", help="s/epoch, origins/s and time to accuracy vs Darts and NeuralForecast")

@@ -30,7 +30,9 @@ async def _open(sessions: Sessions, count: int, history: int) -> int:
     """Opens ``count`` sessions through the service's own path; returns the size of one stored record."""
     body = history_body(history)
     start = pd.Timestamp(body["start"]).to_pydatetime()
-    prepared = sessions.engine.prepare_history(body["history"], body["covariates"], start, body["future_covariates"])
+    prepared = sessions.engine.prepare(
+        sessions.engine.check_history(body["history"], body["covariates"], start, body["future_covariates"])
+    )
     for done in range(count):
         await sessions.open(prepared)
         if done and done % 20_000 == 0:

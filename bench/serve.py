@@ -26,10 +26,12 @@ def in_process_rps(size: ModelSize, kind: str, concurrency: int, seconds: float)
     engine = Engine(random_checkpoint(size), "bench", max_history=max(size.history, 20_000))
     body = history_body(size.history)
     start = pd.Timestamp(body["start"]).to_pydatetime()
-    prepared = engine.prepare_history(body["history"], body["covariates"], start, body["future_covariates"])
+    prepared = engine.prepare(
+        engine.check_history(body["history"], body["covariates"], start, body["future_covariates"])
+    )
     state = engine.run([prepared], [None]).states[0]
-    step: Prepared = engine.prepare_observe(
-        body["history"][:1], body["covariates"][:1], prepared.next_time, body["future_covariates"]
+    step: Prepared = engine.prepare(
+        engine.check_observe(body["history"][:1], body["covariates"][:1], prepared.next_time, body["future_covariates"])
     )
     batch = [prepared if kind == "forecast" else step] * concurrency
     states = [None if kind == "forecast" else state] * concurrency

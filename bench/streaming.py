@@ -33,15 +33,21 @@ def in_process(engine: Engine, length: int, repeats: int) -> tuple[float, float]
     start = pd.Timestamp(body["start"]).to_pydatetime()
 
     def whole() -> object:
-        prepared = engine.prepare_history(body["history"], body["covariates"], start, body["future_covariates"])
+        prepared = engine.prepare(
+            engine.check_history(body["history"], body["covariates"], start, body["future_covariates"])
+        )
         return engine.run([prepared], [None])
 
-    prepared = engine.prepare_history(body["history"], body["covariates"], start, body["future_covariates"])
+    prepared = engine.prepare(
+        engine.check_history(body["history"], body["covariates"], start, body["future_covariates"])
+    )
     state = engine.run([prepared], [None]).states[0]
     step = observe_body("", length, 0)
 
     def one() -> object:
-        new = engine.prepare_observe(step["values"], step["covariates"], prepared.next_time, step["future_covariates"])
+        new = engine.prepare(
+            engine.check_observe(step["values"], step["covariates"], prepared.next_time, step["future_covariates"])
+        )
         return engine.run([new], [state])
 
     return median_ms(whole, repeats), median_ms(one, repeats)

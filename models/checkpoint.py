@@ -15,7 +15,9 @@ import torch
 from models.features import FeatureSpec, Scaling
 from models.forecaster import Forecaster, ForecasterConfig
 
-FORMAT_VERSION = 1
+# 2 added per-series scaling statistics; version 1 files, which have none, still load.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 # Where a published forecaster is found: its name in a model store and its file inside the stored model.
 PUBLISHED_NAME = "seqcast-forecaster"
 PUBLISHED_FILE = "checkpoint.pt"
@@ -32,6 +34,27 @@ class Checkpoint:
     scaling: Scaling
     state_dict: dict[str, torch.Tensor]
     metadata: dict[str, Any] = field(default_factory=dict)  # JSON-like: metrics, data source, epochs
+    # Statistics of each training series by its id, where every series was scaled by its own; then ``scaling``
+    # holds the pooled statistics, kept for reference only.
+    series_scaling: dict[str, Scaling] = field(default_factory=dict)
+
+    def scaling_for(self, series: str | None) -> Scaling:
+        """The statistics that a series' values are scaled by; LookupError says why there are none."""
+        if not self.series_scaling:
+            if series is not None:
+                raise LookupError("the model scales every series alike; leave the field out")
+            return self.scaling
+        if series is None:
+            raise LookupError(
+                f"required: the model scales each of its {len(self.series_scaling)} training series by its own "
+                "statistics; name the series"
+            )
+        if series not in self.series_scaling:
+            known = ", ".join(repr(uid) for uid in list(self.series_scaling)[:3])
+            raise LookupError(
+                f"unknown series {series!r}; the model knows {len(self.series_scaling)} series (e.g. {known})"
+            )
+        return self.series_scaling[series]
 
     def build_model(self) -> Forecaster:
         """The forecaster with these weights, in eval mode on the CPU."""
@@ -47,23 +70,25 @@ class Checkpoint:
             "scaling": self.scaling.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
             "metadata": self.metadata,
+            "series_scaling": {uid: scaling.to_dict() for uid, scaling in self.series_scaling.items()},
         }
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Checkpoint:
         version = payload.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise CheckpointError(
-                f"checkpoint format_version {version!r} is not supported (this seqcast reads {FORMAT_VERSION})"
+                f"checkpoint format_version {version!r} is not supported (this seqcast reads {READABLE_VERSIONS})"
             )
         config = dict(payload["config"])
         config["quantiles"] = tuple(config.get("quantiles", ()))
         return cls(
             config=ForecasterConfig(**config),
             features=FeatureSpec(**payload["features"]),
-            scaling=Scaling(tuple(payload["scaling"]["mean"]), tuple(payload["scaling"]["std"])),
+            scaling=Scaling.from_dict(payload["scaling"]),
             state_dict=dict(payload["state_dict"]),
             metadata=dict(payload.get("metadata", {})),
+            series_scaling={uid: Scaling.from_dict(s) for uid, s in payload.get("series_scaling", {}).items()},
         )
 
 

@@ -121,11 +121,41 @@ class Scaling:
     def scale(self, values: np.ndarray, columns: slice = slice(None)) -> np.ndarray:
         return (values - np.asarray(self.mean)[columns]) / np.asarray(self.std)[columns]
 
+    def scale_target(self, y: np.ndarray) -> np.ndarray:
+        return (y - self.mean[0]) / self.std[0]
+
     def unscale_target(self, z: np.ndarray) -> np.ndarray:
         return z * self.std[0] + self.mean[0]
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, list[float]]) -> Scaling:
+        return cls(tuple(stored["mean"]), tuple(stored["std"]))
+
+
+@dataclass(frozen=True)
+class RowScaling:
+    """Statistics per row, for rows of several series scaled in one pass: row i by ``mean[i]`` and ``std[i]``."""
+
+    mean: np.ndarray  # (N, 1 + covariates)
+    std: np.ndarray  # (N, 1 + covariates)
+
+    @classmethod
+    def repeat(cls, scalings: list[Scaling], counts: np.ndarray) -> RowScaling:
+        """``counts[k]`` rows scaled by ``scalings[k]``, in order."""
+        mean = np.array([s.mean for s in scalings])  # (K, D)
+        std = np.array([s.std for s in scalings])
+        return cls(np.repeat(mean, counts, axis=0), np.repeat(std, counts, axis=0))
+
+    def scale(self, values: np.ndarray, columns: slice = slice(None)) -> np.ndarray:
+        return (values - self.mean[:, columns]) / self.std[:, columns]
+
+    def unscale_target(self, z: np.ndarray) -> np.ndarray:
+        """z: (N, ...), whatever follows the row axis shares that row's statistics."""
+        shape = (-1,) + (1,) * (z.ndim - 1)
+        return z * self.std[:, 0].reshape(shape) + self.mean[:, 0].reshape(shape)
 
 
 # Calendar phases are measured from a Monday, so day_of_week starts there.
@@ -175,7 +205,7 @@ def _check_width(name: str, values: np.ndarray | None, rows: int, width: int) ->
 
 def encode_inputs(
     spec: FeatureSpec,
-    scaling: Scaling,
+    scaling: Scaling | RowScaling,
     target: np.ndarray,
     covariates: np.ndarray | None = None,
     timestamps: np.ndarray | None = None,
@@ -191,7 +221,7 @@ def encode_inputs(
 
 
 def encode_future(
-    spec: FeatureSpec, scaling: Scaling, future: np.ndarray | None, timestamps: np.ndarray | None
+    spec: FeatureSpec, scaling: Scaling | RowScaling, future: np.ndarray | None, timestamps: np.ndarray | None
 ) -> np.ndarray:
     """Known-ahead features (H, spec.future_dim) of the horizon, equal to the ``known_ahead_columns`` that
     ``encode_inputs`` gives for the same steps.

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from models.checkpoint import Checkpoint
-from models.features import encode_future, encode_inputs
+from models.features import RowScaling, Scaling, encode_future, encode_inputs
 from models.forecaster import state_rows
 from service.records import NO_TIME
 from service.schemas import ForecastFields, RejectedRequest, Rejection, Rows
@@ -42,6 +42,8 @@ class Prepared:
     inputs: np.ndarray  # (T, input_dim)
     future: np.ndarray  # (horizon, future_dim)
     next_time: int  # ns timestamp of the step after the last input, or NO_TIME
+    series: str | None  # the training series whose statistics scaled it, for a model scaled per series
+    scaling: Scaling  # those statistics, which also unscale its forecast
 
 
 def _bad(field: str, message: str) -> RejectedRequest:
@@ -89,6 +91,15 @@ def _check_range(field: str, scaled: np.ndarray, raw: np.ndarray) -> None:
         raise _bad(field, f"value {raw[at]:g} at {list(at)} is far outside the training data's range")
 
 
+def _by_row(scalings: list[Scaling], rows: np.ndarray) -> Scaling | RowScaling:
+    """What scales ``rows[k]`` rows by ``scalings[k]``: the one Scaling itself when all share it (every
+    request to a model scaled alike), else statistics repeated per row."""
+    first = scalings[0]
+    if all(s is first for s in scalings):
+        return first
+    return RowScaling.repeat(scalings, rows)
+
+
 # Calendar features come from nanosecond timestamps, which end in April 2262.
 LATEST_NS = pd.Timestamp.max.value
 
@@ -110,6 +121,8 @@ class Checked:
     past: np.ndarray  # (T, covariates)
     future: np.ndarray  # (horizon, future covariates)
     first_time: int  # ns timestamp of the first value, or NO_TIME
+    series: str | None
+    scaling: Scaling
 
 
 def _only(outcomes: list[Prepared | Rejection]) -> Prepared:
@@ -130,8 +143,19 @@ class Engine:
         self.step_ns = self.spec.step.value if self.spec.calendar else 0
 
     def _check(
-        self, field: str, values: list[float], limit: int, covariates: Rows | None, first_time: int, future: Rows | None
+        self,
+        field: str,
+        values: list[float],
+        limit: int,
+        covariates: Rows | None,
+        first_time: int,
+        future: Rows | None,
+        series: str | None,
     ) -> Checked:
+        try:
+            scaling = self.checkpoint.scaling_for(series)
+        except LookupError as error:
+            raise _bad("series", str(error)) from None
         if len(values) > limit:
             raise _bad(field, f"has {len(values)} values; at most {limit} are accepted")
         n, horizon = len(values), self.config.horizon
@@ -139,22 +163,32 @@ class Engine:
         if self.spec.calendar and first_time + self.step_ns * (n + horizon) > LATEST_NS:
             raise _bad(field, f"its timestamps and the forecast's would pass {pd.Timestamp.max:%Y-%m-%d}")
         ahead = _rows("future_covariates", future, horizon, self.spec.future_covariates, "forecast step")
-        return Checked(field, np.asarray(values, dtype=float), past, ahead, first_time)
+        return Checked(field, np.asarray(values, dtype=float), past, ahead, first_time, series, scaling)
 
     def check_history(
-        self, history: list[float], covariates: Rows | None, start: datetime | None, future: Rows | None
+        self,
+        history: list[float],
+        covariates: Rows | None,
+        start: datetime | None,
+        future: Rows | None,
+        series: str | None = None,
     ) -> Checked:
         first_time = NO_TIME
         if self.spec.calendar:
             if start is None:
                 raise _bad("start", f"required: the model derives {', '.join(self.spec.calendar)} from timestamps")
             first_time = _nanoseconds(start)
-        return self._check("history", history, self.max_history, covariates, first_time, future)
+        return self._check("history", history, self.max_history, covariates, first_time, future, series)
 
     def check_observe(
-        self, values: list[float], covariates: Rows | None, next_time: int, future: Rows | None
+        self,
+        values: list[float],
+        covariates: Rows | None,
+        next_time: int,
+        future: Rows | None,
+        series: str | None = None,
     ) -> Checked:
-        return self._check("values", values, self.max_observe, covariates, next_time, future)
+        return self._check("values", values, self.max_observe, covariates, next_time, future, series)
 
     def encode(self, requests: Sequence[Checked | Rejection]) -> list[Prepared | Rejection]:
         """Scales every request's rows and derives their calendar features in one numpy pass: for one-value
@@ -163,7 +197,7 @@ class Engine:
         checked = [r for r in requests if isinstance(r, Checked)]
         if not checked:
             return [r for r in requests if isinstance(r, Rejection)]
-        horizon, spec, scaling = self.config.horizon, self.spec, self.checkpoint.scaling
+        horizon, spec = self.config.horizon, self.spec
         lengths = np.array([len(c.target) for c in checked])
         ends = np.cumsum(lengths)  # each request's rows end here in the joined rows
         stamps = ahead_stamps = None
@@ -176,9 +210,12 @@ class Engine:
             ahead_stamps = (next_times[:, None] + self.step_ns * np.arange(horizon)).ravel()  # (B * horizon,)
         past = np.concatenate([c.past for c in checked])  # (sum T, covariates)
         ahead = np.concatenate([c.future for c in checked])  # (B * horizon, future covariates)
+        scaling = _by_row([c.scaling for c in checked], lengths)
+        ahead_scaling = _by_row([c.scaling for c in checked], np.full(len(checked), horizon))
         with np.errstate(over="ignore"):  # an overflow to inf is caught and named below
             inputs = encode_inputs(spec, scaling, np.concatenate([c.target for c in checked]), past, stamps)
-            futures = encode_future(spec, scaling, ahead, ahead_stamps).reshape(len(checked), horizon, spec.future_dim)
+            futures = encode_future(spec, ahead_scaling, ahead, ahead_stamps)
+        futures = futures.reshape(len(checked), horizon, spec.future_dim)
         out_of_range = _out_of_range(inputs[:, : 1 + past.shape[1]], ends) | _out_of_range(
             futures[:, :, : ahead.shape[1]].reshape(len(ahead), ahead.shape[1]),
             horizon * np.arange(1, len(checked) + 1),
@@ -192,7 +229,7 @@ class Engine:
         request: Checked, inputs: np.ndarray, future: np.ndarray, next_time: int, out_of_range: bool
     ) -> Prepared | Rejection:
         if not out_of_range:
-            return Prepared(inputs, future, next_time)
+            return Prepared(inputs, future, next_time, request.series, request.scaling)
         try:  # name the first value out of range, in field order
             _check_range(request.field, inputs[:, :1], request.target[:, None])
             _check_range("covariates", inputs[:, 1 : 1 + request.past.shape[1]], request.past)
@@ -201,17 +238,9 @@ class Engine:
             return rejected.rejection
         raise RuntimeError("a request was flagged out of range, yet none of its values is")
 
-    def prepare_history(
-        self, history: list[float], covariates: Rows | None, start: datetime | None, future: Rows | None
-    ) -> Prepared:
-        """Checks and encodes one history; raises RejectedRequest naming the field at fault."""
-        return _only(self.encode([self.check_history(history, covariates, start, future)]))
-
-    def prepare_observe(
-        self, values: list[float], covariates: Rows | None, next_time: int, future: Rows | None
-    ) -> Prepared:
-        """Checks and encodes one observe's values; raises RejectedRequest naming the field at fault."""
-        return _only(self.encode([self.check_observe(values, covariates, next_time, future)]))
+    def prepare(self, checked: Checked) -> Prepared:
+        """Encodes one checked request; raises RejectedRequest naming the field at fault."""
+        return _only(self.encode([checked]))
 
     @torch.inference_mode()
     def run(self, prepared: list[Prepared], states: list[np.ndarray | None]) -> RunResult:
@@ -224,7 +253,8 @@ class Engine:
         future = torch.from_numpy(np.stack([p.future for p in prepared]))
         forecast, new_state = self.model.forward_ragged(sequences, state, future)
         after = torch.cat([s.transpose(0, 1) for s in new_state], dim=1).numpy()  # (B, rows, hidden)
-        forecasts = self.checkpoint.scaling.unscale_target(forecast.numpy()).astype(np.float32)
+        target = _by_row([p.scaling for p in prepared], np.ones(len(prepared), dtype=int))
+        forecasts = target.unscale_target(forecast.numpy()).astype(np.float32)
         finite = np.isfinite(forecasts).all(axis=(1, 2)) & np.isfinite(after).all(axis=(1, 2))
         return RunResult(forecasts, after, np.asarray(finite, dtype=bool))
 

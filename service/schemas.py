@@ -46,6 +46,13 @@ class HistoryRequest(BatchItem):
     future_covariates: Rows | None = Field(
         None, description="one row per forecast step: the model's future covariates over the horizon"
     )
+    series: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="the training series this history continues; needed when the model scales each series by its "
+        "own statistics (see /info); a session remembers it",
+    )
 
 
 class ForecastRequest(HistoryRequest):
@@ -119,6 +126,10 @@ class InfoResponse(BaseModel):
     future_covariates: list[str]
     calendar: list[str]
     freq: str | None
+    scaled_series: int = Field(
+        description="training series scaled by their own statistics, whose id a request must name; 0 when all "
+        "series are scaled alike"
+    )
     max_history: int
     max_observe: int
     test_metrics: dict[str, Any]

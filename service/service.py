@@ -151,7 +151,7 @@ class Seqcast:
     def _check(self, request: HistoryRequest) -> Checked | Rejection:
         try:
             return self.engine.check_history(
-                request.history, request.covariates, request.start, request.future_covariates
+                request.history, request.covariates, request.start, request.future_covariates, request.series
             )
         except RejectedRequest as rejected:
             return rejected.rejection
@@ -229,6 +229,7 @@ class Seqcast:
             future_covariates=list(spec.future_covariates),
             calendar=list(spec.calendar),
             freq=spec.freq,
+            scaled_series=len(self.engine.checkpoint.series_scaling),
             max_history=settings.max_history,
             max_observe=settings.max_observe,
             test_metrics=self.metadata.get("test_metrics", {}),

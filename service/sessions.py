@@ -109,7 +109,7 @@ class Sessions:
         session_id = secrets.token_urlsafe(16)  # 128 random bits: a session id is its own access key
         seq = len(prepared.inputs)
         record = SessionRecord(
-            self.engine.tag, seq, prepared.next_time, result.states[0], NO_DIGEST, result.forecasts[0]
+            self.engine.tag, seq, prepared.next_time, result.states[0], NO_DIGEST, result.forecasts[0], prepared.series
         )
         if not (await self._put([(session_id, record, None)]))[0]:
             raise RuntimeError("a fresh session id was already taken")
@@ -169,7 +169,7 @@ class Sessions:
             )
         try:
             return self.engine.check_observe(
-                request.values, request.covariates, record.next_time, request.future_covariates
+                request.values, request.covariates, record.next_time, request.future_covariates, record.series
             )
         except RejectedRequest as rejected:
             return rejected.rejection
@@ -190,7 +190,13 @@ class Sessions:
                 continue
             seq = s.record.seq + len(s.prepared.inputs)
             new = SessionRecord(
-                self.engine.tag, seq, s.prepared.next_time, result.states[k], s.digest, result.forecasts[k]
+                self.engine.tag,
+                seq,
+                s.prepared.next_time,
+                result.states[k],
+                s.digest,
+                result.forecasts[k],
+                s.record.series,
             )
             writes.append((s, new))
         stored = await self._put([(s.session_id, new, s.record.seq) for s, new in writes])

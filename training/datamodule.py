@@ -94,6 +94,7 @@ class SeriesDataModule(L.LightningDataModule):
         future_covariates: list[str] | None = None,
         calendar: list[str] | None = None,
         fill: FillPolicy = "error",
+        per_series_scaling: bool = False,
         input_size: int = 336,
         horizon: int = 48,
         val_size: int = 1344,
@@ -113,6 +114,9 @@ class SeriesDataModule(L.LightningDataModule):
                 forecasts, holiday flags); the head reads their horizon values.
             calendar: features derived from ``ds`` (time_of_day, day_of_week, day_of_year); known ahead.
             fill: what to do with NaN values: raise, forward-fill or interpolate.
+            per_series_scaling: standardise each series by its own training part rather than all series by
+                the pooled one: for series of very different levels (products, regions, industries). The
+                service then asks each request which series it continues.
             input_size: history a windowed forecast reads; validation and test origins get this much.
             horizon: steps forecast from every origin.
             val_size: last steps before the test part, per series, for validation.
@@ -131,6 +135,7 @@ class SeriesDataModule(L.LightningDataModule):
         self.future_covariates = tuple(future_covariates or ())
         self.calendar = tuple(calendar or ())
         self.fill = fill
+        self.per_series_scaling = per_series_scaling
         self.input_size = input_size
         self.horizon = horizon
         self.val_size = val_size
@@ -162,11 +167,21 @@ class SeriesDataModule(L.LightningDataModule):
             [np.column_stack([s.target, s.covariates])[: self.train_part(s).end] for s in series]
         )
         self.scaling = Scaling.fit(train_rows)
+        self.series_scaling = (
+            {s.uid: Scaling.fit(np.column_stack([s.target, s.covariates])[: self.train_part(s).end]) for s in series}
+            if self.per_series_scaling
+            else {}
+        )
         self.inputs = [self.encode(s) for s in series]
-        self.scaled_targets = [(s.target - self.scaling.mean[0]) / self.scaling.std[0] for s in series]
+        self.scaled_targets = [self.scaling_of(s).scale_target(s.target) for s in series]
+
+    def scaling_of(self, series: Series) -> Scaling:
+        return self.series_scaling.get(series.uid, self.scaling)
 
     def encode(self, series: Series) -> np.ndarray:
-        return encode_inputs(self.features, self.scaling, series.target, series.covariates, series.timestamps.asi8)
+        return encode_inputs(
+            self.features, self.scaling_of(series), series.target, series.covariates, series.timestamps.asi8
+        )
 
     def train_part(self, series: Series) -> Part:
         return Part(0, len(series) - self.val_size - self.test_size)

@@ -82,9 +82,12 @@ def _seasonal_naive(y: np.ndarray, origins: np.ndarray, horizon: int, season: in
 
 @torch.no_grad()
 def forecast_series(
-    model: Forecaster, checkpoint: Checkpoint, data: SeriesDataModule, series: Series, inputs: np.ndarray
+    model: Forecaster, checkpoint: Checkpoint, data: SeriesDataModule, series: Series
 ) -> SeriesForecasts:
     horizon, season = model.config.horizon, season_length(str(checkpoint.features.freq))
+    # Encoded with the checkpoint's statistics, so the report judges exactly what would be served.
+    scaling = checkpoint.scaling_for(series.uid if checkpoint.series_scaling else None)
+    inputs = encode_inputs(checkpoint.features, scaling, series.target, series.covariates, series.timestamps.asi8)
     origins, actual, mase_scale = scored_origins(data, series, horizon, season)
     windows = np.stack([inputs[o - data.input_size + 1 : o + 1] for o in origins])  # (N, input_size, D)
     ahead = inputs[:, checkpoint.features.known_ahead_columns]
@@ -97,8 +100,8 @@ def forecast_series(
         series=series,
         origins=origins,
         actual=actual,
-        windowed=checkpoint.scaling.unscale_target(windowed.numpy()),
-        streaming=checkpoint.scaling.unscale_target(streaming.numpy()),
+        windowed=scaling.unscale_target(windowed.numpy()),
+        streaming=scaling.unscale_target(streaming.numpy()),
         naive=np.repeat(y[origins][:, None], horizon, axis=1),
         seasonal_naive=_seasonal_naive(y, origins, horizon, season),
         hidden=hidden[0].numpy(),
@@ -134,11 +137,5 @@ def evaluate(checkpoint: Checkpoint, data: SeriesDataModule) -> tuple[dict[str, 
     """Forecasts every series' test origins with the checkpoint; returns the report and the forecasts."""
     data.setup()
     model = checkpoint.build_model()
-    forecasts = []
-    for series in data.series:
-        # Encode with the checkpoint's statistics, so the report judges exactly what would be served.
-        inputs = encode_inputs(
-            checkpoint.features, checkpoint.scaling, series.target, series.covariates, series.timestamps.asi8
-        )
-        forecasts.append(forecast_series(model, checkpoint, data, series, inputs))
+    forecasts = [forecast_series(model, checkpoint, data, series) for series in data.series]
     return build_report(checkpoint, forecasts), forecasts

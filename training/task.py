@@ -80,7 +80,13 @@ class ForecastTask(L.LightningModule):
     @property
     def target_scaling(self) -> tuple[float, float]:
         """The target's training mean and standard deviation, from the data module being fitted."""
-        scaling = self.trainer.datamodule.scaling  # type: ignore[attr-defined]
+        data = self.trainer.datamodule  # type: ignore[attr-defined]
+        if data.series_scaling:
+            # One mean and deviation would turn a series' scaled error into another's percentage.
+            raise ValueError(
+                "model.point_loss 'mape' needs one scaling for all series: set data.per_series_scaling false"
+            )
+        scaling = data.scaling
         return scaling.mean[0], scaling.std[0]
 
     def on_fit_start(self) -> None:
@@ -127,4 +133,5 @@ class ForecastTask(L.LightningModule):
             scaling=data.scaling,
             state_dict=self.network.state_dict(),
             metadata={"epoch": self.current_epoch, "global_step": self.global_step, "data_path": data.path},
+            series_scaling=data.series_scaling,
         ).to_payload()

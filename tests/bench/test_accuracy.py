@@ -13,7 +13,8 @@ def test_statistical_baseline_is_scored_on_the_test_origins(tmp_path: Path) -> N
     data = {"path": str(tmp_path / "series.csv"), "input_size": 96, "horizon": 48, "val_size": 336, "test_size": 336}
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"data": data}))
-    scores = statistical(config)
+    name, scores = statistical(config)
+    assert name == "MSTL-ETS (statsforecast)"
     # A daily cycle plus noise: repeating yesterday scores about 1.05 here (MASE is 1 in sample); MSTL, which
     # averages the cycle over weeks, does better, and a forecast a step out of line with its actuals would not.
     assert scores["mase"] < 0.95

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,19 @@ def test_round_trip_rebuilds_the_same_model(tmp_path: Path) -> None:
     assert loaded.metadata == {"epoch": 3}
     x = torch.randn(2, 9, 2)
     torch.testing.assert_close(loaded.build_model()(x)[0], original.build_model()(x)[0])
+
+
+def test_statistics_per_series_survive_a_round_trip_and_are_looked_up_by_series(tmp_path: Path) -> None:
+    by_series = {"north": Scaling((5.0, 2.0), (1.0, 4.0)), "south": Scaling((500.0, 2.0), (90.0, 4.0))}
+    save_checkpoint(replace(_checkpoint(), series_scaling=by_series), tmp_path / "c.pt")
+    loaded = load_checkpoint(tmp_path / "c.pt")
+    assert loaded.series_scaling == by_series
+    assert loaded.scaling_for("south") == by_series["south"]
+    with pytest.raises(LookupError, match="unknown series 'east'"):
+        loaded.scaling_for("east")
+    with pytest.raises(LookupError, match="required"):
+        loaded.scaling_for(None)
+    assert _checkpoint().scaling_for(None) == _checkpoint().scaling
 
 
 def test_first_format_checkpoint_still_loads_and_forecasts_the_same() -> None:

@@ -38,9 +38,19 @@ def observe_body(
 ENGINE_SPEC = FeatureSpec("y", ("load",), ("temperature",), ("time_of_day", "day_of_week"), "30min")
 
 
-def make_engine(cell: str = "lstm", max_observe: int = 2_000, lagged_outputs: bool = False) -> Engine:
+# Two training series of a model scaled per series: one at the pooled level, one a hundred times it.
+SERIES_SCALING = {
+    "small": Scaling((10.0, 3.0, 15.0), (2.0, 1.0, 5.0)),
+    "large": Scaling((1000.0, 30.0, 20.0), (200.0, 4.0, 2.0)),
+}
+
+
+def make_engine(
+    cell: str = "lstm", max_observe: int = 2_000, lagged_outputs: bool = False, per_series: bool = False
+) -> Engine:
     """An engine over a randomly initialised forecaster (horizon 6, three quantiles), for in-process tests;
-    ``lagged_outputs`` gives it the shared head that reads the last horizon outputs."""
+    ``lagged_outputs`` gives it the shared head that reads the last horizon outputs, ``per_series`` the
+    statistics of two series (SERIES_SCALING)."""
     torch.manual_seed(0)
     config = ForecasterConfig(
         input_dim=ENGINE_SPEC.input_dim,
@@ -55,5 +65,6 @@ def make_engine(cell: str = "lstm", max_observe: int = 2_000, lagged_outputs: bo
         lagged_outputs=lagged_outputs,
     )
     scaling = Scaling((10.0, 3.0, 15.0), (2.0, 1.0, 5.0))
-    checkpoint = Checkpoint(config, ENGINE_SPEC, scaling, Forecaster(config).state_dict())
+    by_series = SERIES_SCALING if per_series else {}
+    checkpoint = Checkpoint(config, ENGINE_SPEC, scaling, Forecaster(config).state_dict(), series_scaling=by_series)
     return Engine(checkpoint, "seqcast-forecaster:test", max_observe=max_observe)

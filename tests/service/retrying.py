@@ -140,7 +140,9 @@ class RetryingLoad:
 
     def offline(self, engine: Engine, seq: int) -> np.ndarray:
         """The forecast of reading the first ``seq`` values at once, in process."""
-        prepared = engine.prepare_history(self.values[:seq], self.temps[:seq], START.to_pydatetime(), ahead())
+        prepared = engine.prepare(
+            engine.check_history(self.values[:seq], self.temps[:seq], START.to_pydatetime(), ahead())
+        )
         return engine.run([prepared], [None]).forecasts[0][:, engine.config.point_index]
 
     def verify(self, engine: Engine) -> None:

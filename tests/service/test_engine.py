@@ -10,7 +10,7 @@ import pytest
 
 from service.engine import Checked, Prepared
 from service.schemas import RejectedRequest, Rejection
-from tests.service.bodies import make_engine
+from tests.service.bodies import SERIES_SCALING, make_engine
 
 
 @pytest.mark.parametrize(
@@ -26,14 +26,14 @@ def test_open_then_observe_equals_one_pass_over_many_random_splits(cell: str, la
         covariates = rng.normal(size=(n, 2)).tolist()
         future = rng.normal(15, 5, (6, 1)).tolist()
         cuts = sorted(set(rng.integers(1, n, size=int(rng.integers(1, 4))).tolist()))
-        prepared = engine.prepare_history(values[: cuts[0]], covariates[: cuts[0]], start, future)
+        prepared = engine.prepare(engine.check_history(values[: cuts[0]], covariates[: cuts[0]], start, future))
         result = engine.run([prepared], [None])
         next_time = prepared.next_time
         for lo, hi in zip(cuts, [*cuts[1:], n], strict=True):
-            step = engine.prepare_observe(values[lo:hi], covariates[lo:hi], next_time, future)
+            step = engine.prepare(engine.check_observe(values[lo:hi], covariates[lo:hi], next_time, future))
             result = engine.run([step], [result.states[0]])
             next_time = step.next_time
-        whole = engine.run([engine.prepare_history(values, covariates, start, future)], [None])
+        whole = engine.run([engine.prepare(engine.check_history(values, covariates, start, future))], [None])
         np.testing.assert_allclose(result.forecasts, whole.forecasts, rtol=1e-4, atol=1e-5)
         assert next_time == pd.Timestamp(start).value + n * pd.Timedelta("30min").value
 
@@ -44,7 +44,9 @@ def test_a_ragged_batch_answers_each_request_as_if_alone(lagged: bool) -> None:
     rng = np.random.default_rng(2)
     start = pd.Timestamp("2024-05-03").to_pydatetime()
     requests = [
-        engine.prepare_history(rng.normal(size=n).tolist(), rng.normal(size=(n, 2)).tolist(), start, [[1.0]] * 6)
+        engine.prepare(
+            engine.check_history(rng.normal(size=n).tolist(), rng.normal(size=(n, 2)).tolist(), start, [[1.0]] * 6)
+        )
         for n in (1, 7, 130, 40)
     ]
     together = engine.run(requests, [None] * 4)
@@ -65,7 +67,7 @@ def test_requests_encoded_together_equal_each_encoded_alone_and_are_refused_alon
             (rows if far[0] == "covariates" else future)[far[1], 0] = 1e300
         return engine.check_history(rng.normal(10, 2, n).tolist(), rows.tolist(), start, future.tolist())
 
-    later = engine.prepare_history([10.0] * 5, [[3.0, 15.0]] * 5, start, [[15.0]] * 6).next_time
+    later = engine.prepare(engine.check_history([10.0] * 5, [[3.0, 15.0]] * 5, start, [[15.0]] * 6)).next_time
     observe = engine.check_observe([11.0], [[3.0, 14.0]], later, [[15.0]] * 6)
     refused = Rejection(400, "history: refused before encoding", "history")
     requests = [history(1), refused, history(7), history(130, ("covariates", 3)), observe, history(4, ("future", 5))]
@@ -84,6 +86,58 @@ def test_requests_encoded_together_equal_each_encoded_alone_and_are_refused_alon
     assert together[4].next_time == later + pd.Timedelta("30min").value  # type: ignore[union-attr]
 
 
+def test_a_model_scaled_per_series_reads_each_request_by_its_series_statistics() -> None:
+    engine = make_engine(per_series=True)
+    rng = np.random.default_rng(4)
+    start = pd.Timestamp("2024-05-03 21:30").to_pydatetime()
+    z, z_covariates, z_future = rng.normal(size=20), rng.normal(size=(20, 2)), rng.normal(size=(6, 1))
+
+    def history(series: str) -> Checked:
+        """The same standardised history, in the units of ``series``."""
+        mean, std = (np.asarray(v) for v in (SERIES_SCALING[series].mean, SERIES_SCALING[series].std))
+        covariates, future = z_covariates * std[1:] + mean[1:], z_future * std[2] + mean[2]
+        values = z * std[0] + mean[0]
+        return engine.check_history(values.tolist(), covariates.tolist(), start, future.tolist(), series)
+
+    requests = [history("small"), history("large"), history("small")]
+    prepared = [p for p in engine.encode(requests) if isinstance(p, Prepared)]
+    np.testing.assert_allclose(prepared[1].inputs, prepared[0].inputs, atol=1e-5)
+    together = engine.run(prepared, [None] * 3)
+    standardised = [
+        (together.forecasts[k] - SERIES_SCALING[s].mean[0]) / SERIES_SCALING[s].std[0]
+        for k, s in enumerate(("small", "large"))
+    ]
+    np.testing.assert_allclose(standardised[1], standardised[0], rtol=1e-4, atol=1e-4)
+    assert together.forecasts[1].mean() > 10 * together.forecasts[0].mean()
+    for k, request in enumerate(requests):
+        alone = engine.run([engine.prepare(engine.check_history(*_raw(request), series=request.series))], [None])
+        np.testing.assert_allclose(together.forecasts[k], alone.forecasts[0], rtol=1e-5, atol=1e-4)
+
+
+def _raw(request: Checked) -> tuple[list[float], list[list[float]], datetime, list[list[float]]]:
+    start = pd.Timestamp(request.first_time).to_pydatetime()
+    return request.target.tolist(), request.past.tolist(), start, request.future.tolist()
+
+
+@pytest.mark.parametrize(
+    ("per_series", "series", "message"),
+    [
+        (True, None, "series: required: the model scales each of its 2 training series by its own statistics"),
+        (True, "medium", "series: unknown series 'medium'; the model knows 2 series (e.g. 'small', 'large')"),
+        (False, "small", "series: the model scales every series alike; leave the field out"),
+    ],
+)
+def test_a_missing_unknown_or_needless_series_is_refused_naming_the_field(
+    per_series: bool, series: str | None, message: str
+) -> None:
+    engine = make_engine(per_series=per_series)
+    start = pd.Timestamp("2024-05-03").to_pydatetime()
+    with pytest.raises(RejectedRequest) as refused:
+        engine.check_history([10.0], [[3.0, 15.0]], start, [[15.0]] * 6, series)
+    assert refused.value.rejection.status == 400 and refused.value.rejection.field == "series"
+    assert refused.value.rejection.error.startswith(message)
+
+
 def test_quantile_answer_names_each_quantile_and_uses_the_median_as_the_point() -> None:
     engine = make_engine("gru")
     forecast = np.arange(18, dtype=np.float32).reshape(6, 3)
@@ -100,14 +154,14 @@ def test_timestamps_past_what_pandas_can_hold_are_refused_naming_the_field() -> 
     engine = make_engine()
     rows, future = [[0.0, 0.0]] * 3, [[1.0]] * 6
     with pytest.raises(RejectedRequest) as beyond:
-        engine.prepare_history([1.0] * 3, rows, datetime(2263, 1, 1), future)
+        engine.prepare(engine.check_history([1.0] * 3, rows, datetime(2263, 1, 1), future))
     assert beyond.value.rejection.field == "start" and "2262" in beyond.value.rejection.error
     # A start that fits, but whose forecast steps would not: refused before any timestamp overflows.
     late = (pd.Timestamp.max - pd.Timedelta("1h")).to_pydatetime()
     with pytest.raises(RejectedRequest) as overflow:
-        engine.prepare_history([1.0] * 3, rows, late, future)
+        engine.prepare(engine.check_history([1.0] * 3, rows, late, future))
     assert overflow.value.rejection.field == "history"
-    near_end = engine.prepare_history([1.0] * 3, rows, datetime(2262, 4, 1), future)
+    near_end = engine.prepare(engine.check_history([1.0] * 3, rows, datetime(2262, 4, 1), future))
     with pytest.raises(RejectedRequest) as session_end:
-        engine.prepare_observe([1.0] * 1000, [[0.0, 0.0]] * 1000, near_end.next_time, future)
+        engine.prepare(engine.check_observe([1.0] * 1000, [[0.0, 0.0]] * 1000, near_end.next_time, future))
     assert session_end.value.rejection.field == "values"

@@ -25,7 +25,7 @@ def _observe(session: str, seq: int, new: list[float], **change: Any) -> Observe
 
 
 async def _opened(sessions: Sessions, engine: Engine) -> tuple[str, bytes]:
-    prepared = engine.prepare_history([10.0, 11.0, 12.0], [[3.0, 15.0]] * 3, START, AHEAD)
+    prepared = engine.prepare(engine.check_history([10.0, 11.0, 12.0], [[3.0, 15.0]] * 3, START, AHEAD))
     opened = await sessions.open(prepared)
     assert isinstance(opened, SessionResponse)
     blob = (await sessions.store.get_many([opened.session_id]))[0]
@@ -115,5 +115,26 @@ def test_the_stored_record_is_what_the_answer_says() -> None:
         assert record.seq == answer.seq == 5
         assert record.model == engine.tag
         np.testing.assert_allclose(record.last_forecast[:, 1], answer.forecast)
+
+    asyncio.run(scenario())
+
+
+def test_a_session_keeps_the_series_it_was_opened_for() -> None:
+    engine = make_engine(per_series=True)
+    sessions = Sessions(engine, MemoryStore(ttl_s=60, max_sessions=10))
+    values = [1010.0, 990.0, 1100.0, 1050.0, 960.0]
+    covariates = [[30.0, 20.0]] * 5
+
+    async def scenario() -> None:
+        opened = await sessions.open(
+            engine.prepare(engine.check_history(values[:3], covariates[:3], START, AHEAD, "large"))
+        )
+        assert isinstance(opened, SessionResponse)
+        [answer] = await sessions.observe([_observe(opened.session_id, 3, values[3:], covariates=covariates[3:])])
+        whole = engine.run([engine.prepare(engine.check_history(values, covariates, START, AHEAD, "large"))], [None])
+        assert isinstance(answer, SessionResponse)
+        np.testing.assert_allclose(answer.forecast, whole.forecasts[0][:, 1], rtol=1e-5)
+        record = SessionRecord.from_bytes((await sessions.store.get_many([opened.session_id]))[0] or b"")
+        assert record.series == "large"
 
     asyncio.run(scenario())

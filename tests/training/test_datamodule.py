@@ -96,3 +96,20 @@ def test_scaling_comes_from_training_rows_only(series_csv: Path) -> None:
     train = frame.iloc[: data.train_part(data.series[0]).end]
     assert data.scaling.mean[0] == pytest.approx(train.y.mean())
     assert data.scaling.std[1] == pytest.approx(train.temperature.std(ddof=0))
+
+
+def test_per_series_scaling_standardises_each_series_by_its_own_training_part(tmp_path: Path) -> None:
+    frame = synthetic_frame(points=1000, series=2)
+    frame.loc[frame.unique_id == "s1", "y"] *= 1000  # one series a thousand times the other's level
+    frame.to_csv(tmp_path / "two.csv", index=False)
+    data = _module(tmp_path / "two.csv", per_series_scaling=True)
+    for index, series in enumerate(data.series):
+        train = frame[frame.unique_id == series.uid].iloc[: data.train_part(series).end]
+        assert data.series_scaling[series.uid].mean[0] == pytest.approx(train.y.mean())
+        assert data.series_scaling[series.uid].std[1] == pytest.approx(train.temperature.std(ddof=0))
+        z = data.scaled_targets[index][: len(train)]
+        assert abs(z.mean()) < 1e-6 and z.std() == pytest.approx(1.0)
+        np.testing.assert_allclose(data.inputs[index][:, 0], data.scaled_targets[index], rtol=1e-6, atol=1e-6)
+    pooled = _module(tmp_path / "two.csv")
+    assert pooled.series_scaling == {}
+    assert pooled.scaled_targets[0].mean() < -0.9  # pooled, the small series sits far below the mean
