@@ -45,6 +45,9 @@ class ForecasterConfig:
     # horizon before it, the same time yesterday for a day-ahead model, as NeuralForecast's recurrent
     # models decode. The state then carries the last ``horizon`` outputs.
     lagged_outputs: bool = False
+    # The head forecasts changes from the last observed target (input column 0), which are added back: a level
+    # outside what training saw, as a trending series reaches, is then no harder to forecast than a known one.
+    change_from_last: bool = False
 
     def __post_init__(self) -> None:
         if self.cell not in ("lstm", "gru", "rnn"):
@@ -110,7 +113,8 @@ class Forecaster(nn.Module):
         future: (B, horizon, future_dim) for ``forward``; (B, T, horizon, future_dim) to decode every step
         state: tuple of (num_layers, B, hidden_size) tensors
         forecast from ``forward``: (B, horizon, outputs_per_step), read from the last step
-        forecasts from ``decode(encode(x)[0], future)``: (B, T, horizon, outputs_per_step), one per step
+        forecasts from ``decode(encode(x)[0], future, x[..., 0])``: (B, T, horizon, outputs_per_step), one per
+            step
     """
 
     def __init__(self, config: ForecasterConfig) -> None:
@@ -165,9 +169,21 @@ class Forecaster(nn.Module):
         earlier = outputs.new_zeros(outputs.shape[0], horizon - 1, outputs.shape[2])
         return torch.cat([earlier, outputs], dim=1).unfold(1, horizon, 1).transpose(-1, -2)
 
-    def decode(self, readout: torch.Tensor, future: torch.Tensor | None = None) -> torch.Tensor:
-        """Maps ``readout`` at some steps, (..., hidden) or (..., horizon, hidden), and the horizon's
-        known-ahead features (..., horizon, future_dim) to forecasts (..., horizon, outputs_per_step)."""
+    def decode(
+        self, readout: torch.Tensor, future: torch.Tensor | None = None, last: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Maps ``readout`` at some steps, (..., hidden) or (..., horizon, hidden), the horizon's known-ahead
+        features (..., horizon, future_dim) and, with ``change_from_last``, the target observed at those steps
+        (...) to forecasts (..., horizon, outputs_per_step)."""
+        forecast = self._head(readout, future)
+        if not self.config.change_from_last:
+            return forecast
+        if last is None or last.shape != forecast.shape[:-2]:
+            got = None if last is None else tuple(last.shape)
+            raise ValueError(f"last must be {tuple(forecast.shape[:-2])}, the target at each step read, got {got}")
+        return forecast + last[..., None, None]
+
+    def _head(self, readout: torch.Tensor, future: torch.Tensor | None) -> torch.Tensor:
         config = self.config
         latest = readout[..., -1, :] if config.lagged_outputs else readout
         if config.future_dim:
@@ -192,7 +208,7 @@ class Forecaster(nn.Module):
         """Forecast from the last step; future: (B, horizon, future_dim) when the model has future features."""
         with _single_step_kernels(x.shape[1] == 1):
             outputs, new_state = self.encode(x, state)
-            return self.decode(self._last_readout(outputs[:, -1], new_state), future), new_state
+            return self.decode(self._last_readout(outputs[:, -1], new_state), future, x[:, -1, 0]), new_state
 
     def _last_readout(self, last_output: torch.Tensor, new_state: State) -> torch.Tensor:
         # The lagged outputs ending at the last step are exactly what the new state carries.
@@ -217,9 +233,12 @@ class Forecaster(nn.Module):
         outputs: torch.Tensor | nn.utils.rnn.PackedSequence
         if bool((lengths == lengths[0]).all()):
             # One length, as when every observe brings one value: packing would cost a third of the pass.
-            outputs, new_state = self._recur(torch.stack(sequences), state)
+            stacked = torch.stack(sequences)  # (B, T, input_dim)
+            last = stacked[:, -1, 0]
+            outputs, new_state = self._recur(stacked, state)
         else:
             padded = nn.utils.rnn.pad_sequence(sequences, batch_first=True)  # (B, max T_i, input_dim)
+            last = padded[torch.arange(len(sequences)), lengths - 1, 0]
             packed = nn.utils.rnn.pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
             outputs, new_state = self._recur(packed, state)
         if self.config.lagged_outputs:
@@ -232,7 +251,7 @@ class Forecaster(nn.Module):
             new_state = (*new_state, recent.transpose(0, 1))
         # The final hidden state is taken at each sequence's own length (packing sees to that), and the top
         # layer's final hidden state is that step's output.
-        return self.decode(self._last_readout(new_state[0][-1], new_state), future), new_state
+        return self.decode(self._last_readout(new_state[0][-1], new_state), future, last), new_state
 
     def zero_state(self, batch_size: int) -> State:
         param = next(self.parameters())

@@ -94,7 +94,8 @@ def forecast_series(
     future = torch.from_numpy(np.stack([ahead[o + 1 : o + 1 + horizon] for o in origins]))  # (N, H, F)
     windowed, _ = model(torch.from_numpy(windows), future=future)  # (N, H, Q)
     hidden, _ = model.encode(torch.from_numpy(inputs).unsqueeze(0))  # (1, T, hidden)
-    streaming = model.decode(model.readout(hidden)[0, origins], future)  # (N, H, Q)
+    last = torch.from_numpy(inputs[origins, 0])  # (N,) the scaled target at each origin
+    streaming = model.decode(model.readout(hidden)[0, origins], future, last)  # (N, H, Q)
     y = series.target
     return SeriesForecasts(
         series=series,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -155,3 +157,26 @@ def test_shared_decoder_reads_each_steps_own_future_features() -> None:
     assert moved[3] > 0
     assert torch.count_nonzero(moved) == 1
     assert model(x, future=future)[0].shape == (2, 5, 1)
+
+
+@pytest.mark.parametrize("lengths", [(5, 1, 17, 9), (3, 3, 3, 3)], ids=["ragged", "one-length"])
+def test_change_from_last_adds_the_last_observed_target_on_every_path(lengths: tuple[int, ...]) -> None:
+    torch.manual_seed(2)
+    plain = ForecasterConfig(
+        input_dim=3, horizon=4, future_dim=2, hidden_size=8, context_size=3, lagged_outputs=True, quantiles=(0.1, 0.9)
+    )
+    model = Forecaster(replace(plain, change_from_last=True)).eval()
+    reference = Forecaster(plain).eval()
+    reference.load_state_dict(model.state_dict())
+    sequences = [torch.randn(n, 3) for n in lengths]
+    future = torch.randn(4, 4, 2)
+    last = torch.stack([x[-1, 0] for x in sequences])
+    ragged, _ = model.forward_ragged(sequences, None, future)
+    torch.testing.assert_close(ragged, reference.forward_ragged(sequences, None, future)[0] + last[:, None, None])
+    for i, x in enumerate(sequences):
+        torch.testing.assert_close(model(x.unsqueeze(0), future=future[i : i + 1])[0], ragged[i : i + 1])
+    x, every_future = torch.randn(1, 20, 3), torch.randn(1, 20, 4, 2)
+    every = model.decode(model.readout(model.encode(x)[0]), every_future, x[..., 0])  # what training reads
+    torch.testing.assert_close(every[:, -1], model(x, future=every_future[:, -1])[0])
+    with pytest.raises(ValueError, match="last must be"):
+        model.decode(model.readout(model.encode(x)[0]), every_future)
