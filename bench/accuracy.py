@@ -24,8 +24,8 @@ import yaml
 from bench.report import Table, figure, progress, save_figure
 from models.features import fixed_step
 from training.datamodule import SeriesDataModule
-from training.evaluate import scored_origins, season_length
-from training.metrics import point_metrics
+from training.evaluate import scored_origins
+from training.metrics import point_metrics, season_length
 
 CONFIGS = {
     "elecdemand": Path("configs/lstm.yaml"),

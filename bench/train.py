@@ -30,8 +30,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from bench.report import Table, figure, progress, save_figure
 from models.checkpoint import Checkpoint
 from training.datamodule import SeriesDataModule
-from training.evaluate import evaluate, scored_origins, season_length
-from training.metrics import point_metrics
+from training.evaluate import evaluate, scored_origins
+from training.metrics import point_metrics, season_length
 from training.task import ForecastTask
 
 PEERS = ("darts-rnn", "darts-blockrnn", "nf-lstm", "nf-gru")

@@ -17,7 +17,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from models.checkpoint import Checkpoint, save_checkpoint
 from models.features import future_width, input_width
 from training.datamodule import SeriesDataModule
-from training.evaluate import evaluate, season_length
+from training.evaluate import evaluate
+from training.metrics import season_length
 from training.task import ForecastTask, NonFiniteLoss
 
 

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from models.features import FeatureSpec, Scaling, encode_inputs
 from training.data import DataError, FillPolicy, Series, read_frame, split_series
+from training.metrics import season_length, seasonal_naive_scale
 from training.sampling import EpochShuffle
 
 
@@ -48,8 +49,8 @@ Item = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 class ChunkDataset(Dataset[Item]):
     """Items (inputs (L, D), known-ahead features (L, H, F), targets (L, H), mask (L, H)).
 
-    Row t of the known-ahead features and of the targets covers steps t+1 .. t+H; the mask marks the targets
-    a loss may use.
+    Row t of the known-ahead features and of the targets covers steps t+1 .. t+H; the mask weighs each target
+    in the loss, 0 where a loss may not use it, else its series' weight.
     """
 
     def __init__(
@@ -59,12 +60,14 @@ class ChunkDataset(Dataset[Item]):
         targets: list[np.ndarray],
         spans: list[Span],
         horizon: int,
+        weights: list[float] | None = None,
     ) -> None:
         self.inputs = [torch.from_numpy(x) for x in inputs]
         self.known_ahead = [x[:, known_ahead] for x in self.inputs]
         self.targets = [torch.from_numpy(z.astype(np.float32)) for z in targets]
         self.spans = spans
         self.horizon = horizon
+        self.weights = weights or [1.0] * len(inputs)
 
     def __len__(self) -> int:
         return len(self.spans)
@@ -77,12 +80,12 @@ class ChunkDataset(Dataset[Item]):
         # A row counts only when its whole horizon lies in the part: the head mixes all horizon steps, so
         # one known-ahead value from the next part would leak into the forecasts of this one.
         counted = (origins >= span.first_counted) & (steps[:, -1] < span.part.end) & (steps[:, 0] >= span.part.start)
-        mask = counted.unsqueeze(1).expand(-1, self.horizon)  # (L, H)
+        counted_steps = counted.unsqueeze(1).expand(-1, self.horizon)  # (L, H)
         z = self.targets[span.series]
         inside = steps.clamp(max=len(z) - 1)  # keeps the lookup in range; those rows are not counted
-        targets = z[inside] * mask  # (L, H)
-        future = self.known_ahead[span.series][inside] * mask.unsqueeze(-1)  # (L, H, F)
-        return x, future, targets, mask
+        targets = z[inside] * counted_steps  # (L, H)
+        future = self.known_ahead[span.series][inside] * counted_steps.unsqueeze(-1)  # (L, H, F)
+        return x, future, targets, counted_steps * self.weights[span.series]
 
 
 class SeriesDataModule(L.LightningDataModule):
@@ -95,6 +98,7 @@ class SeriesDataModule(L.LightningDataModule):
         calendar: list[str] | None = None,
         fill: FillPolicy = "error",
         per_series_scaling: bool = False,
+        mase_weights: bool = False,
         input_size: int = 336,
         horizon: int = 48,
         val_size: int = 1344,
@@ -117,6 +121,9 @@ class SeriesDataModule(L.LightningDataModule):
             per_series_scaling: standardise each series by its own training part rather than all series by
                 the pooled one: for series of very different levels (products, regions, industries). The
                 service then asks each request which series it continues.
+            mase_weights: weigh each series' errors in the loss by the inverse of its seasonal-naive error on
+                the training part, so the loss is the MASE the evaluation reports. Without, a smooth series
+                (small seasonal-naive error for its spread) counts for less in training than in MASE.
             input_size: history a windowed forecast reads; validation and test origins get this much.
             horizon: steps forecast from every origin.
             val_size: last steps before the test part, per series, for validation.
@@ -136,6 +143,7 @@ class SeriesDataModule(L.LightningDataModule):
         self.calendar = tuple(calendar or ())
         self.fill = fill
         self.per_series_scaling = per_series_scaling
+        self.mase_weights = mase_weights
         self.input_size = input_size
         self.horizon = horizon
         self.val_size = val_size
@@ -172,8 +180,15 @@ class SeriesDataModule(L.LightningDataModule):
             if self.per_series_scaling
             else {}
         )
+        self.weights = [self.mase_weight(s) if self.mase_weights else 1.0 for s in series]
         self.inputs = [self.encode(s) for s in series]
         self.scaled_targets = [self.scaling_of(s).scale_target(s.target) for s in series]
+
+    def mase_weight(self, series: Series) -> float:
+        """1 / the series' seasonal-naive error on its training part, in the scaled units the loss sees."""
+        season = season_length(str(self.features.freq))
+        train = self.scaling_of(series).scale_target(series.target[: self.train_part(series).end])
+        return 1.0 / max(seasonal_naive_scale(train, season), 1e-8)  # a constant series would divide by zero
 
     def scaling_of(self, series: Series) -> Scaling:
         return self.series_scaling.get(series.uid, self.scaling)
@@ -199,7 +214,9 @@ class SeriesDataModule(L.LightningDataModule):
             part = self.train_part(s)
             for start in range(0, part.end - self.chunk_length, self.chunk_stride):
                 spans.append(Span(index, start, self.chunk_length, start + self.warmup, part))
-        return ChunkDataset(self.inputs, self.features.known_ahead_columns, self.scaled_targets, spans, self.horizon)
+        return ChunkDataset(
+            self.inputs, self.features.known_ahead_columns, self.scaled_targets, spans, self.horizon, self.weights
+        )
 
     def held_out_dataset(self, part_of: str) -> ChunkDataset:
         """One chunk per series: ``input_size`` steps of history, then the part's origins."""
@@ -209,7 +226,9 @@ class SeriesDataModule(L.LightningDataModule):
             start = part.start - self.input_size
             # The first origin is the step before the part, so the first target is the part's first value.
             spans.append(Span(index, start, part.end - 1 - start, part.start - 1, part))
-        return ChunkDataset(self.inputs, self.features.known_ahead_columns, self.scaled_targets, spans, self.horizon)
+        return ChunkDataset(
+            self.inputs, self.features.known_ahead_columns, self.scaled_targets, spans, self.horizon, self.weights
+        )
 
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0

@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 
 from models.checkpoint import Checkpoint
-from models.features import encode_inputs, fixed_step
+from models.features import encode_inputs
 from models.forecaster import Forecaster
 from training.data import Series
 from training.datamodule import SeriesDataModule
-from training.metrics import interval_coverage, point_metrics, seasonal_naive_scale
+from training.metrics import interval_coverage, point_metrics, season_length, seasonal_naive_scale
 
 
 @dataclass
@@ -35,21 +35,6 @@ class SeriesForecasts:
     seasonal_naive: np.ndarray  # (N, H)
     hidden: np.ndarray  # (T, hidden) top-layer outputs of the streaming pass
     mase_scale: float
-
-
-def season_length(freq: str) -> int:
-    """Steps per day for intraday data, 7 for daily, 12 for monthly, 4 for quarterly, else 1 (none assumed)."""
-    offset = pd.tseries.frequencies.to_offset(freq)
-    if isinstance(offset, pd.offsets.MonthBegin | pd.offsets.MonthEnd) and 12 % offset.n == 0:
-        return 12 // offset.n
-    if isinstance(offset, pd.offsets.QuarterBegin | pd.offsets.QuarterEnd) and offset.n == 1:
-        return 4
-    step, day = fixed_step(freq), pd.Timedelta(days=1)
-    if step is None:  # other calendar-based steps: years, business days
-        return 1
-    if step < day and day % step == pd.Timedelta(0):
-        return int(day / step)
-    return 7 if step == day else 1
 
 
 def test_origins(series: Series, start: int, horizon: int, season: int) -> np.ndarray:

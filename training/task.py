@@ -78,7 +78,7 @@ class ForecastTask(L.LightningModule):
             elementwise = (forecast.squeeze(-1) - targets).abs() * std / actual
         else:
             elementwise = (forecast.squeeze(-1) - targets).abs()
-        return (elementwise * mask).sum() / mask.sum().clamp(min=1)
+        return (elementwise * mask).sum() / mask.sum().clamp(min=1e-12)  # mask: 0, or its series' weight
 
     @property
     def target_scaling(self) -> tuple[float, float]:

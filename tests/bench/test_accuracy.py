@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from bench.accuracy import statistical
@@ -19,3 +21,25 @@ def test_statistical_baseline_is_scored_on_the_test_origins(tmp_path: Path) -> N
     # averages the cycle over weeks, does better, and a forecast a step out of line with its actuals would not.
     assert scores["mase"] < 0.95
     assert 0 < scores["smape"] < 5
+
+
+def test_monthly_data_gets_autoets_with_a_yearly_season(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    months = np.arange(300)
+    y = 100 + 0.5 * months + 10 * np.sin(2 * np.pi * months / 12) + rng.normal(0, 1, len(months))
+    frame = pd.DataFrame({"ds": pd.date_range("1990-01-01", periods=len(months), freq="MS"), "y": y})
+    frame.to_csv(tmp_path / "monthly.csv", index=False)
+    data = {
+        "path": str(tmp_path / "monthly.csv"),
+        "input_size": 36,
+        "horizon": 12,
+        "val_size": 24,
+        "test_size": 36,
+        "chunk_length": 120,
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data": data}))
+    name, scores = statistical(config)
+    assert name == "AutoETS (statsforecast)"
+    # Same month last year misses a year of trend (6 units); a trended, seasonal ETS does not.
+    assert scores["mase"] < 0.5

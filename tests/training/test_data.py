@@ -9,7 +9,7 @@ import pytest
 from models.features import FeatureSpec
 from tests.conftest import synthetic_frame
 from training.data import DataError, read_frame, split_series
-from training.evaluate import season_length
+from training.metrics import season_length
 
 
 def _split(frame: pd.DataFrame, fill: str = "error") -> tuple[list, str]:

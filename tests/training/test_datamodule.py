@@ -57,7 +57,7 @@ def test_targets_are_the_next_horizon_values_and_stay_in_their_part(series_csv: 
             steps = span.start + t + 1 + np.arange(SIZES["horizon"])
             expected_mask = np.full(len(steps), steps[-1] < train_end and t >= SIZES["warmup"])
             assert mask[t].numpy().tolist() == expected_mask.tolist()
-            np.testing.assert_allclose(targets[t][mask[t]].numpy(), z[steps[expected_mask]], rtol=1e-6)
+            np.testing.assert_allclose(targets[t][mask[t] > 0].numpy(), z[steps[expected_mask]], rtol=1e-6)
 
 
 def test_inputs_at_a_step_hold_nothing_from_later_steps(series_csv: Path) -> None:
@@ -113,3 +113,19 @@ def test_per_series_scaling_standardises_each_series_by_its_own_training_part(tm
     pooled = _module(tmp_path / "two.csv")
     assert pooled.series_scaling == {}
     assert pooled.scaled_targets[0].mean() < -0.9  # pooled, the small series sits far below the mean
+
+
+def test_mase_weights_weigh_each_series_by_its_seasonal_naive_error_in_scaled_units(tmp_path: Path) -> None:
+    frame = synthetic_frame(points=1000, series=2)
+    noisy = frame.unique_id == "s1"
+    frame.loc[noisy, "y"] += np.random.default_rng(1).normal(0, 3, int(noisy.sum()))  # yesterday says less here
+    frame.to_csv(tmp_path / "two.csv", index=False)
+    data = _module(tmp_path / "two.csv", per_series_scaling=True, mase_weights=True)
+    for index, series in enumerate(data.series):
+        z = data.scaled_targets[index][: data.train_part(series).end]
+        assert data.weights[index] == pytest.approx(1 / np.abs(z[48:] - z[:-48]).mean())  # a day of half-hours
+        for dataset in (data.train_dataset(), data.held_out_dataset("val")):
+            masks = [dataset[i][3] for i in range(len(dataset)) if dataset.spans[i].series == index]
+            values = torch.cat([mask.unique() for mask in masks]).unique()
+            np.testing.assert_allclose(values.numpy(), [0.0, data.weights[index]], rtol=1e-6)
+    assert data.weights[0] > 1.5 * data.weights[1]
