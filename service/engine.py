@@ -121,8 +121,8 @@ class Checked:
     past: np.ndarray  # (T, covariates)
     future: np.ndarray  # (horizon, future covariates)
     first_time: int  # ns timestamp of the first value, or NO_TIME
-    series: str | None
-    scaling: Scaling
+    series: str | None  # as in Prepared
+    scaling: Scaling  # the statistics that will scale it
 
 
 def _only(outcomes: list[Prepared | Rejection]) -> Prepared:

@@ -171,18 +171,17 @@ class SeriesDataModule(L.LightningDataModule):
                 )
         self.series = series
         self.features = FeatureSpec(self.target, self.past_covariates, self.future_covariates, self.calendar, freq)
-        train_rows = np.concatenate(
-            [np.column_stack([s.target, s.covariates])[: self.train_part(s).end] for s in series]
-        )
-        self.scaling = Scaling.fit(train_rows)
+        self.scaling = Scaling.fit(np.concatenate([self.train_rows(s) for s in series]))
         self.series_scaling = (
-            {s.uid: Scaling.fit(np.column_stack([s.target, s.covariates])[: self.train_part(s).end]) for s in series}
-            if self.per_series_scaling
-            else {}
+            {s.uid: Scaling.fit(self.train_rows(s)) for s in series} if self.per_series_scaling else {}
         )
         self.weights = [self.mase_weight(s) if self.mase_weights else 1.0 for s in series]
         self.inputs = [self.encode(s) for s in series]
         self.scaled_targets = [self.scaling_of(s).scale_target(s.target) for s in series]
+
+    def train_rows(self, series: Series) -> np.ndarray:
+        """(T, 1 + covariates) raw values of the series' training part."""
+        return np.column_stack([series.target, series.covariates])[: self.train_part(series).end]
 
     def mase_weight(self, series: Series) -> float:
         """1 / the series' seasonal-naive error on its training part, in the scaled units the loss sees."""
