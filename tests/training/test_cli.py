@@ -11,6 +11,7 @@ import torch
 
 from models import load_checkpoint
 from tests.conftest import run_training as train
+from tests.conftest import synthetic_frame
 
 
 def test_fit_evaluates_the_best_checkpoint_and_exports_it(tmp_path: Path) -> None:
@@ -78,3 +79,11 @@ def test_fit_runs_distributed_on_two_cpu_processes(tmp_path: Path) -> None:
     assert "distributed_backend=gloo" in done.stdout + done.stderr
     assert "All distributed processes registered" in done.stdout + done.stderr
     assert (tmp_path / "runs" / "lstm" / "version_0" / "report.json").exists()
+
+
+def test_a_mape_loss_over_series_scaled_apart_is_refused_by_name(tmp_path: Path) -> None:
+    synthetic_frame(points=1500, series=2).to_csv(tmp_path / "series.csv", index=False)
+    options = ("--model.point_loss", "mape", "--data.per_series_scaling", "true", "--trainer.max_epochs", "1")
+    refused = train(tmp_path, *options, check=False)
+    assert refused.returncode != 0
+    assert "model.point_loss 'mape' needs one scaling for all series" in refused.stderr
