@@ -67,6 +67,15 @@ def test_first_format_checkpoint_still_loads_and_forecasts_the_same() -> None:
     torch.testing.assert_close(forecast, torch.tensor(expected["forecast"]))
 
 
+def test_second_format_checkpoint_still_loads_its_series_statistics_and_forecasts_the_same() -> None:
+    checkpoint = load_checkpoint(DATA / "checkpoint_v2.pt")
+    expected = json.loads((DATA / "checkpoint_v2_expected.json").read_text())
+    assert checkpoint.series_scaling == {"north": Scaling((5.0,), (1.5,)), "south": Scaling((500.0,), (90.0,))}
+    assert checkpoint.config.change_from_last and checkpoint.config.lagged_outputs
+    forecast, _ = checkpoint.build_model()(torch.tensor(expected["input"]))
+    torch.testing.assert_close(forecast, torch.tensor(expected["forecast"]))
+
+
 def test_unknown_format_version_is_refused(tmp_path: Path) -> None:
     payload = _checkpoint().to_payload()
     payload["format_version"] = 99
