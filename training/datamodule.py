@@ -175,18 +175,21 @@ class SeriesDataModule(L.LightningDataModule):
         self.series_scaling = (
             {s.uid: Scaling.fit(self.train_rows(s)) for s in series} if self.per_series_scaling else {}
         )
-        self.weights = [self.mase_weight(s) if self.mase_weights else 1.0 for s in series]
         self.inputs = [self.encode(s) for s in series]
         self.scaled_targets = [self.scaling_of(s).scale_target(s.target) for s in series]
+        self.weights = [
+            self.mase_weight(s, z) if self.mase_weights else 1.0
+            for s, z in zip(series, self.scaled_targets, strict=True)
+        ]
 
     def train_rows(self, series: Series) -> np.ndarray:
         """(T, 1 + covariates) raw values of the series' training part."""
         return np.column_stack([series.target, series.covariates])[: self.train_part(series).end]
 
-    def mase_weight(self, series: Series) -> float:
+    def mase_weight(self, series: Series, scaled_target: np.ndarray) -> float:
         """1 / the series' seasonal-naive error on its training part, in the scaled units the loss sees."""
         season = season_length(str(self.features.freq))
-        train = self.scaling_of(series).scale_target(series.target[: self.train_part(series).end])
+        train = scaled_target[: self.train_part(series).end]
         return 1.0 / max(seasonal_naive_scale(train, season), 1e-8)  # a constant series would divide by zero
 
     def scaling_of(self, series: Series) -> Scaling:
