@@ -141,6 +141,19 @@ class Engine:
         self.config = checkpoint.config
         self.model = checkpoint.build_model()
         self.step_ns = self.spec.step.value if self.spec.calendar else 0
+        # Fewer values than this give statistics that swing with every value; two horizons, so that a
+        # seasonal model sees its season at least twice when the horizon is one season.
+        self.min_own_history = 2 * self.config.horizon
+
+    def _training_scaling(self, series: str | None) -> Scaling | None:
+        """The training statistics that scale requests for ``series``; None for a series a model scaled per
+        series did not train on (no ``series`` given), which is scaled by its own history instead."""
+        if series is None and self.checkpoint.series_scaling:
+            return None
+        try:
+            return self.checkpoint.scaling_for(series)
+        except LookupError as error:
+            raise _bad("series", str(error)) from None
 
     def _check(
         self,
@@ -151,19 +164,26 @@ class Engine:
         first_time: int,
         future: Rows | None,
         series: str | None,
+        scaling: Scaling | None,
     ) -> Checked:
-        try:
-            scaling = self.checkpoint.scaling_for(series)
-        except LookupError as error:
-            raise _bad("series", str(error)) from None
-        if len(values) > limit:
-            raise _bad(field, f"has {len(values)} values; at most {limit} are accepted")
+        """``scaling`` None: fitted on these values, as training fitted each series' on its training part."""
         n, horizon = len(values), self.config.horizon
+        if n > limit:
+            raise _bad(field, f"has {n} values; at most {limit} are accepted")
+        if scaling is None and n < self.min_own_history:
+            raise _bad(
+                field,
+                f"has {n} values; a series the model did not train on is scaled by its own history, which needs at "
+                f"least {self.min_own_history} values (or name a training series in `series`)",
+            )
         past = _rows("covariates", covariates, n, self.spec.covariates, "value")
         if self.spec.calendar and first_time + self.step_ns * (n + horizon) > LATEST_NS:
             raise _bad(field, f"its timestamps and the forecast's would pass {pd.Timestamp.max:%Y-%m-%d}")
         ahead = _rows("future_covariates", future, horizon, self.spec.future_covariates, "forecast step")
-        return Checked(field, np.asarray(values, dtype=float), past, ahead, first_time, series, scaling)
+        target = np.asarray(values, dtype=float)
+        if scaling is None:
+            scaling = Scaling.fit(np.column_stack([target, past]))
+        return Checked(field, target, past, ahead, first_time, series, scaling)
 
     def check_history(
         self,
@@ -173,12 +193,13 @@ class Engine:
         future: Rows | None,
         series: str | None = None,
     ) -> Checked:
+        scaling = self._training_scaling(series)
         first_time = NO_TIME
         if self.spec.calendar:
             if start is None:
                 raise _bad("start", f"required: the model derives {', '.join(self.spec.calendar)} from timestamps")
             first_time = _nanoseconds(start)
-        return self._check("history", history, self.max_history, covariates, first_time, future, series)
+        return self._check("history", history, self.max_history, covariates, first_time, future, series, scaling)
 
     def check_observe(
         self,
@@ -187,8 +208,18 @@ class Engine:
         next_time: int,
         future: Rows | None,
         series: str | None = None,
+        own_scaling: Scaling | None = None,
     ) -> Checked:
-        return self._check("values", values, self.max_observe, covariates, next_time, future, series)
+        """Checks a session's new values; ``series`` and ``own_scaling`` are the session's (see own_scaling)."""
+        scaling = own_scaling or self._training_scaling(series)
+        if scaling is None:
+            raise RuntimeError("a session of a model scaled per series holds neither a series nor statistics")
+        return self._check("values", values, self.max_observe, covariates, next_time, future, series, scaling)
+
+    def own_scaling(self, prepared: Prepared) -> Scaling | None:
+        """The statistics fitted on a request's own history (a series the model did not train on), which a
+        session opened from it keeps to scale its later values; None when training statistics scaled it."""
+        return prepared.scaling if prepared.series is None and self.checkpoint.series_scaling else None
 
     def encode(self, requests: Sequence[Checked | Rejection]) -> list[Prepared | Rejection]:
         """Scales every request's rows and derives their calendar features in one numpy pass: for one-value

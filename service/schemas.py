@@ -50,8 +50,9 @@ class HistoryRequest(BatchItem):
         None,
         min_length=1,
         max_length=200,
-        description="the training series this history continues; needed when the model scales each series by its "
-        "own statistics (see /info); a session remembers it",
+        description="the training series this history continues, for a model that scales each series by its own "
+        "statistics (see /info); left out, the history is a series of its own, scaled by its own statistics (at "
+        "least two horizons of values); a session remembers either",
     )
 
 
@@ -127,8 +128,8 @@ class InfoResponse(BaseModel):
     calendar: list[str]
     freq: str | None
     scaled_series: int = Field(
-        description="training series scaled by their own statistics, whose id a request must name; 0 when all "
-        "series are scaled alike"
+        description="training series scaled by their own statistics, whose id a request may name (else its history "
+        "is scaled by its own); 0 when all series are scaled alike"
     )
     max_history: int
     max_observe: int

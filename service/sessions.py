@@ -109,7 +109,14 @@ class Sessions:
         session_id = secrets.token_urlsafe(16)  # 128 random bits: a session id is its own access key
         seq = len(prepared.inputs)
         record = SessionRecord(
-            self.engine.tag, seq, prepared.next_time, result.states[0], NO_DIGEST, result.forecasts[0], prepared.series
+            self.engine.tag,
+            seq,
+            prepared.next_time,
+            result.states[0],
+            NO_DIGEST,
+            result.forecasts[0],
+            prepared.series,
+            self.engine.own_scaling(prepared),
         )
         if not (await self._put([(session_id, record, None)]))[0]:
             raise RuntimeError("a fresh session id was already taken")
@@ -169,7 +176,12 @@ class Sessions:
             )
         try:
             return self.engine.check_observe(
-                request.values, request.covariates, record.next_time, request.future_covariates, record.series
+                request.values,
+                request.covariates,
+                record.next_time,
+                request.future_covariates,
+                record.series,
+                record.scaling,
             )
         except RejectedRequest as rejected:
             return rejected.rejection
@@ -197,6 +209,7 @@ class Sessions:
                 s.digest,
                 result.forecasts[k],
                 s.record.series,
+                s.record.scaling,
             )
             writes.append((s, new))
         stored = await self._put([(s.session_id, new, s.record.seq) for s, new in writes])

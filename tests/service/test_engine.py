@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models import Scaling
 from service.engine import Checked, Prepared
 from service.schemas import RejectedRequest, Rejection
 from tests.service.bodies import SERIES_SCALING, make_engine
@@ -122,12 +123,11 @@ def _raw(request: Checked) -> tuple[list[float], list[list[float]], datetime, li
 @pytest.mark.parametrize(
     ("per_series", "series", "message"),
     [
-        (True, None, "series: required: the model scales each of its 2 training series by its own statistics"),
         (True, "medium", "series: unknown series 'medium'; the model knows 2 series (e.g. 'small', 'large')"),
         (False, "small", "series: the model scales every series alike; leave the field out"),
     ],
 )
-def test_a_missing_unknown_or_needless_series_is_refused_naming_the_field(
+def test_an_unknown_or_needless_series_is_refused_naming_the_field(
     per_series: bool, series: str | None, message: str
 ) -> None:
     engine = make_engine(per_series=per_series)
@@ -165,3 +165,35 @@ def test_timestamps_past_what_pandas_can_hold_are_refused_naming_the_field() -> 
     with pytest.raises(RejectedRequest) as session_end:
         engine.prepare(engine.check_observe([1.0] * 1000, [[0.0, 0.0]] * 1000, near_end.next_time, future))
     assert session_end.value.rejection.field == "values"
+
+
+def test_a_series_the_model_did_not_train_on_is_scaled_by_its_own_history() -> None:
+    """Without ``series``, a model scaled per series standardises a history by its own statistics, so the same
+    history in other units (a * x + b, covariates too) gets the same forecast in those units."""
+    engine = make_engine(per_series=True)
+    rng = np.random.default_rng(5)
+    start = pd.Timestamp("2024-05-03 21:30").to_pydatetime()
+    values, covariates, future = rng.normal(5, 2, 30), rng.normal(3, 1, (30, 2)), rng.normal(3, 1, (6, 1))
+    a, b = np.array([250.0, 3.0, 2.0]), np.array([-40.0, 10.0, 7.0])
+    first = engine.check_history(values.tolist(), covariates.tolist(), start, future.tolist())
+    other = engine.check_history(
+        (a[0] * values + b[0]).tolist(), (a[1:] * covariates + b[1:]).tolist(), start, (a[2] * future + b[2]).tolist()
+    )
+    assert first.scaling == Scaling.fit(np.column_stack([values, covariates]))
+    together = engine.run([engine.prepare(first), engine.prepare(other)], [None, None])
+    np.testing.assert_allclose(together.forecasts[1], a[0] * together.forecasts[0] + b[0], rtol=1e-4)
+    # Its statistics are its own: not any training series' nor the pooled ones
+    assert first.scaling not in (engine.checkpoint.scaling, *SERIES_SCALING.values())
+
+
+def test_a_series_the_model_did_not_train_on_needs_two_horizons_of_history() -> None:
+    engine = make_engine(per_series=True)
+    start = pd.Timestamp("2024-05-03").to_pydatetime()
+    with pytest.raises(RejectedRequest) as refused:
+        engine.check_history([10.0] * 11, [[3.0, 15.0]] * 11, start, [[15.0]] * 6)
+    assert refused.value.rejection.field == "history"
+    assert (
+        "has 11 values; a series the model did not train on is scaled by its own history, which needs at "
+        "least 12 values" in refused.value.rejection.error
+    )
+    assert engine.check_history([10.0] * 12, [[3.0, 15.0]] * 12, start, [[15.0]] * 6).series is None

@@ -1,4 +1,5 @@
-"""A model scaled per series, from ``seqcast-train fit`` to answers over HTTP: each request names its series."""
+"""A model scaled per series, from ``seqcast-train fit`` to answers over HTTP: a request names the training series
+it continues, or sends a series of its own, scaled by its own history."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from bench.servers import bentoml_serve
 from models import load_checkpoint
 from service.engine import Engine
 from tests.conftest import run_training, synthetic_frame
-from tests.service.bodies import START, history_body, observe_body
+from tests.service.bodies import START, ahead, history_body, observe_body
 
 
 def _ok(response: httpx.Response) -> Any:
@@ -60,8 +61,27 @@ def test_a_model_trained_per_series_answers_each_series_in_its_own_units(tmp_pat
             )
         assert answers["s1"].mean() > 100 * answers["s0"].mean()
 
-        refused = client.post("/forecast", json=history_body(values["s1"], temps["s1"]))
+        refused = client.post("/forecast", json={**history_body(values["s1"], temps["s1"]), "series": "s2"})
         assert refused.status_code == 400 and refused.json()["field"] == "series"
+
+        # A series the model did not train on (no "series") is scaled by its own history: the same history in
+        # other units is forecast in those units.
+        new = np.asarray(values["s0"]) * 0.37 + 55.0
+        unseen = [
+            np.asarray(_ok(client.post("/forecast", json=history_body(v, temps["s0"])))["forecast"])
+            for v in (new.tolist(), (new * 20 - 300).tolist())
+        ]
+        np.testing.assert_allclose(unseen[1], unseen[0] * 20 - 300, rtol=1e-3, atol=1e-2)
+        opened_new = _ok(client.post("/open", json=history_body(new[:150].tolist(), temps["s0"][:150])))
+        observed_new = _ok(
+            client.post(
+                "/observe", json=observe_body(opened_new["session_id"], 150, new[150:].tolist(), temps["s0"][150:])
+            )
+        )
+        opening = engine.check_history(new[:150].tolist(), temps["s0"][:150], START.to_pydatetime(), ahead(0))
+        whole = engine.check_observe(new.tolist(), temps["s0"], START.value, ahead(0), None, opening.scaling)
+        expected = engine.run([engine.prepare(whole)], [None]).forecasts[0][:, 0]
+        np.testing.assert_allclose(observed_new["forecast"], expected, rtol=1e-4, atol=1e-4)
 
         opened = _ok(client.post("/open", json={**history_body(values["s1"][:150], temps["s1"][:150]), "series": "s1"}))
         observed = _ok(

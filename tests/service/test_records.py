@@ -5,10 +5,11 @@ import struct
 import numpy as np
 import pytest
 
+from models import Scaling
 from service.records import NO_TIME, RecordError, SessionRecord
 
 
-def _record(series: str | None = None) -> SessionRecord:
+def _record(series: str | None = None, scaling: Scaling | None = None) -> SessionRecord:
     rng = np.random.default_rng(0)
     return SessionRecord(
         model="seqcast-forecaster:abc",
@@ -18,12 +19,21 @@ def _record(series: str | None = None) -> SessionRecord:
         last_digest=bytes(range(16)),
         last_forecast=rng.normal(size=(48, 1)).astype(np.float32),
         series=series,
+        scaling=scaling,
     )
 
 
-@pytest.mark.parametrize("series", [None, "CEU0500000001", "Zürich/Süd"])
-def test_round_trip_is_exact(series: str | None) -> None:
-    original = _record(series)
+@pytest.mark.parametrize(
+    ("series", "scaling"),
+    [
+        (None, None),
+        ("CEU0500000001", None),
+        ("Zürich/Süd", None),
+        (None, Scaling((1234.5678901234, 0.1), (1 / 3, 2.0))),  # a series the model did not train on
+    ],
+)
+def test_round_trip_is_exact(series: str | None, scaling: Scaling | None) -> None:
+    original = _record(series, scaling)
     restored = SessionRecord.from_bytes(original.to_bytes())
     assert (restored.model, restored.seq, restored.next_time, restored.last_digest, restored.series) == (
         original.model,
@@ -32,6 +42,7 @@ def test_round_trip_is_exact(series: str | None) -> None:
         original.last_digest,
         series,
     )
+    assert restored.scaling == scaling
     np.testing.assert_array_equal(restored.state, original.state)
     np.testing.assert_array_equal(restored.last_forecast, original.last_forecast)
 
@@ -41,16 +52,25 @@ def test_state_is_raw_float32_with_a_small_header() -> None:
     state_bytes = 2 * 2 * 64 * 4
     forecast_bytes = 48 * 4
     assert len(blob) - state_bytes - forecast_bytes < 80
-    assert blob[:4] == b"SQS3"
+    assert blob[:4] == b"SQS4"
 
 
-def test_a_record_of_the_last_format_still_reads() -> None:
-    """Sessions opened before an upgrade continue after it: format 2 had no series."""
+@pytest.mark.parametrize(("magic", "series"), [(b"SQS3", "CEU0500000001"), (b"SQS2", "")])
+def test_records_of_the_last_two_formats_still_read(magic: bytes, series: str) -> None:
+    """Sessions opened before an upgrade continue after it: format 3 had no statistics, format 2 no series."""
     original = _record()
     tag = original.model.encode()
-    header = struct.pack("<4sQqHIHHH16s", b"SQS2", original.seq, original.next_time, 4, 64, 48, 1, len(tag), bytes(16))
-    restored = SessionRecord.from_bytes(header + tag + original.state.tobytes() + original.last_forecast.tobytes())
-    assert (restored.model, restored.seq, restored.series) == (original.model, original.seq, None)
+    lengths = (len(tag), len(series.encode())) if magic == b"SQS3" else (len(tag),)
+    layout = "<4sQqHIHHH" + "H" * (len(lengths) - 1) + "16s"
+    header = struct.pack(layout, magic, original.seq, original.next_time, 4, 64, 48, 1, *lengths, bytes(16))
+    blob = header + tag + series.encode() + original.state.tobytes() + original.last_forecast.tobytes()
+    restored = SessionRecord.from_bytes(blob)
+    assert (restored.model, restored.seq, restored.series, restored.scaling) == (
+        original.model,
+        original.seq,
+        series or None,
+        None,
+    )
     np.testing.assert_array_equal(restored.state, original.state)
     np.testing.assert_array_equal(restored.last_forecast, original.last_forecast)
 

@@ -138,3 +138,29 @@ def test_a_session_keeps_the_series_it_was_opened_for() -> None:
         assert record.series == "large"
 
     asyncio.run(scenario())
+
+
+def test_a_session_of_a_series_the_model_did_not_train_on_keeps_its_opening_statistics() -> None:
+    """Later values are scaled by the statistics of the opening history, not refitted on what they add."""
+    engine = make_engine(per_series=True)
+    sessions = Sessions(engine, MemoryStore(ttl_s=60, max_sessions=10))
+    rng = np.random.default_rng(6)
+    values, covariates = rng.normal(500, 80, 20).tolist(), rng.normal(20, 4, (20, 2)).tolist()
+
+    async def scenario() -> None:
+        opening = engine.prepare(engine.check_history(values[:14], covariates[:14], START, AHEAD))
+        opened = await sessions.open(opening)
+        assert isinstance(opened, SessionResponse)
+        record = SessionRecord.from_bytes((await sessions.store.get_many([opened.session_id]))[0] or b"")
+        assert record.series is None and record.scaling == opening.scaling
+        [answer] = await sessions.observe([_observe(opened.session_id, 14, values[14:], covariates=covariates[14:])])
+        assert isinstance(answer, SessionResponse)
+        start = int(np.datetime64(START, "ns").astype(np.int64))
+        whole = engine.prepare(engine.check_observe(values, covariates, start, AHEAD, None, opening.scaling))
+        np.testing.assert_allclose(answer.forecast, engine.run([whole], [None]).forecasts[0][:, 1], rtol=1e-5)
+        refitted = engine.run([engine.prepare(engine.check_history(values, covariates, START, AHEAD))], [None])
+        assert not np.allclose(answer.forecast, refitted.forecasts[0][:, 1], rtol=1e-5)
+        after = SessionRecord.from_bytes((await sessions.store.get_many([opened.session_id]))[0] or b"")
+        assert after.scaling == opening.scaling
+
+    asyncio.run(scenario())
