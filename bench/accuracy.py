@@ -35,8 +35,9 @@ CONFIGS = {
 STATS_FIT_WEEKS = 8  # history each statistical fit reads: long enough for weekly seasonality, quick to refit
 
 
-def train(config: Path, cell: str, workdir: Path, max_minutes: float) -> dict[str, Any]:
-    """Runs ``seqcast-train fit`` for one cell; returns the evaluation report it wrote."""
+def train(config: Path, cell: str, workdir: Path, max_minutes: float, *overrides: str) -> dict[str, Any]:
+    """Runs ``seqcast-train fit`` for one cell, with more command-line ``overrides``; returns the evaluation
+    report it wrote."""
     name = f"{config.stem}_{cell}"
     command = [
         *(sys.executable, "-m", "training.cli", "fit", "--config", str(config)),
@@ -44,6 +45,7 @@ def train(config: Path, cell: str, workdir: Path, max_minutes: float) -> dict[st
         *("--trainer.max_time", f"00:00:{int(max_minutes):02d}:{int(max_minutes % 1 * 60):02d}"),
         *("--trainer.logger.init_args.save_dir", str(workdir), "--trainer.logger.init_args.name", name),
         *("--checkpoint.dirpath", str(workdir / name / "checkpoints"), "--trainer.enable_progress_bar", "false"),
+        *overrides,
     ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     reports = sorted((workdir / name).glob("version_*/report.json"))

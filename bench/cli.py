@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     accuracy.add_argument("--cells", default="lstm,gru")
     accuracy.add_argument("--max-minutes", type=float, default=12.0, help="training time limit per network")
+    unseen = commands.add_parser("unseen", help="test MASE on series held out of training, scaled by their history")
+    unseen.add_argument("--config", type=Path, default=Path("configs/us_employment.yaml"))
+    unseen.add_argument("--max-minutes", type=float, default=12.0, help="training time limit")
     train = commands.add_parser("train", help="s/epoch, origins/s and time to accuracy vs Darts and NeuralForecast")
     train.add_argument("--config", type=Path, default=Path("configs/lstm.yaml"), help="data split and sizes")
     train.add_argument("--cells", default="lstm,gru")
@@ -71,6 +74,10 @@ def main(argv: list[str] | None = None) -> None:
 
         datasets, cells = args.datasets.split(","), args.cells.split(",")
         accuracy_bench.run(datasets, cells, args.max_minutes, args.out).show(args.out)
+    elif args.command == "unseen":
+        from bench import unseen as unseen_bench
+
+        unseen_bench.run(args.config, args.max_minutes, args.out).show(args.out)
     elif args.command == "train":
         from bench import train as train_bench
 
