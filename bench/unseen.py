@@ -77,9 +77,9 @@ def run(config: Path, max_minutes: float, out: Path) -> Table:
         progress(f"unseen: training LSTM on {HELD_OUT_EVERY - 1} in {HELD_OUT_EVERY} {name} series")
         report = train(config, "lstm", Path(workdir), max_minutes, "--data.path", str(trained))
         checkpoint = load_checkpoint(next(Path(workdir).glob("*/version_*/checkpoint.pt")))
+        data = SeriesDataModule(**{**settings, "path": str(unseen)})
+        data.setup()
     engine = Engine(checkpoint, "bench")
-    data = SeriesDataModule(**{**settings, "path": str(unseen)})
-    data.setup()
     season, horizon = season_length(str(data.features.freq)), data.horizon
     progress(f"unseen: forecasting the {len(data.series)} held-out series at their test origins")
     scored: dict[str, list[np.ndarray]] = {"window": [], "session": [], "naive": [], "seasonal naive": []}
