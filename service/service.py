@@ -169,7 +169,7 @@ class Seqcast:
                 ready.append((index, prepared))
         if ready:
             with timed(FORWARD, "forecast", self.engine.tag):
-                result = self.engine.run([p for _, p in ready], [None] * len(ready))
+                result = await self.engine.run_async([p for _, p in ready], [None] * len(ready))
             for k, (index, _) in enumerate(ready):
                 answer = self.engine.answer(result.forecasts[k])
                 outcomes[index] = ForecastResponse.model_construct(**answer) if result.finite[k] else result.rejection()

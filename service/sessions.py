@@ -64,9 +64,9 @@ class Sessions:
                 [Put(sid, record.to_bytes(), record.seq, expected) for sid, record, expected in writes]
             )
 
-    def _run(self, endpoint: str, prepared: list[Prepared], states: list[np.ndarray | None]) -> RunResult:
+    async def _run(self, endpoint: str, prepared: list[Prepared], states: list[np.ndarray | None]) -> RunResult:
         with timed(FORWARD, endpoint, self.engine.tag):
-            return self.engine.run(prepared, states)
+            return await self.engine.run_async(prepared, states)
 
     async def _recount(self, now: bool = False) -> None:
         if now or time.monotonic() - self._counted_at >= COUNT_EVERY_S:
@@ -103,7 +103,7 @@ class Sessions:
 
     async def open(self, prepared: Prepared) -> SessionResponse | Rejection:
         """Runs a checked history from a zero state and keeps the state under a new session id."""
-        result = self._run("open", [prepared], [None])
+        result = await self._run("open", [prepared], [None])
         if not result.finite[0]:
             return result.rejection()
         session_id = secrets.token_urlsafe(16)  # 128 random bits: a session id is its own access key
@@ -194,7 +194,7 @@ class Sessions:
     ) -> None:
         """Runs one round of admitted observes in one pass, then stores each new state if its session is still
         where the round found it."""
-        result = self._run("observe", [s.prepared for s in steps], [s.record.state for s in steps])
+        result = await self._run("observe", [s.prepared for s in steps], [s.record.state for s in steps])
         writes = []
         for k, s in enumerate(steps):
             if not result.finite[k]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -162,5 +164,45 @@ def test_a_session_of_a_series_the_model_did_not_train_on_keeps_its_opening_stat
         assert not np.allclose(answer.forecast, refitted.forecasts[0][:, 1], rtol=1e-5)
         after = SessionRecord.from_bytes((await sessions.store.get_many([opened.session_id]))[0] or b"")
         assert after.scaling == opening.scaling
+
+    asyncio.run(scenario())
+
+
+def test_a_long_pass_runs_beside_the_event_loop_and_a_one_step_pass_on_it() -> None:
+    """A batch of long histories must not stall what else the worker serves (health checks, other requests)."""
+    engine = make_engine()
+    sessions = Sessions(engine, MemoryStore(ttl_s=60, max_sessions=10))
+    working, threads = engine.run, []
+
+    def slow(*args: Any) -> RunResult:
+        threads.append(threading.current_thread())
+        time.sleep(0.3)  # holds its thread as a long torch pass would, without the GIL
+        return working(*args)
+
+    engine.run = slow  # type: ignore[method-assign]
+    long = engine.prepare(engine.check_history([10.0] * 600, [[3.0, 15.0]] * 600, START, AHEAD))
+
+    async def ticking(work: Any) -> tuple[Any, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        try:
+            return await work, ticks
+        finally:
+            ticker.cancel()
+
+    async def scenario() -> None:
+        opened, ticks = await ticking(sessions.open(long))
+        assert isinstance(opened, SessionResponse)
+        assert ticks >= 10 and threads[-1] is not threading.main_thread()
+        [observed], ticks = await ticking(sessions.observe([_observe(opened.session_id, 600, [11.0])]))
+        assert isinstance(observed, SessionResponse)
+        assert ticks == 0 and threads[-1] is threading.main_thread()
 
     asyncio.run(scenario())
