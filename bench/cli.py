@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--clients", type=_ints, default=[1, 8, 64])
     # A large model's batch of 64 forecasts takes about a second: fewer seconds would count a handful of batches.
     serve.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    probes = commands.add_parser("probes", help="/readyz latency while clients keep the worker busy")
+    probes.add_argument("--clients", type=int, default=64)
+    probes.add_argument("--seconds", type=float, default=10.0, help="probing time per load")
     soak = commands.add_parser("soak", help="many clients observing for minutes: errors and memory over time")
     soak.add_argument("--clients", type=int, default=200)
     soak.add_argument("--seconds", type=float, default=600.0)
@@ -65,6 +68,10 @@ def main(argv: list[str] | None = None) -> None:
 
         sizes = [serve_bench.SIZES[name] for name in args.sizes.split(",")]
         serve_bench.run(sizes, args.clients, args.seconds, args.out).show(args.out)
+    elif args.command == "probes":
+        from bench import probes as probes_bench
+
+        probes_bench.run(args.clients, args.seconds).show(args.out)
     elif args.command == "soak":
         from bench import soak as soak_bench
 

@@ -1,0 +1,70 @@
+"""Health checks under load: how long `/readyz` takes while closed-loop clients keep the worker busy with
+`/forecast` (whose passes over long histories run beside the event loop) or `/observe` (whose one-step passes
+run on it). An orchestrator's probe that times out (Kubernetes: after 1 s by default) takes a loaded replica
+out of service, or restarts it."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from bench.report import Table, progress
+from bench.servers import bentoml_serve
+from bench.workload import LARGE, SMALL, publish
+from bench.wrk import measure as load
+
+PROBE_EVERY_S = 0.1
+PROBE_TIMEOUT_S = 1.0  # Kubernetes' default timeoutSeconds
+
+
+def _probe(url: str, seconds: float) -> np.ndarray:
+    """Latencies (ms) of `/readyz` polled every PROBE_EVERY_S for ``seconds``."""
+    latencies = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            began = time.perf_counter()
+            client.get("/readyz").raise_for_status()
+            latencies.append(time.perf_counter() - began)
+            time.sleep(PROBE_EVERY_S)
+    return 1000 * np.asarray(latencies)
+
+
+def run(clients: int, seconds: float) -> Table:
+    table = Table(
+        "probes", ["model", "load", "clients", "load req/s", "/readyz p50 ms", "p99 ms", "max ms", "over 1 s"]
+    )
+    with tempfile.TemporaryDirectory() as workdir:
+        home = Path(workdir)
+        for size in (SMALL, LARGE):
+            tag = publish(home, size)
+            with bentoml_serve(home, home / "serve.log", model_tag=tag) as running:
+                for kind in ("forecast", "observe"):
+                    with ThreadPoolExecutor(1) as pool:
+                        # wrk's own warm-up takes its first second; the probes start after it, end before wrk does.
+                        loading = pool.submit(load, running.url, kind, clients, seconds + 3, size.history)
+                        time.sleep(2.5)
+                        latencies = _probe(running.url, seconds)
+                        measured = loading.result()
+                    table.add(
+                        size.name,
+                        f"/{kind}",
+                        clients,
+                        round(measured["rps"]),
+                        float(np.median(latencies)),
+                        float(np.percentile(latencies, 99)),
+                        float(latencies.max()),
+                        f"{(latencies > 1000 * PROBE_TIMEOUT_S).mean():.0%}",
+                    )
+                    progress(f"probes: {size.name} model under /{kind}")
+    table.notes.append(
+        f"`/readyz` polled every {PROBE_EVERY_S:g} s for {seconds:g} s from another process while wrk's {clients} "
+        f"closed-loop clients keep one worker busy; models: {SMALL.label}, {LARGE.label}. over 1 s: the share of "
+        "probes that Kubernetes' default timeout would count as failed."
+    )
+    return table
