@@ -131,6 +131,10 @@ class InfoResponse(BaseModel):
         description="training series scaled by their own statistics, whose id a request may name (else its history "
         "is scaled by its own); 0 when all series are scaled alike"
     )
+    min_own_history: int | None = Field(
+        description="values a history without `series` needs, its statistics coming from them; null when all "
+        "series are scaled alike"
+    )
     max_history: int
     max_observe: int
     test_metrics: dict[str, Any]

@@ -230,6 +230,7 @@ class Seqcast:
             calendar=list(spec.calendar),
             freq=spec.freq,
             scaled_series=len(self.engine.checkpoint.series_scaling),
+            min_own_history=self.engine.min_own_history if self.engine.checkpoint.series_scaling else None,
             max_history=settings.max_history,
             max_observe=settings.max_observe,
             test_metrics=self.metadata.get("test_metrics", {}),

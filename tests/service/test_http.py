@@ -209,6 +209,7 @@ def test_info_describes_the_model(client: httpx.Client) -> None:
     assert info["cell"] == "lstm" and info["horizon"] == HORIZON
     assert info["future_covariates"] == ["temperature"] and info["calendar"] == ["time_of_day"]
     assert set(info["test_metrics"]) == {"windowed", "streaming", "naive", "seasonal_naive"}
+    assert (info["scaled_series"], info["min_own_history"]) == (0, None)  # all series scaled alike
 
 
 def test_health_and_metrics_stay(client: httpx.Client) -> None:

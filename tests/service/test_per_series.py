@@ -46,7 +46,8 @@ def test_a_model_trained_per_series_answers_each_series_in_its_own_units(tmp_pat
         bentoml_serve(tmp_path / "bentoml", tmp_path / "serve.log") as service,
         httpx.Client(base_url=service.url, timeout=30) as client,
     ):
-        assert _ok(client.post("/info"))["scaled_series"] == 2
+        info = _ok(client.post("/info"))
+        assert (info["scaled_series"], info["min_own_history"]) == (2, 2 * info["horizon"])
         answers = {}
         for uid in ("s0", "s1"):
             body = {**history_body(values[uid], temps[uid]), "series": uid}
