@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
@@ -26,7 +25,7 @@ from models.checkpoint import load_checkpoint
 from service.engine import Engine
 from training.data import Series, read_frame
 from training.datamodule import SeriesDataModule
-from training.evaluate import scored_origins
+from training.evaluate import scored_origins, seasonal_naive_forecasts
 from training.metrics import point_metrics, season_length
 
 HELD_OUT_EVERY = 4  # every fourth series, in id order, is held out of training
@@ -90,30 +89,35 @@ def run(config: Path, max_minutes: float, out: Path) -> Table:
         scored["window"].append(_window(engine, series, origins, data.input_size))
         scored["session"].append(_session(engine, series, origins))
         scored["naive"].append(np.repeat(y[origins][:, None], horizon, axis=1))
-        scored["seasonal naive"].append(y[origins[:, None] + 1 + np.arange(horizon) % season - season])
+        scored["seasonal naive"].append(seasonal_naive_forecasts(y, origins, horizon, season))
         actual.append(series_actual)
         scale += [series_scale] * len(origins)
-    methods = {f"seqcast LSTM, series it trained on ({len(checkpoint.series_scaling)})": report["metrics"]["streaming"]}
+    table.add(
+        f"series it trained on ({len(checkpoint.series_scaling)})",
+        "seqcast LSTM",
+        *_scores(report["metrics"]["streaming"]),
+    )
     for method, forecasts in scored.items():
-        held_out = f"held out ({len(data.series)})"
-        key = f"seqcast LSTM, {method}, {held_out}" if method in ("window", "session") else f"{method}, {held_out}"
-        methods[key] = point_metrics(np.concatenate(actual), np.concatenate(forecasts), np.asarray(scale))
-    for method, scores in methods.items():
-        series_part, _, label = method.rpartition(", ")
-        table.add(label, series_part, scores["mase"], scores["smape"], scores["mape"])
+        label = f"seqcast LSTM, {method}" if method in ("window", "session") else method
+        scores = point_metrics(np.concatenate(actual), np.concatenate(forecasts), np.asarray(scale))
+        table.add(f"held out ({len(data.series)})", label, *_scores(scores))
     table.notes.append(
         f"{name}: one LSTM trained by `seqcast-train fit --config {config}` on the series other than every "
         f"{HELD_OUT_EVERY}th (in id order). Held-out series are forecast through the service's engine without "
         "`series`: window = the last input_size values, scaled by their own statistics; session = opened with "
         "everything before the test part, whose statistics it keeps, then observing."
     )
-    _plot(methods, out / "unseen.png")
+    _plot(table, out / "unseen.png")
     return table
 
 
-def _plot(methods: dict[str, dict[str, Any]], path: Path) -> None:
+def _scores(metrics: dict[str, float]) -> tuple[float, float, float]:
+    return metrics["mase"], metrics["smape"], metrics["mape"]
+
+
+def _plot(table: Table, path: Path) -> None:
     fig, ax = figure(figsize=(8, 3.5))
-    ax.barh(list(methods), [scores["mase"] for scores in methods.values()])
+    ax.barh([f"{method}, {series}" for series, method, *_ in table.rows], [row[2] for row in table.rows])
     ax.set(xlabel="test MASE (lower is better)", title="series the network never trained on")
     ax.invert_yaxis()
     save_figure(fig, path)

@@ -58,7 +58,8 @@ def scored_origins(
     return origins, actual, seasonal_naive_scale(series.target[: data.train_part(series).end], season)
 
 
-def _seasonal_naive(y: np.ndarray, origins: np.ndarray, horizon: int, season: int) -> np.ndarray:
+def seasonal_naive_forecasts(y: np.ndarray, origins: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """(N, H): at each origin, the value one season before each horizon step."""
     steps = np.arange(horizon)
     # Step k repeats the value one season before it, wrapping to the last observed season beyond it.
     lag = origins[:, None] + 1 + (steps % season) - season
@@ -89,7 +90,7 @@ def forecast_series(
         windowed=scaling.unscale_target(windowed.numpy()),
         streaming=scaling.unscale_target(streaming.numpy()),
         naive=np.repeat(y[origins][:, None], horizon, axis=1),
-        seasonal_naive=_seasonal_naive(y, origins, horizon, season),
+        seasonal_naive=seasonal_naive_forecasts(y, origins, horizon, season),
         hidden=hidden[0].numpy(),
         mase_scale=mase_scale,
     )
