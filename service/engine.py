@@ -225,7 +225,7 @@ class Engine:
         own_scaling: Scaling | None = None,
     ) -> Checked:
         """Checks a session's new values; ``series`` and ``own_scaling`` are the session's (see own_scaling)."""
-        scaling = own_scaling or self._training_scaling(series)
+        scaling = own_scaling if own_scaling is not None else self._training_scaling(series)
         if scaling is None:
             raise RuntimeError("a session of a model scaled per series holds neither a series nor statistics")
         return self._check("values", values, self.max_observe, covariates, next_time, future, series, scaling)
@@ -255,8 +255,8 @@ class Engine:
             ahead_stamps = (next_times[:, None] + self.step_ns * np.arange(horizon)).ravel()  # (B * horizon,)
         past = np.concatenate([c.past for c in checked])  # (sum T, covariates)
         ahead = np.concatenate([c.future for c in checked])  # (B * horizon, future covariates)
-        scaling = _by_row([c.scaling for c in checked], lengths)
-        ahead_scaling = _by_row([c.scaling for c in checked], np.full(len(checked), horizon))
+        scalings = [c.scaling for c in checked]
+        scaling, ahead_scaling = _by_row(scalings, lengths), _by_row(scalings, np.full(len(checked), horizon))
         with np.errstate(over="ignore"):  # an overflow to inf is caught and named below
             inputs = encode_inputs(spec, scaling, np.concatenate([c.target for c in checked]), past, stamps)
             futures = encode_future(spec, ahead_scaling, ahead, ahead_stamps)

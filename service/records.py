@@ -51,7 +51,7 @@ class SessionRecord:
         horizon, outputs = self.last_forecast.shape
         # float64: the statistics a session scales by are exactly those its opening request was scaled by
         stats = b"" if self.scaling is None else np.array([*self.scaling.mean, *self.scaling.std], "<f8").tobytes()
-        columns = len(stats) // 16
+        columns = 0 if self.scaling is None else len(self.scaling.mean)
         header = _HEADERS[MAGIC].pack(
             MAGIC,
             self.seq,
