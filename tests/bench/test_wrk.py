@@ -21,7 +21,10 @@ def _answered(url: str, endpoint: str) -> float:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     home = tmp_path_factory.mktemp("wrk")
-    with bentoml_serve(home, home / "serve.log", model_tag=publish(home, SMALL)) as running:
+    # The leftover test queues about a second of long forecasts; on a slow machine BentoML's batcher would shed
+    # the last of them (503) at the default 2 s bound, which is load shedding, not what these tests are about.
+    tag = publish(home, SMALL)
+    with bentoml_serve(home, home / "serve.log", model_tag=tag, max_latency_ms=60_000) as running:
         yield running
 
 
@@ -47,4 +50,5 @@ def test_a_measurement_waits_for_what_the_last_one_left_behind(served: Service) 
         wait_until_idle(served.url)
         assert in_progress(served.url) == 0
         assert sum(answer.done() for answer in answers) >= 23  # the last may still be reading its answer
-    assert all(answer.result().status_code == 200 for answer in answers)
+    refused = [answer.result().text[:300] for answer in answers if answer.result().status_code != 200]
+    assert not refused
