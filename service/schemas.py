@@ -154,12 +154,13 @@ class Rejection:
         """A bounded label for metrics."""
         if self.status == 409:
             return "seq_conflict" if self.field == "seq" else "stale_session"
+        if self.status == 503:
+            return "shed" if self.field == "max_latency_ms" else "store_unavailable"
         return {
             400: "bad_input",
             404: "unknown_session",
             413: "body_too_large",
             422: "non_finite_forecast",
-            503: "store_unavailable",
         }.get(self.status, "other")
 
     def body(self) -> dict[str, Any]:

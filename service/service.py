@@ -39,6 +39,7 @@ from service.schemas import (
 )
 from service.sessions import Sessions
 from service.settings import Settings
+from service.shedding import install as install_shedding
 from service.store import StoreUnavailable, open_store
 
 install_request_timeout()  # before BentoML builds the app, which is after it imports this module
@@ -62,6 +63,18 @@ class Answer:
     single: bool = True
 
 
+# Shed before it reached the endpoint, so an observe was not applied and its retry is safe.
+SHED = Answer(
+    Rejection(
+        503,
+        f"max_latency_ms: shed under load, it would have waited over {settings.max_latency_ms} ms for a batch; "
+        "nothing was applied, retry shortly",
+        "max_latency_ms",
+    )
+)
+install_shedding(lambda: SHED)
+
+
 def _render(item: Answer) -> tuple[int, bytes]:
     if isinstance(item.body, Rejection):
         return item.body.status, json.dumps(item.body.body()).encode()
@@ -76,7 +89,8 @@ def render(obj: Any, endpoint: str) -> Response:
             REJECTED.labels(endpoint, item.body.reason).inc()
     if len(items) == 1 and items[0].single:
         status, body = _render(items[0])
-        return Response(body, status_code=status, media_type="application/json")
+        retry = {"Retry-After": "1"} if status == 503 else None  # a store outage or shedding, both brief
+        return Response(body, status_code=status, headers=retry, media_type="application/json")
     parts = []
     for item in items:
         status, body = _render(item)

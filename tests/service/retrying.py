@@ -26,6 +26,14 @@ from tests.service.bodies import START, ahead, history_body, observe_body, serie
 RETRIABLE = {502, 503, 504}
 
 
+def _field(answer: httpx.Response) -> str | None:
+    """The setting or input a refusal names; None when the answer is not seqcast's (a proxy's, a dying server's)."""
+    try:
+        return answer.json().get("field")  # type: ignore[no-any-return]
+    except ValueError:
+        return None
+
+
 @dataclass
 class Session:
     session_id: str
@@ -93,7 +101,7 @@ class RetryingLoad:
                 answer = self._send(client, body)
             if answer is None or answer.status_code in RETRIABLE:
                 if answer is not None:
-                    self._note(str(answer.status_code))
+                    self._note(f"{answer.status_code} {_field(answer)}")
                 time.sleep(0.2)
                 continue
             if answer.status_code == 409 and answer.json().get("seq") == expected:

@@ -1,4 +1,4 @@
-"""Observations survive lost answers, duplicate sends, a killed API and a restarted or missing Redis.
+"""Observations survive lost answers, duplicate sends, shedding, a killed API and a restarted or missing Redis.
 
 Every scenario drives a careful retrying client (``tests/service/retrying.py``) against a real `bentoml serve`
 over a real Redis and ends with every session equal to an offline replay of its observations.
@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bench.servers import bentoml_serve, free_port, redis_server
+from bench.servers import bentoml_serve, free_port, metric, redis_server
+from tests.service.bodies import history_body, series
 from tests.service.retrying import RetryingLoad, stored_engine
 
 pytestmark = pytest.mark.timeout(600)
@@ -32,6 +34,29 @@ def test_retries_duplicates_and_lost_answers_apply_each_observe_once(
     assert load.acknowledged == 2_000
     assert load.statuses["dropped"] > 100 and sum(v for k, v in load.statuses.items() if "duplicate" in k) > 100
     assert load.statuses["409 already applied"] > 0, load.statuses
+
+
+def test_shed_requests_are_told_why_and_shed_observes_apply_once_retried(model_home: Path, tmp_path: Path) -> None:
+    """A bound of 2 ms sheds much of 16 clients' load; each shed observe must have left its session untouched."""
+    log = tmp_path / "serve.log"
+    with bentoml_serve(model_home, log, max_latency_ms=2) as running:
+        load = RetryingLoad(running.url, sessions=48, steps=6)
+        load.open()
+        load.run()
+        load.verify(stored_engine(model_home))
+        shed_observes = metric(running.url, "seqcast_rejected_requests", "_total", endpoint="observe", reason="shed")
+        body = history_body(*series(2_000))
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: httpx.post(running.url + "/forecast", json=body, timeout=60), range(16)))
+    assert load.statuses["503 max_latency_ms"] > 0, load.statuses
+    assert shed_observes == load.statuses["503 max_latency_ms"]
+    shed = [answer for answer in answers if answer.status_code != 200]
+    assert shed, "no forecast was shed"
+    for answer in shed:
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+        assert answer.json()["field"] == "max_latency_ms" and "retry" in answer.json()["error"]
+    # BentoML logs two tracebacks per shed request; a shed request is the service working as configured.
+    assert "Traceback" not in log.read_text()
 
 
 def test_killing_the_api_mid_load_loses_and_repeats_nothing(model_home: Path, tmp_path: Path) -> None:
@@ -67,7 +92,7 @@ def test_redis_restart_with_aof_keeps_every_session(model_home: Path, tmp_path: 
             with redis_server(data, appendonly=True, port=port):
                 busy.result()
                 load.verify(stored_engine(model_home))
-    assert load.acknowledged == 600 and load.statuses["503"] > 0, load.statuses
+    assert load.acknowledged == 600 and load.statuses["503 session_store"] > 0, load.statuses
 
 
 def _check_down(url: str) -> None:
