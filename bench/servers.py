@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,6 +56,30 @@ def metric(url: str, family: str, suffix: str = "", **labels: str) -> float:
         for sample in found.samples
         if sample.name.endswith(suffix) and labels.items() <= sample.labels.items()
     )
+
+
+def batches_by_worker(url: str, method: str) -> dict[str, float]:
+    """Batches of ``method`` each worker has run, by BentoML's worker index (its request metrics carry none)."""
+    counts: dict[str, float] = {}
+    for found in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=30).text):
+        if found.name == "bentoml_service_adaptive_batch_size":
+            for sample in found.samples:
+                if sample.name.endswith("_count") and sample.labels.get("method_name") == method:
+                    worker = sample.labels["worker_index"]
+                    counts[worker] = counts.get(worker, 0) + sample.value
+    return counts
+
+
+def wait_for_workers(url: str, workers: int, forecast: Callable[[], object], timeout: float = 60) -> None:
+    """Calls ``forecast`` until ``workers`` workers have each run a /forecast batch. /readyz answers once one
+    worker is up, and until another accepts connections too, the kernel hands every connection to the first:
+    a test that needs all of them must wait."""
+
+    def all_serve() -> bool:
+        forecast()
+        return len(batches_by_worker(url, "forecast")) == workers
+
+    wait_until(all_serve, timeout, f"{workers} workers serving")
 
 
 def in_progress(url: str) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.servers import Service, answers, bentoml_serve, free_port, wait_until
+from bench.servers import Service, answers, bentoml_serve, free_port, wait_for_workers, wait_until
 from tests.conftest import ROOT
 from tests.deploy.test_files import dashboard_queries
 from tests.service.bodies import history_body, observe_body, series
@@ -86,6 +86,13 @@ def test_prometheus_scrapes_the_service_and_sees_what_the_traffic_did(
 
     redis.Redis.from_url(redis_url).flushdb()
     with bentoml_serve(model_home, tmp_path / "serve.log", session_store=redis_url, workers=2) as service:
+        body = history_body(*series(100))
+
+        def forecasts() -> None:  # at once, each on a connection of its own, so that any worker up takes some
+            with ThreadPoolExecutor(6) as pool:
+                list(pool.map(lambda _: httpx.post(service.url + "/forecast", json=body, timeout=30), range(6)))
+
+        wait_for_workers(service.url, 2, forecasts)
         with prometheus(service.url.removeprefix("http://"), tmp_path) as url:
             # A series is born at its first observation, so a scrape must see it before the traffic whose rate
             # is asked for: one warm-up session first.

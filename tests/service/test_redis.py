@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from bench.servers import bentoml_serve, free_port, wait_until
+from bench.servers import batches_by_worker, bentoml_serve, free_port, wait_for_workers
 from tests.conftest import run_training
 from tests.service.bodies import history_body, observe_body, series
 
@@ -21,17 +20,6 @@ def _post(client: httpx.Client, path: str, body: object) -> dict:  # type: ignor
     return response.json()  # type: ignore[no-any-return]
 
 
-def _worker_batches(client: httpx.Client, method: str) -> dict[str, float]:
-    """Batches of ``method`` each worker has run, by BentoML's worker index."""
-    counts: dict[str, float] = {}
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith("bentoml_service_adaptive_batch_size_count") and f'method_name="{method}"' in line:
-            worker = re.search(r'worker_index="(\d+)"', line)
-            if worker:
-                counts[worker.group(1)] = counts.get(worker.group(1), 0) + float(line.rsplit(" ", 1)[1])
-    return counts
-
-
 def test_two_workers_share_sessions_and_a_restart_keeps_them(model_home: Path, redis_url: str, tmp_path: Path) -> None:
     values, temps = series(400, seed=9)
     port = free_port()
@@ -40,22 +28,17 @@ def test_two_workers_share_sessions_and_a_restart_keeps_them(model_home: Path, r
     fresh = httpx.Limits(max_keepalive_connections=0)
     with bentoml_serve(model_home, tmp_path / "serve.log", port=port, **settings) as running:
         with httpx.Client(base_url=running.url, timeout=30, limits=fresh) as client, ThreadPoolExecutor(6) as pool:
-            # /readyz answers as soon as one worker is up; until the other accepts too, the kernel hands every
-            # connection to the first. Forecasts until both have run one, so the rounds below meet both.
-            def both_serve() -> bool:
-                list(pool.map(lambda _: _post(client, "/forecast", history_body(values[:100], temps[:100])), range(6)))
-                return len(_worker_batches(client, "forecast")) == 2
-
-            wait_until(both_serve, 60, "the second worker")
-            sessions = [
-                _post(client, "/open", history_body(values[:100], temps[:100]))["session_id"] for _ in range(12)
-            ]
+            opening = history_body(values[:100], temps[:100])
+            wait_for_workers(
+                running.url, 2, lambda: list(pool.map(lambda _: _post(client, "/forecast", opening), range(6)))
+            )
+            sessions = [_post(client, "/open", opening)["session_id"] for _ in range(12)]
             for step in range(10):
                 lo, hi = 100 + 10 * step, 110 + 10 * step
                 bodies = [observe_body(session, lo, values[lo:hi], temps[lo:hi]) for session in sessions]
                 answers = list(pool.map(lambda body: _post(client, "/observe", body), bodies))
                 assert {a["seq"] for a in answers} == {hi}
-            workers = _worker_batches(client, "observe")
+            workers = batches_by_worker(running.url, "observe")
     # Both workers stepped sessions they had not opened themselves: with per-process memory this fails.
     assert len(workers) == 2 and min(workers.values()) > 0, workers
 
