@@ -9,6 +9,8 @@ from typing import Annotated, Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidatorFunctionWrapHandler, WrapValidator
 
+from service.abandoned import DEPARTURE, Departure
+
 # Non-finite numbers would poison a recurrent state for good, so they are refused where they enter.
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Rows = list[list[Finite]]
@@ -20,6 +22,12 @@ class BatchItem(BaseModel):
     _single: bool = PrivateAttr(default=False)
     # When it was parsed: the time until its batch starts is the batching wait.
     _received: float = PrivateAttr(default_factory=time.perf_counter)
+    # Whether its client is still connected, where the service watches (service.abandoned).
+    _departure: Departure | None = PrivateAttr(default_factory=lambda: DEPARTURE.get())
+
+    @property
+    def abandoned(self) -> bool:
+        return self._departure is not None and self._departure.left
 
 
 def _one_or_many(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -140,6 +148,10 @@ class InfoResponse(BaseModel):
     test_metrics: dict[str, Any]
 
 
+# nginx's status for a request whose client closed the connection first: no one reads it, /metrics counts it.
+CLIENT_LEFT = 499
+
+
 @dataclass(frozen=True)
 class Rejection:
     """A request the service refuses; rendered as ``{"error", "field"?, "seq"?}`` with its HTTP status."""
@@ -154,6 +166,8 @@ class Rejection:
         """A bounded label for metrics."""
         if self.status == 409:
             return "seq_conflict" if self.field == "seq" else "stale_session"
+        if self.status == CLIENT_LEFT:
+            return "abandoned"
         if self.status == 503:
             return "shed" if self.field == "max_latency_ms" else "store_unavailable"
         return {

@@ -18,12 +18,14 @@ from pydantic import BaseModel, TypeAdapter
 from starlette.responses import Response
 
 from models.checkpoint import PUBLISHED_FILE, load_checkpoint
+from service.abandoned import WatchDeparture
 from service.api_key import ApiKey
 from service.body_limit import BodyLimit
 from service.engine import Checked, Engine, Prepared
 from service.metrics import BATCH_SIZE, BATCH_WAIT, FORWARD, REJECTED, SESSIONS, active_sessions_gauge, timed
 from service.request_timeout import install as install_request_timeout
 from service.schemas import (
+    CLIENT_LEFT,
     CloseRequest,
     CloseResponse,
     ForecastRequest,
@@ -73,6 +75,10 @@ SHED = Answer(
     )
 )
 install_shedding(lambda: SHED)
+
+
+# A forecast whose client closed its connection while it waited for a batch is left out of the pass.
+ABANDONED = Rejection(CLIENT_LEFT, "the client closed its connection before the forecast was computed")
 
 
 def _render(item: Answer) -> tuple[int, bytes]:
@@ -163,6 +169,8 @@ class Seqcast:
             wait.observe(now - request._received)
 
     def _check(self, request: HistoryRequest) -> Checked | Rejection:
+        if request.abandoned:
+            return ABANDONED
         try:
             return self.engine.check_history(
                 request.history, request.covariates, request.start, request.future_covariates, request.series
@@ -278,3 +286,6 @@ for _api in Seqcast.apis.values():  # type: ignore[attr-defined]
 if settings.api_key is not None:
     Seqcast.add_asgi_middleware(ApiKey, key=settings.api_key.get_secret_value())  # type: ignore[attr-defined]
 Seqcast.add_asgi_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # type: ignore[attr-defined]
+# Only /forecast: an abandoned observe is better applied (the client's retry then gets the stored answer), and
+# /open runs as soon as its body is in.
+Seqcast.add_asgi_middleware(WatchDeparture, paths=("/forecast",))  # type: ignore[attr-defined]
