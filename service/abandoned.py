@@ -12,15 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
-from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class Departure:
@@ -34,7 +28,7 @@ DEPARTURE: ContextVar[Departure | None] = ContextVar("DEPARTURE", default=None)
 
 
 class WatchDeparture:
-    def __init__(self, app: App, paths: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, paths: tuple[str, ...]) -> None:
         self.app = app
         self.paths = paths
 

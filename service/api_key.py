@@ -9,7 +9,8 @@ from __future__ import annotations
 import hmac
 import json
 
-from service.body_limit import App, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from service.metrics import REJECTED
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs", "/docs.json"})
@@ -25,7 +26,7 @@ def presented_key(headers: dict[bytes, bytes]) -> bytes | None:
 
 
 class ApiKey:
-    def __init__(self, app: App, key: str) -> None:
+    def __init__(self, app: ASGIApp, key: str) -> None:
         self.app = app
         self.key = key.encode()
 
