@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 
 from bench.servers import bentoml_serve, in_progress, metric, wait_until, wait_until_idle
+from bench.workload import LARGE, history_body, publish
 from service.abandoned import DEPARTURE, Departure, WatchDeparture
 from service.schemas import ForecastRequest
-from tests.service.bodies import history_body, series
 
 
 def _watched(path: str, client_leaves: bool) -> tuple[Departure | None, bool]:
@@ -64,10 +64,11 @@ def test_a_parsed_request_keeps_its_departure() -> None:
     assert not ForecastRequest.model_validate({"history": [1.0]}).abandoned  # parsed outside any request
 
 
-def test_forecasts_abandoned_in_the_queue_are_not_computed(model_home: Path, tmp_path: Path) -> None:
-    """Long forecasts, two per pass, hold the worker; quick ones queued behind them give up after 0.1 s. Each
-    that was still queued when its batch started is answered 499 (to no one) and left out of the pass."""
-    long_body, short_body = history_body(*series(16_000)), history_body(*series(200))
+def test_forecasts_abandoned_in_the_queue_are_not_computed(tmp_path: Path) -> None:
+    """Long forecasts on the benchmarks' large model, two per pass, hold the worker for seconds; quick ones
+    queued behind them give up after 0.1 s. Each still queued when its batch starts is answered 499 (to no one)
+    and left out of the pass."""
+    long_body, short_body = history_body(16_000), history_body(LARGE.history)
 
     def impatient(_: int) -> int | None:
         try:
@@ -75,13 +76,16 @@ def test_forecasts_abandoned_in_the_queue_are_not_computed(model_home: Path, tmp
         except httpx.TimeoutException:
             return None
 
-    with bentoml_serve(model_home, tmp_path / "serve.log", max_latency_ms=60_000, max_batch_size=2) as running:
-        with ThreadPoolExecutor(40) as pool:
+    tag = publish(tmp_path, LARGE)
+    with bentoml_serve(
+        tmp_path, tmp_path / "serve.log", model_tag=tag, max_latency_ms=60_000, max_batch_size=2
+    ) as running:
+        with ThreadPoolExecutor(12) as pool:
             blockers = [
-                pool.submit(httpx.post, running.url + "/forecast", json=long_body, timeout=60) for _ in range(24)
+                pool.submit(httpx.post, running.url + "/forecast", json=long_body, timeout=120) for _ in range(4)
             ]
             wait_until(lambda: in_progress(running.url) > 0, 30, "a forecast in progress")
-            quick = list(pool.map(impatient, range(16)))
+            quick = list(pool.map(impatient, range(8)))
         wait_until_idle(running.url)
         abandoned = metric(running.url, "seqcast_rejected_requests", "_total", endpoint="forecast", reason="abandoned")
         left = metric(running.url, "bentoml_service_request", "_total", endpoint="/forecast", http_response_code="499")
