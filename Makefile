@@ -1,11 +1,12 @@
-# One entry point for a fresh machine: `make demo` trains, evaluates and exports on the built-in data set;
-# `make test` runs the whole suite. Both install what they need first (Debian packages, then a venv).
+# One entry point for a fresh machine: `make demo` trains, evaluates and exports on the built-in data set, then
+# serves; `make test` runs the whole suite. Both install what they need first (Debian packages, then a venv):
+# the demo the runtime only, the tests everything (benchmarks, their peers, deployment tools, linters).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/lstm.yaml
 APT_PACKAGES := redis-server prometheus wrk
 
-.PHONY: install system-packages demo train serve test lint
+.PHONY: install install-dev system-packages demo train serve test lint
 
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -13,15 +14,21 @@ system-packages:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.runtime: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: any looser request pulls a multi-GB CUDA build (see README for GPUs).
 	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-install: system-packages $(VENV)/.installed
+install: $(VENV)/.runtime
+
+install-dev: system-packages $(VENV)/.dev
 
 train: install
 	$(VENV)/bin/seqcast-train fit --config $(CONFIG)
@@ -31,7 +38,7 @@ serve: install
 
 demo: train serve
 
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

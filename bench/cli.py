@@ -3,7 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
+
+# The packages some subcommands need beyond the runtime install, and the extra that brings them.
+NEEDS = {
+    "accuracy": {"statsforecast": "bench"},
+    "darts-rnn": {"darts": "peers"},
+    "darts-blockrnn": {"darts": "peers"},
+    "nf-lstm": {"neuralforecast": "peers"},
+    "nf-gru": {"neuralforecast": "peers"},
+}
+
+
+def _require(parser: argparse.ArgumentParser, *needs: str) -> None:
+    """Stops with the install command when a package that ``needs`` name is missing."""
+    missing = {
+        module: extra
+        for need in needs
+        for module, extra in NEEDS.get(need, {}).items()
+        if importlib.util.find_spec(module) is None
+    }
+    if missing:
+        extras = ",".join(sorted(set(missing.values())))
+        parser.error(f"needs {', '.join(sorted(missing))}: pip install -e '.[{extras}]' (torch==2.13.0 first)")
 
 
 def _ints(text: str) -> list[int]:
@@ -77,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
 
         soak_bench.run(args.clients, args.seconds, args.workers, args.interval, args.out).show(args.out)
     elif args.command == "accuracy":
+        _require(parser, "accuracy")
         from bench import accuracy as accuracy_bench
 
         datasets, cells = args.datasets.split(","), args.cells.split(",")
@@ -92,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         unknown = set(peers) - set(train_bench.PEERS)
         if unknown:
             parser.error(f"--peers: unknown {sorted(unknown)}; choose from {', '.join(train_bench.PEERS)}")
+        _require(parser, *peers)
         train_bench.run(args.config, args.cells.split(","), peers, args.epochs, args.seed, args.out).show(args.out)
 
 

@@ -157,15 +157,18 @@ def bentoml_serve(
     port: int | None = None,
     target: str = "service.service:Seqcast",
     cwd: Path = ROOT,
+    command: list[str] | None = None,
+    base_env: dict[str, str] | None = None,
     **settings: object,
 ) -> Iterator[Service]:
     """Serves ``target`` (the service in this checkout, or a bento tag) with SEQCAST_* settings from keyword
-    arguments; waits until /readyz answers."""
+    arguments; waits until /readyz answers. ``command`` and ``base_env`` replace this environment's
+    `bentoml serve` and its environment (an image's, say); the command must listen on ``port``."""
     port = port or free_port()
-    env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "PYTHONPATH": str(ROOT)}
+    env = {**(base_env or {**os.environ, "PYTHONPATH": str(ROOT)}), "BENTOML_HOME": str(bentoml_home)}
     env.update({f"SEQCAST_{key.upper()}": str(value) for key, value in settings.items()})
-    command = [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port)]
-    command += ["--host", "127.0.0.1"]
+    if command is None:
+        command = [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port), "--host", "127.0.0.1"]
     with log.open("ab") as out:
         process = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

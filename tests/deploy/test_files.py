@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,10 +18,14 @@ COMPOSE_BINARY = Path(compose.__file__).parent / "docker-compose"  # the real bi
 DEPLOY = ROOT / "deploy"
 
 
-def compose_config(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def compose_config(path: Path, *extra: str, password: str | None = "not-a-default") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "GRAFANA_ADMIN_PASSWORD"}
+    if password is not None:
+        env["GRAFANA_ADMIN_PASSWORD"] = password
     return subprocess.run(
         [str(COMPOSE_BINARY), "-f", str(path), *extra, "config", "-q"],
         cwd=path.parent,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -30,6 +35,13 @@ def compose_config(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 def test_compose_file_is_valid(tmp_path: Path) -> None:
     done = compose_config(ROOT / "docker-compose.yml")
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("password", [None, ""])
+def test_compose_refuses_to_start_without_a_grafana_password(password: str | None) -> None:
+    done = compose_config(ROOT / "docker-compose.yml", password=password)
+    assert done.returncode != 0
+    assert "set GRAFANA_ADMIN_PASSWORD in .env" in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -78,7 +90,7 @@ def test_compose_wires_health_and_profiles() -> None:
 def test_every_setting_in_compose_is_documented_in_env_example() -> None:
     import re
 
-    used = set(re.findall(r"\$\{([A-Z_]+):-", (ROOT / "docker-compose.yml").read_text()))
+    used = set(re.findall(r"\$\{([A-Z_]+):[-?]", (ROOT / "docker-compose.yml").read_text()))
     documented = {
         line.split("=")[0]
         for line in (ROOT / ".env.example").read_text().splitlines()
