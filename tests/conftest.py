@@ -7,10 +7,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pytest
+
+if TYPE_CHECKING:
+    from bench.servers import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,6 +130,15 @@ def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Two epochs do not beat seasonal naive; the service tests need a model, not a good one.
     run_training(workdir, "--trainer.max_epochs", "2", "--force_export", "true", config="configs/lstm.yaml")
     return workdir / "bentoml"
+
+
+@pytest.fixture(scope="session")
+def service(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The service with its defaults: in-memory sessions, one worker."""
+    from bench.servers import bentoml_serve
+
+    with bentoml_serve(model_home, tmp_path_factory.mktemp("logs") / "serve.log") as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

