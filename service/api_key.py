@@ -12,6 +12,7 @@ import json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.metrics import REJECTED
+from service.routes import endpoint_label
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs", "/docs.json"})
 OPEN_PREFIXES = ("/static_content/",)
@@ -42,7 +43,7 @@ class ApiKey:
         if presented is not None and hmac.compare_digest(presented, self.key):
             await self.app(scope, receive, send)
             return
-        REJECTED.labels(scope.get("path", ""), "unauthorized").inc()
+        REJECTED.labels(endpoint_label(scope.get("path", "")), "unauthorized").inc()
         problem = "is missing" if presented is None else "is wrong"
         body = json.dumps({"error": f"api key {problem}: send 'Authorization: Bearer <key>'", "field": "authorization"})
         headers = [

@@ -7,6 +7,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import REJECTED
+from service.routes import endpoint_label
 
 
 class BodyLimit:
@@ -15,7 +16,7 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        REJECTED.labels(scope.get("path", ""), "body_too_large").inc()
+        REJECTED.labels(endpoint_label(scope.get("path", "")), "body_too_large").inc()
         body = json.dumps({"error": f"request body is larger than {self.max_bytes} bytes", "field": "body"}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})

@@ -312,6 +312,18 @@ class Engine:
             return self.run(prepared, states)
         return await asyncio.get_running_loop().run_in_executor(self._pass_thread, self.run, prepared, states)
 
+    def misfit(self, state: tuple[int, ...], forecast: tuple[int, ...], scaling: Scaling | None) -> str | None:
+        """What makes a stored session's arrays unusable by this model, or None when they fit."""
+        if state != self.state_shape:
+            return f"its state is {state}, the model's is {self.state_shape}"
+        expected = (self.config.horizon, self.config.outputs_per_step)
+        if forecast != expected:
+            return f"its forecast is {forecast}, the model's is {expected}"
+        columns = 1 + len(self.spec.covariates)
+        if scaling is not None and len(scaling.mean) != columns:
+            return f"its statistics cover {len(scaling.mean)} columns, the model reads {columns}"
+        return None
+
     @property
     def state_shape(self) -> tuple[int, int]:
         return (sum(state_rows(self.config)), self.config.hidden_size)

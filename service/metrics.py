@@ -60,3 +60,18 @@ def timed(histogram: bentoml.metrics.Histogram, *labels: str) -> Iterator[None]:
         yield
     finally:
         histogram.labels(*labels).observe(time.perf_counter() - start)
+
+
+# Redis' own counts, read with the session count: evictions it made (any rise is sessions dropped without a word)
+# and its memory against `maxmemory`. Every worker reads the same Redis, so the latest reading is the true one.
+STORE_EVICTED = bentoml.metrics.Gauge(
+    "seqcast_session_store_evicted_keys",
+    "Keys the session store evicted since it started (Redis INFO evicted_keys)",
+    multiprocess_mode="livemostrecent",
+)
+STORE_MEMORY = bentoml.metrics.Gauge(
+    "seqcast_session_store_memory_bytes",
+    "Session store memory: used, and its limit (max; 0 when Redis has none)",
+    ["kind"],
+    multiprocess_mode="livemostrecent",
+)

@@ -87,13 +87,17 @@ class SessionRecord:
         stats = np.frombuffer(blob, dtype="<f8", count=2 * columns, offset=stats_at).tolist()
         state = np.frombuffer(blob, dtype="<f4", count=rows * hidden, offset=state_at)
         forecast = np.frombuffer(blob, dtype="<f4", count=horizon * outputs, offset=forecast_at)
+        try:
+            model, series = blob[header.size : series_at].decode(), blob[series_at:stats_at].decode()
+        except UnicodeDecodeError:
+            raise RecordError("session record's model tag or series is not UTF-8") from None
         return cls(
-            model=blob[header.size : series_at].decode(),
+            model=model,
             seq=seq,
             next_time=next_time,
             state=state.reshape(rows, hidden),
             last_digest=digest,
             last_forecast=forecast.reshape(horizon, outputs),
-            series=blob[series_at:stats_at].decode() or None,
+            series=series or None,
             scaling=Scaling(tuple(stats[:columns]), tuple(stats[columns:])) if columns else None,
         )

@@ -1,4 +1,5 @@
-"""The service's request time limit (``traffic.timeout``), in place of BentoML's own middleware.
+"""The service's request time limit (``traffic.timeout``), in place of BentoML's own middleware (installed by
+service/bentoml_compat.py).
 
 BentoML 1.4's ``TimeoutMiddleware`` arms ``loop.call_later(timeout, ...)`` for every request and never cancels
 it. The timer holds a copy of the request's context (its OpenTelemetry span among it) until it fires, so a
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 
-from bentoml._internal.server.http import traffic
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,8 +52,3 @@ class RequestTimeout:
                 await answer(scope, receive, send)
                 return
         await handling
-
-
-def install() -> None:
-    """Makes BentoML build its apps with RequestTimeout; it looks the class up when it builds one."""
-    traffic.TimeoutMiddleware = RequestTimeout  # type: ignore[assignment, misc]

@@ -1,4 +1,4 @@
-"""Typed request and response bodies. Their examples appear in the OpenAPI page at ``/docs``."""
+"""Typed request and response bodies. Their examples appear in the OpenAPI page at ``/``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidatorFunctio
 from service.abandoned import DEPARTURE, Departure
 
 # Non-finite numbers would poison a recurrent state for good, so they are refused where they enter.
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+# Strict: a string ("30000") or a boolean is refused rather than read as a number.
+Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 Rows = list[list[Finite]]
 
 
@@ -28,6 +29,11 @@ class BatchItem(BaseModel):
     @property
     def abandoned(self) -> bool:
         return self._departure is not None and self._departure.left
+
+    @property
+    def size(self) -> int:
+        """Values the request brings: what its pass has to read."""
+        raise NotImplementedError
 
 
 def _one_or_many(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -63,6 +69,10 @@ class HistoryRequest(BatchItem):
         "least two horizons of values); a session remembers either",
     )
 
+    @property
+    def size(self) -> int:
+        return len(self.history)
+
 
 class ForecastRequest(HistoryRequest):
     model_config = ConfigDict(
@@ -87,7 +97,9 @@ class OpenRequest(HistoryRequest):
 
 class ObserveRequest(BatchItem):
     session_id: str = Field(min_length=1, max_length=64)
-    seq: int = Field(ge=0, description="observations the session had consumed when the client last heard of it")
+    seq: int = Field(
+        ge=0, strict=True, description="observations the session had consumed when the client last heard of it"
+    )
     values: list[Finite] = Field(min_length=1, description="new target values, oldest first")
     covariates: Rows | None = Field(None, description="one row per new value, as in /forecast")
     future_covariates: Rows | None = Field(None, description="one row per forecast step, as in /forecast")
@@ -96,6 +108,10 @@ class ObserveRequest(BatchItem):
             "example": {"session_id": "3q2-9FAKxHjHk4mQyQ5Zfw", "seq": 2, "values": [4.6], "covariates": [[17.7, 1.0]]}
         }
     )
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
 
 
 class CloseRequest(BaseModel):

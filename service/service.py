@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import bentoml
 import torch
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from models.checkpoint import PUBLISHED_FILE, load_checkpoint
 from service.abandoned import WatchDeparture
 from service.api_key import ApiKey
+from service.bentoml_compat import Hooks, parse_bodies_with
+from service.bentoml_compat import install as install_bentoml_workarounds
 from service.body_limit import BodyLimit
 from service.engine import Checked, Engine, Prepared
 from service.metrics import BATCH_SIZE, BATCH_WAIT, FORWARD, REJECTED, SESSIONS, active_sessions_gauge, timed
-from service.request_timeout import install as install_request_timeout
+from service.routes import route_label
 from service.schemas import (
     CLIENT_LEFT,
     CloseRequest,
@@ -40,12 +45,13 @@ from service.schemas import (
     one_or_many,
 )
 from service.sessions import Sessions
-from service.settings import Settings
-from service.shedding import install as install_shedding
+from service.settings import Settings, unknown_variables
 from service.store import StoreUnavailable, open_store
+from service.validation import BodyLimits, invalid_body, parse_items
 
-install_request_timeout()  # before BentoML builds the app, which is after it imports this module
 settings = Settings()  # read at import, so a bad setting stops `bentoml serve` before it listens
+for _warning in unknown_variables(os.environ):
+    logging.getLogger("seqcast").warning(_warning)
 ACTIVE_SESSIONS = active_sessions_gauge(shared_store=settings.session_store != "memory")
 BATCHED: dict[str, Any] = {
     "batchable": settings.batching,
@@ -74,7 +80,6 @@ SHED = Answer(
         "max_latency_ms",
     )
 )
-install_shedding(lambda: SHED)
 
 
 # A forecast whose client closed its connection while it waited for a batch is left out of the pass.
@@ -102,6 +107,27 @@ def render(obj: Any, endpoint: str) -> Response:
         status, body = _render(item)
         parts.append(body if status == 200 else body[:-1] + b', "status": ' + str(status).encode() + b"}")
     return Response(b"[" + b",".join(parts) + b"]", media_type="application/json")
+
+
+# BentoML names an endpoint by its method; /close's method is close_session.
+ENDPOINTS = {"close_session": "close"}
+
+
+def answer_refused(method: str, error: Exception) -> Response:
+    """A body refused while it was parsed: a bad value or type, malformed JSON, a list over the limits."""
+    rejection = error.rejection if isinstance(error, RejectedRequest) else invalid_body(error)  # type: ignore[arg-type]
+    return render(Answer(rejection), ENDPOINTS.get(method, method))
+
+
+# Before BentoML builds the app, which is after it imports this module.
+install_bentoml_workarounds(
+    Hooks(
+        shed_answer=lambda: SHED,
+        refused=(ValidationError, RejectedRequest),
+        answer_refused=answer_refused,
+        route_label=route_label,
+    )
+)
 
 
 def _answer_spec(model: type[BaseModel], endpoint: str) -> type[bentoml.IODescriptor]:
@@ -259,28 +285,24 @@ class Seqcast:
         )
 
 
-def _parse_root_input(spec: type[bentoml.IODescriptor]) -> None:
-    """Teaches a batchable endpoint's input spec to validate a body with pydantic's own JSON parser. BentoML 1.4.39
-    builds the input's JSON schema on every request only to learn whether the body is text (half a worker's time
-    under load; these inputs are always JSON), then parses it with json.loads, answers malformed JSON with a
-    500, and validates the Python objects json.loads made (as long again as pydantic's parser, for a long
-    history). pydantic's parser reports malformed JSON as a validation error, which BentoML answers with a 400
-    naming the problem."""
+LIMITS = BodyLimits(max_items=settings.max_batch_size, max_values=settings.max_request_values)
+
+
+def _root_parser(spec: type[bentoml.IODescriptor]) -> Callable[[bytes], object]:
+    """A batchable endpoint's body (one request or a list, wrapped by BentoML in a model with one ``root`` field),
+    validated by pydantic's own JSON parser and bounded by LIMITS."""
     root = spec.model_fields["root"]
     typ = Annotated[(root.annotation, *root.metadata)] if root.metadata else root.annotation
     items: TypeAdapter[list[BaseModel]] = TypeAdapter(typ)  # type: ignore[arg-type]
-
-    def model_validate_json(cls: type, data: str | bytes | bytearray, **kwargs: Any) -> Any:
-        return spec.model_construct(root=items.validate_json(data))
-
-    spec.model_validate_json = classmethod(model_validate_json)  # type: ignore[assignment, method-assign]
+    return lambda body: spec.model_construct(root=parse_items(items, body, LIMITS))
 
 
-# BentoML wraps a list input (the batchable endpoints') in a model with one `root` field; an input that is a model
-# of its own (/open, /close) is validated by pydantic's parser already.
 for _api in Seqcast.apis.values():  # type: ignore[attr-defined]
-    if getattr(_api.input_spec, "__root_input__", False) and "root" in _api.input_spec.model_fields:
-        _parse_root_input(_api.input_spec)
+    _spec = _api.input_spec
+    if getattr(_spec, "__root_input__", False) and "root" in _spec.model_fields:
+        parse_bodies_with(_spec, _root_parser(_spec))
+    else:  # a model of its own (/open, /close); malformed JSON is a validation error too
+        parse_bodies_with(_spec, _spec.model_validate_json)
 
 # The first middleware added is the outermost: a request without the key is refused before its body is read.
 if settings.api_key is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.engine import Checked, Engine, Prepared, RunResult
-from service.metrics import CONFLICTS, FORWARD, REPLAYS, SESSIONS, STORE, timed
+from service.metrics import CONFLICTS, FORWARD, REPLAYS, SESSIONS, STORE, STORE_EVICTED, STORE_MEMORY, timed
 from service.records import RecordError, SessionRecord
 from service.schemas import CloseResponse, ObserveRequest, RejectedRequest, Rejection, SessionResponse
 from service.store import Put, SessionStore
@@ -73,6 +73,11 @@ class Sessions:
             self._counted_at = time.monotonic()
             with timed(STORE, "count"):
                 self.report_count(await self.store.count())
+                health = await self.store.health()
+            if health is not None:
+                STORE_EVICTED.set(health.evicted_keys)
+                STORE_MEMORY.labels("used").set(health.used_bytes)
+                STORE_MEMORY.labels("max").set(health.max_bytes)
 
     def _answer(self, session_id: str, record: SessionRecord) -> SessionResponse:
         # Built from the service's own values, so pydantic's validation of 48+ floats per answer is skipped.
@@ -83,15 +88,21 @@ class Sessions:
     def _missing(session_id: str) -> Rejection:
         return Rejection(404, f"session_id: no session {session_id!r} (never opened, closed or expired)", "session_id")
 
+    @staticmethod
+    def _unreadable(problem: str) -> Rejection:
+        return Rejection(
+            409, f"session_id: the stored session cannot be read ({problem}); open a new one", "session_id"
+        )
+
     def _load(self, session_id: str, blob: bytes | None) -> SessionRecord | Rejection:
+        """The stored session, or its own refusal: a record that is not one, or does not fit the model, must
+        fail alone and never reach a pass shared with other sessions."""
         if blob is None:
             return self._missing(session_id)
         try:
             record = SessionRecord.from_bytes(blob)
         except RecordError as error:
-            return Rejection(
-                409, f"session_id: the stored session cannot be read ({error}); open a new one", "session_id"
-            )
+            return self._unreadable(str(error))
         if record.model != self.engine.tag:
             return Rejection(
                 409,
@@ -99,7 +110,8 @@ class Sessions:
                 f"{self.engine.tag}; open a new session",
                 "session_id",
             )
-        return record
+        problem = self.engine.misfit(record.state.shape, record.last_forecast.shape, record.scaling)
+        return self._unreadable(problem) if problem else record
 
     async def open(self, prepared: Prepared) -> SessionResponse | Rejection:
         """Runs a checked history from a zero state and keeps the state under a new session id."""
@@ -230,7 +242,9 @@ class Sessions:
         if blob is None:
             return self._missing(session_id)
         with timed(STORE, "delete"):
-            await self.store.delete(session_id)
+            deleted = await self.store.delete(session_id)
+        if not deleted:  # a concurrent close took it first: one close, one answer that says so
+            return self._missing(session_id)
         SESSIONS.labels("closed", self.engine.tag).inc()
         await self._recount(now=True)
         record = self._load(session_id, blob)

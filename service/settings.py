@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+import difflib
+from collections.abc import Mapping
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "SEQCAST_"
+# Redis keeps a TTL in milliseconds as a 64-bit integer, and a session idle for a year is not being served;
+# below a second a session would expire between two requests of one client.
+MAX_TTL_S = 365 * 24 * 3600.0
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEQCAST_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True)
 
     model_tag: str = "seqcast-forecaster:latest"  # BentoML model store tag of the forecaster to serve
     session_store: str = "memory"  # "memory" (one worker only) or a redis:// URL shared by workers and replicas
-    session_ttl_s: float = Field(default=3600.0, gt=0)  # an idle session expires after this long
+    session_ttl_s: float = Field(default=3600.0, ge=1, le=MAX_TTL_S)  # an idle session expires after this long
     max_sessions: int = Field(default=100_000, gt=0)  # in-memory store: past it, the least recently used go
     max_history: int = Field(default=20_000, gt=0)  # longest history /forecast and /open accept
     max_observe: int = Field(default=2_000, gt=0)  # most new values one /observe accepts
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)  # larger request bodies get 413
+    # Values over all the items of one request (a list of histories or observes): bounds the work one request
+    # asks for. 50,000 steps are ~0.1 s of the small model's pass, a few seconds of a large one's.
+    max_request_values: int = Field(default=50_000, gt=0)
     # When set, every route but health, metrics and /docs needs `Authorization: Bearer <key>` (or `X-API-Key`).
     api_key: SecretStr | None = None
     noop_endpoint: bool = False  # serve /noop (parses an observe body, does nothing): BentoML's floor, for benchmarks
@@ -36,3 +47,32 @@ class Settings(BaseSettings):
         if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"session_store must be 'memory' or a redis:// URL, got {value!r}")
         return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("api_key is empty, which would let in an empty key: set a key or unset SEQCAST_API_KEY")
+        return value
+
+    @model_validator(mode="after")
+    def _one_worker_per_memory_store(self) -> Settings:
+        if self.session_store == "memory" and self.workers > 1:
+            raise ValueError(
+                f"workers={self.workers} with session_store='memory': each worker would hold its own sessions, and "
+                "an observe reaching another worker than its /open would get 404; use a redis:// store or one worker"
+            )
+        return self
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each SEQCAST_* variable that is no setting (a misspelt one is otherwise silently ignored),
+    naming the nearest setting."""
+    known = [PREFIX + name.upper() for name in Settings.model_fields]
+    warnings = []
+    for name in sorted(environ):
+        if name.startswith(PREFIX) and name.upper() not in known:
+            near = difflib.get_close_matches(name.upper(), known, n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            warnings.append(f"{name} is not a seqcast setting and is ignored{hint}")
+    return warnings

@@ -29,6 +29,18 @@ def _ignore(reason: str, count: int) -> None:
     pass
 
 
+class StoreHealth(NamedTuple):
+    """Redis' own counts: what it evicted since it started, and its memory against its limit (0: none)."""
+
+    evicted_keys: int
+    used_bytes: int
+    max_bytes: int
+
+
+# What get_many returns for a key that holds something other than a session record: no record parses from it.
+UNREADABLE = b""
+
+
 class Put(NamedTuple):
     """A compare-and-set: store ``record`` at version ``seq`` if the stored version is ``expected_seq``."""
 
@@ -57,7 +69,11 @@ class SessionStore(Protocol):
         ...
 
     async def ping(self) -> bool:
-        """Whether the store answers."""
+        """Whether the store answers and takes writes."""
+        ...
+
+    async def health(self) -> StoreHealth | None:
+        """How close the store is to refusing or dropping sessions; None where it cannot tell."""
         ...
 
 
@@ -130,6 +146,9 @@ class MemoryStore:
     async def ping(self) -> bool:
         return True
 
+    async def health(self) -> StoreHealth | None:
+        return None  # its evictions are counted one by one (on_drop), and it has no memory limit of its own
+
 
 # KEYS: session hash, expiry index; ARGV: expected seq ("" for a new session), new seq, record, ttl in ms,
 # expiry time in ms, session id. One script runs atomically in Redis, so two workers cannot both win the
@@ -155,6 +174,7 @@ class RedisStore:
 
     PREFIX = "seqcast:session:"
     INDEX = "seqcast:sessions-by-expiry"
+    PROBE = "seqcast:readiness-probe"
 
     def __init__(self, url: str, ttl_s: float, on_drop: DropListener = _ignore, max_connections: int = 100) -> None:
         # A call waits (up to 5 s) for one of the worker's connections: redis-py's default pool refuses a call
@@ -173,17 +193,25 @@ class RedisStore:
         except redis.RedisError as error:
             raise StoreUnavailable(f"Redis did not answer: {error}") from error
 
-    async def _pipeline(self, transaction: bool, queue: Callable[[redis.client.Pipeline], None]) -> list:
+    async def _pipeline(
+        self, transaction: bool, queue: Callable[[redis.client.Pipeline], None], raise_on_error: bool = True
+    ) -> list:
         async with self.client.pipeline(transaction=transaction) as pipe:
             queue(pipe)
-            return list(await self._answer(pipe.execute()))
+            return list(await self._answer(pipe.execute(raise_on_error=raise_on_error)))
 
     async def get_many(self, session_ids: list[str]) -> list[bytes | None]:
         def queue(pipe: redis.client.Pipeline) -> None:
             for session_id in session_ids:
                 pipe.hget(self.PREFIX + session_id, "record")
 
-        return await self._pipeline(False, queue)
+        # Each key answers for itself: a key of another type (WRONGTYPE) under a session's name is that session's
+        # unreadable record, not a failure of the whole batch. Anything else is the store failing.
+        found = await self._pipeline(False, queue, raise_on_error=False)
+        for answer in found:
+            if isinstance(answer, redis.ResponseError) and not str(answer).startswith("WRONGTYPE"):
+                raise StoreUnavailable(f"Redis did not answer: {answer}")
+        return [UNREADABLE if isinstance(answer, redis.ResponseError) else answer for answer in found]
 
     async def put_many_if(self, puts: Sequence[Put]) -> list[bool]:
         expires_ms = int(time.time() * 1000) + self.ttl_ms
@@ -219,10 +247,19 @@ class RedisStore:
         return int(held)
 
     async def ping(self) -> bool:
+        """Whether Redis answers and takes writes: a Redis at ``maxmemory`` under ``noeviction`` answers PING but
+        refuses every write, so the probe writes a key that expires by itself."""
         try:
-            return bool(await self.client.ping())
+            return bool(await self.client.set(self.PROBE, b"1", px=10_000))
         except redis.RedisError:
             return False
+
+    async def health(self) -> StoreHealth:
+        try:
+            memory, stats = await self.client.info("memory"), await self.client.info("stats")
+        except redis.RedisError as error:
+            raise StoreUnavailable(f"Redis did not answer: {error}") from error
+        return StoreHealth(int(stats.get("evicted_keys", 0)), int(memory["used_memory"]), int(memory["maxmemory"]))
 
 
 def open_store(url: str, ttl_s: float, max_sessions: int, on_drop: DropListener = _ignore) -> SessionStore:

@@ -99,11 +99,20 @@ class SeqcastCLI(LightningCLI):
             print(f"exported {export_to_bentoml(checkpoint, report)}")  # noqa: T201
 
 
+def _close_process_group() -> None:
+    """Tears down the DDP process group, if the run made one. A gloo group still alive when the interpreter exits
+    can abort a rank after a successful run ("terminate called without an active exception", exit -6)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def main() -> None:
     try:
         SeqcastCLI(ForecastTask, SeriesDataModule, save_config_kwargs={"overwrite": True})
     except NonFiniteLoss as error:
         sys.exit(f"training stopped: {error}")
+    finally:
+        _close_process_group()
 
 
 if __name__ == "__main__":

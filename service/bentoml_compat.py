@@ -1,0 +1,193 @@
+"""Every behaviour of BentoML that seqcast replaces, installed by one call before BentoML builds its app.
+
+BentoML 1.4 offers no public extension point for any of these. Each workaround names the upstream behaviour it
+replaces. ``install()`` first checks that every attribute it touches exists and stops start-up with the name of
+a missing one, so an upgrade of the ``bentoml`` pin that moves one fails at once, not at the first request.
+Upgrading the pin means reading this file and running ``tests/service/test_bentoml_compat.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import import_module
+from importlib.metadata import version
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.request_timeout import RequestTimeout
+
+TESTED_VERSION = "1.4.39"
+logger = logging.getLogger("seqcast")
+
+# (module, attribute path) of everything patched or read below.
+TOUCHED = (
+    ("bentoml._internal.server.http.traffic", "TimeoutMiddleware"),
+    ("bentoml._internal.server.http.instruments", "RunnerTrafficMetricsMiddleware"),
+    ("_bentoml_impl.server.app", "ServiceAppFactory.__init__"),
+    ("_bentoml_impl.server.app", "ServiceAppFactory.api_endpoint"),
+    ("bentoml._internal.marshal.dispatcher", "CorkDispatcher._get_inputs"),
+    ("_bentoml_sdk.io_models", "IODescriptor.from_http_request"),
+)
+
+# A body longer than this is parsed on a thread of its own: pydantic holds the GIL while it parses, but the
+# event loop gets it back every switch interval (5 ms) instead of waiting out a 4 MB parse (~40 ms).
+OFF_LOOP_BYTES = 64 * 1024
+
+
+class IncompatibleBentoML(RuntimeError):
+    """The installed BentoML lacks something a workaround here needs."""
+
+
+def _resolve(module: str, path: str) -> object:
+    found: object = import_module(module)
+    for part in path.split("."):
+        if not hasattr(found, part):
+            raise IncompatibleBentoML(
+                f"bentoml {version('bentoml')}: {module}.{path} is missing ({part!r}); seqcast's workarounds were "
+                f"written for {TESTED_VERSION}, see service/bentoml_compat.py"
+            )
+        found = getattr(found, part)
+    return found
+
+
+def check() -> None:
+    """Raises IncompatibleBentoML naming the first attribute a workaround needs that BentoML does not have."""
+    for module, path in TOUCHED:
+        _resolve(module, path)
+    if version("bentoml") != TESTED_VERSION:
+        logger.warning("bentoml %s: seqcast's workarounds were tested on %s", version("bentoml"), TESTED_VERSION)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the service decides; this module only puts it where BentoML will call it."""
+
+    shed_answer: Callable[[], object]  # the answer to a request adaptive batching sheds, rendered by its endpoint
+    refused: tuple[type[Exception], ...]  # exceptions that mean the client's request is at fault
+    answer_refused: Callable[[str, Exception], Response]  # their answer, by endpoint name; nothing is logged
+    route_label: Callable[[str], str]  # the bounded label of a request path
+
+
+_installed = False
+
+
+def install(hooks: Hooks) -> None:
+    """Installs every workaround once; later calls do nothing (the module is imported once per worker)."""
+    global _installed
+    check()
+    if _installed:
+        return
+    _installed = True
+    _request_timeout()
+    _bounded_metric_labels(hooks.route_label)
+    _shed_answer(hooks.shed_answer)
+    _whole_requests_per_batch()
+    _quiet_refusals(hooks.refused, hooks.answer_refused)
+
+
+def _request_timeout() -> None:
+    """Replaces ``traffic.TimeoutMiddleware``, whose timer outlived every request (service/request_timeout.py).
+    BentoML looks the class up when it builds an app."""
+    traffic = import_module("bentoml._internal.server.http.traffic")
+    traffic.TimeoutMiddleware = RequestTimeout  # type: ignore[attr-defined]
+
+
+def _bounded_metric_labels(route_label: Callable[[str], str]) -> None:
+    """Replaces ``RunnerTrafficMetricsMiddleware``'s ``endpoint`` label, the raw request path, with a route from a
+    fixed set. The middleware reads ``scope["path"]`` as it enters, so it is given the label as the path, and
+    the app inside it gets the real path back."""
+    instruments = import_module("bentoml._internal.server.http.instruments")
+    upstream = instruments.RunnerTrafficMetricsMiddleware
+
+    def with_real_path(app: ASGIApp) -> ASGIApp:
+        async def restore(scope: Scope, receive: Receive, send: Send) -> None:
+            real = scope.get("seqcast.path")
+            await app({**scope, "path": real} if real is not None else scope, receive, send)
+
+        return restore
+
+    class BoundedLabels(upstream):  # type: ignore[misc, valid-type]
+        def __init__(self, app: ASGIApp, **options: Any) -> None:
+            super().__init__(with_real_path(app), **options)
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] in ("http", "websocket"):
+                path = scope.get("path", "")
+                scope = {**scope, "path": route_label(path), "seqcast.path": path}
+            await super().__call__(scope, receive, send)
+
+    instruments.RunnerTrafficMetricsMiddleware = BoundedLabels  # type: ignore[attr-defined]
+
+
+def _shed_answer(shed_answer: Callable[[], object]) -> None:
+    """Replaces what a batching endpoint answers for a request its dispatcher sheds: BentoML's 503 "an unexpected
+    error has occurred", with two chained tracebacks logged for each, becomes the endpoint's own answer."""
+    factory = import_module("_bentoml_impl.server.app").ServiceAppFactory
+    build = factory.__init__
+
+    def build_then_answer_shed(self: Any, *args: object, **kwargs: object) -> None:
+        build(self, *args, **kwargs)
+        for dispatcher in self.dispatchers.values():
+            dispatcher.fallback = shed_answer
+
+    factory.__init__ = build_then_answer_shed
+
+
+def _whole_requests_per_batch() -> None:
+    """Replaces ``CorkDispatcher._get_inputs``, which splits a request's list across two passes when it does not
+    fit in the batch being formed. The second part can then be shed after the first was applied, and the client,
+    answered 503, cannot tell which observes took. Here a request that does not fit waits for the next pass; the
+    service refuses lists longer than ``max_batch_size``, so every request fits in a pass of its own."""
+    dispatcher = import_module("bentoml._internal.marshal.dispatcher").CorkDispatcher
+
+    def whole_inputs(self: Any, num_batches: int | None = None) -> Iterator[Any]:
+        limit = self.max_batch_size if num_batches is None else num_batches
+        taken = 0
+        while self._queue:
+            size = self.get_batch_size(self._queue[0].data)
+            if taken and taken + size > limit:
+                return
+            taken += size
+            yield self._queue.popleft()
+
+    dispatcher._get_inputs = whole_inputs
+
+
+def _quiet_refusals(refused: tuple[type[Exception], ...], answer: Callable[[str, Exception], Response]) -> None:
+    """Wraps ``ServiceAppFactory.api_endpoint``: BentoML answers a body that fails validation with a 400 of its own
+    format and logs the whole traceback, echoing the client's input (1,000 bad bodies wrote 2.1 MB of ERROR
+    log). Here the service answers it in its own format and logs nothing; /metrics counts it."""
+    factory = import_module("_bentoml_impl.server.app").ServiceAppFactory
+    endpoint = factory.api_endpoint
+
+    async def answering_refusals(self: Any, name: str, request: Request) -> Response:
+        try:
+            return await endpoint(self, name, request)  # type: ignore[no-any-return]
+        except refused as error:
+            return answer(name, error)
+
+    factory.api_endpoint = answering_refusals
+
+
+_parse_thread = ThreadPoolExecutor(1, "seqcast-parse")
+
+
+def parse_bodies_with(spec: type, parse: Callable[[bytes], object]) -> None:
+    """Replaces how BentoML reads an endpoint's input (``IODescriptor.from_http_request``): its JSON serde builds
+    the input's JSON schema on every request only to learn that the body is text, then validates. ``parse`` turns
+    the body into the input; a long body is parsed off the event loop (see OFF_LOOP_BYTES)."""
+
+    async def from_http_request(cls: type, request: Request, serde: object) -> object:
+        body = await request.body()
+        if len(body) <= OFF_LOOP_BYTES:
+            return parse(body)
+        return await asyncio.get_running_loop().run_in_executor(_parse_thread, parse, body)
+
+    spec.from_http_request = classmethod(from_http_request)  # type: ignore[attr-defined]

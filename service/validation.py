@@ -1,0 +1,65 @@
+"""Request bodies turned into items or into one refusal naming the field: validation errors in the service's
+own format, and the bounds on what one request may ask for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from service.schemas import BatchItem, RejectedRequest, Rejection
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    max_items: int  # requests in one list (SEQCAST_MAX_BATCH_SIZE): a list always fits in one pass
+    max_values: int  # values over all of a list's items (SEQCAST_MAX_REQUEST_VALUES): bounds a request's work
+
+
+def _path(loc: list[int | str]) -> str:
+    parts = [f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc]
+    return "".join(parts).lstrip(".")
+
+
+def invalid_body(error: ValidationError, listed: bool = False) -> Rejection:
+    """A 400 naming the first problem's field and where it is (``history[3]``). Client input is never echoed.
+    ``listed``: the body was a list, whose items the location starts with."""
+    problems = error.errors(include_url=False, include_context=False, include_input=False)
+    first = problems[0]
+    loc = list(first["loc"])
+    item = loc.pop(0) if loc and isinstance(loc[0], int) and (listed or len(loc) > 1) else None
+    if first["type"] == "json_invalid" or not loc:
+        loc = ["body"]
+    where = f" (item {item} of the list)" if listed and item is not None else ""
+    more = f"; and {len(problems) - 1} more" if len(problems) > 1 else ""
+    field = next((part for part in loc if isinstance(part, str)), "body")
+    return Rejection(400, f"{_path(loc)}: {first['msg']}{where}{more}", field)
+
+
+def parse_items(items: TypeAdapter[list[BaseModel]], body: bytes, limits: BodyLimits) -> list[BaseModel]:
+    """A batchable endpoint's body (one request or a list of them) as its items; raises RejectedRequest."""
+    listed = body.lstrip()[:1] == b"["
+    try:
+        parsed = items.validate_json(body)
+    except ValidationError as error:
+        raise RejectedRequest(invalid_body(error, listed)) from None
+    if len(parsed) > limits.max_items:
+        raise RejectedRequest(
+            Rejection(
+                400,
+                f"body: a list of {len(parsed)} requests; at most {limits.max_items} are accepted in one "
+                "(max_batch_size): send the rest in further requests",
+                "body",
+            )
+        )
+    values = sum(item.size for item in parsed if isinstance(item, BatchItem))
+    if values > limits.max_values:
+        raise RejectedRequest(
+            Rejection(
+                400,
+                f"body: {values} values in one request; at most {limits.max_values} are accepted "
+                "(max_request_values): send them in further requests",
+                "body",
+            )
+        )
+    return parsed
