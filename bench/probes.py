@@ -1,7 +1,8 @@
 """Health checks under load: how long `/readyz` takes while closed-loop clients keep the worker busy with
-`/forecast` (whose passes over long histories run beside the event loop) or `/observe` (whose one-step passes
-run on it). An orchestrator's probe that times out (Kubernetes: after 1 s by default) takes a loaded replica
-out of service, or restarts it."""
+`/forecast` (whose passes over long histories run beside the event loop), `/observe` (whose one-step passes
+run on it), or abuse: bodies just under the size limit that ask for far more work than a request may (each is
+parsed, then refused). An orchestrator's probe that times out (Kubernetes: after 1 s by default) takes a loaded
+replica out of service, or restarts it."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from bench.wrk import measure as load
 
 PROBE_EVERY_S = 0.1
 PROBE_TIMEOUT_S = 1.0  # Kubernetes' default timeoutSeconds
+ABUSERS = 8
+# 45 histories of 20,000 values, 3.6 MB: inside the body limit (4 MiB), 18 times the values one request may hold.
+ABUSE = [{"history": [1.5] * 20_000, "start": "2014-01-01T00:00:00"}] * 45
 
 
 def _probe(url: str, seconds: float) -> np.ndarray:
@@ -44,17 +48,21 @@ def run(clients: int, seconds: float) -> Table:
         for size in (SMALL, LARGE):
             tag = publish(home, size)
             with bentoml_serve(home, home / "serve.log", model_tag=tag) as running:
-                for kind in ("forecast", "observe"):
+                for kind in ("forecast", "observe", "abuse"):
+                    if kind == "abuse" and size is LARGE:
+                        continue  # refused before any pass: the model plays no part
+                    body, load_clients = (ABUSE, ABUSERS) if kind == "abuse" else (None, clients)
+                    path = "forecast" if kind == "abuse" else kind
                     with ThreadPoolExecutor(1) as pool:
                         # wrk's own warm-up takes its first second; the probes start after it, end before wrk does.
-                        loading = pool.submit(load, running.url, kind, clients, seconds + 3, size.history)
+                        loading = pool.submit(load, running.url, path, load_clients, seconds + 3, size.history, body)
                         time.sleep(2.5)
                         latencies = _probe(running.url, seconds)
                         measured = loading.result()
                     table.add(
                         size.name,
-                        f"/{kind}",
-                        clients,
+                        "3.6 MB bodies refused" if kind == "abuse" else f"/{kind}",
+                        load_clients,
                         round(measured["rps"]),
                         float(np.median(latencies)),
                         float(np.percentile(latencies, 99)),

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -150,6 +151,17 @@ class Service:
         self.process.wait(timeout=10)
 
 
+def _own_home(bentoml_home: Path, near: Path) -> Path:
+    """A BENTOML_HOME of the server's own that reads ``bentoml_home``'s models and bentos. BentoML keeps its
+    Prometheus multiprocess files in BENTOML_HOME and empties that folder when a server starts, so two servers
+    sharing a home would silently zero each other's /metrics."""
+    home = Path(tempfile.mkdtemp(prefix="bentoml-home-", dir=near))
+    for store in ("models", "bentos"):
+        (bentoml_home / store).mkdir(parents=True, exist_ok=True)
+        (home / store).symlink_to((bentoml_home / store).resolve(), target_is_directory=True)
+    return home
+
+
 @contextmanager
 def bentoml_serve(
     bentoml_home: Path,
@@ -165,7 +177,8 @@ def bentoml_serve(
     arguments; waits until /readyz answers. ``command`` and ``base_env`` replace this environment's
     `bentoml serve` and its environment (an image's, say); the command must listen on ``port``."""
     port = port or free_port()
-    env = {**(base_env or {**os.environ, "PYTHONPATH": str(ROOT)}), "BENTOML_HOME": str(bentoml_home)}
+    home = _own_home(bentoml_home, log.parent)
+    env = {**(base_env or {**os.environ, "PYTHONPATH": str(ROOT)}), "BENTOML_HOME": str(home)}
     env.update({f"SEQCAST_{key.upper()}": str(value) for key, value in settings.items()})
     if command is None:
         command = [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port), "--host", "127.0.0.1"]

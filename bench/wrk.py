@@ -43,10 +43,14 @@ def _open_sessions(url: str, count: int, history: int) -> list[tuple[str, int]]:
     return [(session.json()["session_id"], session.json()["seq"]) for session in opened]
 
 
-def _wrk(url: str, kind: str, concurrency: int, seconds: int, workdir: Path, history: int) -> dict[str, Any]:
+def _wrk(
+    url: str, kind: str, concurrency: int, seconds: int, workdir: Path, history: int, body: Any = None
+) -> dict[str, Any]:
     bodies = workdir / "bodies.txt"
     arguments = [kind, str(bodies)]
-    if kind == "forecast":
+    if body is not None:
+        bodies.write_text(_compact(body) + "\n")
+    elif kind == "forecast":
         bodies.write_text("".join(_compact(history_body(history, 7 * k)) + "\n" for k in range(max(concurrency, 8))))
     else:
         bodies.write_text("".join(_observation(seq) + "\n" for seq in range(OBSERVATIONS)))
@@ -67,13 +71,14 @@ def _wrk(url: str, kind: str, concurrency: int, seconds: int, workdir: Path, his
     return json.loads(lines[-1][4:])  # type: ignore[no-any-return]
 
 
-def measure(url: str, kind: str, concurrency: int, seconds: float, history: int) -> dict[str, Any]:
-    """Requests, errors by kind, requests/s and latency percentiles in ms, after a 1 s warm-up of its own."""
+def measure(url: str, kind: str, concurrency: int, seconds: float, history: int, body: Any = None) -> dict[str, Any]:
+    """Requests, errors by kind, requests/s and latency percentiles in ms, after a 1 s warm-up of its own.
+    ``body``: one /forecast body every request sends instead of elecdemand's histories."""
     with tempfile.TemporaryDirectory() as workdir:
         # Warm-up outside the measurement: connections, first-call allocations, the batcher's estimates.
-        _wrk(url, kind, concurrency, 1, Path(workdir), history)
+        _wrk(url, kind, concurrency, 1, Path(workdir), history, body)
         wait_until_idle(url)
-        summary = _wrk(url, kind, concurrency, math.ceil(seconds), Path(workdir), history)
+        summary = _wrk(url, kind, concurrency, math.ceil(seconds), Path(workdir), history, body)
         wait_until_idle(url)
     failures = {error: summary[error] for error in ERRORS if summary[error]}
     return {

@@ -140,24 +140,24 @@ def _shed_answer(shed_answer: Callable[[], object]) -> None:
     factory.__init__ = build_then_answer_shed
 
 
+def whole_inputs(dispatcher: Any, num_batches: int | None = None) -> Iterator[Any]:
+    """The queued requests of the next pass, in order, as long as each fits whole (see below)."""
+    limit = dispatcher.max_batch_size if num_batches is None else num_batches
+    taken = 0
+    while dispatcher._queue:
+        size = dispatcher.get_batch_size(dispatcher._queue[0].data)
+        if taken and taken + size > limit:
+            return
+        taken += size
+        yield dispatcher._queue.popleft()
+
+
 def _whole_requests_per_batch() -> None:
     """Replaces ``CorkDispatcher._get_inputs``, which splits a request's list across two passes when it does not
     fit in the batch being formed. The second part can then be shed after the first was applied, and the client,
     answered 503, cannot tell which observes took. Here a request that does not fit waits for the next pass; the
     service refuses lists longer than ``max_batch_size``, so every request fits in a pass of its own."""
-    dispatcher = import_module("bentoml._internal.marshal.dispatcher").CorkDispatcher
-
-    def whole_inputs(self: Any, num_batches: int | None = None) -> Iterator[Any]:
-        limit = self.max_batch_size if num_batches is None else num_batches
-        taken = 0
-        while self._queue:
-            size = self.get_batch_size(self._queue[0].data)
-            if taken and taken + size > limit:
-                return
-            taken += size
-            yield self._queue.popleft()
-
-    dispatcher._get_inputs = whole_inputs
+    import_module("bentoml._internal.marshal.dispatcher").CorkDispatcher._get_inputs = whole_inputs
 
 
 def _quiet_refusals(refused: tuple[type[Exception], ...], answer: Callable[[str, Exception], Response]) -> None:
@@ -185,7 +185,7 @@ def parse_bodies_with(spec: type, parse: Callable[[bytes], object]) -> None:
     the body into the input; a long body is parsed off the event loop (see OFF_LOOP_BYTES)."""
 
     async def from_http_request(cls: type, request: Request, serde: object) -> object:
-        body = await request.body()
+        body = await request.body() or b"{}"  # as BentoML reads an empty body (/info takes none)
         if len(body) <= OFF_LOOP_BYTES:
             return parse(body)
         return await asyncio.get_running_loop().run_in_executor(_parse_thread, parse, body)

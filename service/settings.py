@@ -68,11 +68,12 @@ class Settings(BaseSettings):
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """A warning for each SEQCAST_* variable that is no setting (a misspelt one is otherwise silently ignored),
     naming the nearest setting."""
-    known = [PREFIX + name.upper() for name in Settings.model_fields]
+    known = [name.upper() for name in Settings.model_fields]
     warnings = []
     for name in sorted(environ):
-        if name.startswith(PREFIX) and name.upper() not in known:
-            near = difflib.get_close_matches(name.upper(), known, n=1)
-            hint = f"; did you mean {near[0]}?" if near else ""
+        if name.startswith(PREFIX) and name.upper().removeprefix(PREFIX) not in known:
+            # Compared without the prefix, which every name shares and would make any two look alike.
+            near = difflib.get_close_matches(name.upper().removeprefix(PREFIX), known, n=1)
+            hint = f"; did you mean {PREFIX}{near[0]}?" if near else ""
             warnings.append(f"{name} is not a seqcast setting and is ignored{hint}")
     return warnings

@@ -134,6 +134,8 @@ def test_prometheus_scrapes_the_service_and_sees_what_the_traffic_did(
         "SeqcastServerErrors",
         "SeqcastSessionEvictions",
         "SeqcastShedding",
+        "SeqcastStoreEvicting",
+        "SeqcastStoreMemoryHigh",
     }
     workers = set(re.findall(r'worker_index="(\d+)"', exported))
     assert workers == {"1", "2"}, "the traffic should have reached both workers"
