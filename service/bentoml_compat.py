@@ -118,9 +118,10 @@ def _bounded_metric_labels(route_label: Callable[[str], str]) -> None:
             super().__init__(with_real_path(app), **options)
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] in ("http", "websocket"):
-                path = scope.get("path", "")
-                scope = {**scope, "path": route_label(path), "seqcast.path": path}
+            path = scope.get("path")
+            label = route_label(path) if isinstance(path, str) else path
+            if label != path:  # a route the service has passes as it is (~all traffic): no copies of the scope
+                scope = {**scope, "path": label, "seqcast.path": path}
             await super().__call__(scope, receive, send)
 
     instruments.RunnerTrafficMetricsMiddleware = BoundedLabels  # type: ignore[attr-defined]

@@ -59,6 +59,9 @@ BATCHED: dict[str, Any] = {
     "max_latency_ms": settings.max_latency_ms,
 }
 
+# What one request may hold; Seqcast.__init__ adds the served model's widths (a worker serves one model).
+limits = BodyLimits(max_items=settings.max_batch_size, max_values=settings.max_request_values)
+
 # Off, every URL is excluded from OpenTelemetry (the pattern is a regex each URL matches).
 TRACING: dict[str, Any] = {} if settings.tracing else {"tracing": {"excluded_urls": ["."]}}
 
@@ -172,6 +175,9 @@ class Seqcast:
         checkpoint = load_checkpoint(stored.path_of(PUBLISHED_FILE))
         self.engine = Engine(checkpoint, str(stored.tag), settings.max_history, settings.max_observe)
         tag = self.engine.tag
+        global limits  # read by every body's parser, which BentoML calls as a classmethod of the input spec
+        spec = self.engine.spec
+        limits = limits.for_model(len(spec.covariates), self.engine.config.horizon * len(spec.future_covariates))
 
         def dropped(reason: str, count: int) -> None:
             SESSIONS.labels(reason, tag).inc(count)
@@ -285,16 +291,13 @@ class Seqcast:
         )
 
 
-LIMITS = BodyLimits(max_items=settings.max_batch_size, max_values=settings.max_request_values)
-
-
 def _root_parser(spec: type[bentoml.IODescriptor]) -> Callable[[bytes], object]:
     """A batchable endpoint's body (one request or a list, wrapped by BentoML in a model with one ``root`` field),
-    validated by pydantic's own JSON parser and bounded by LIMITS."""
+    validated by pydantic's own JSON parser and bounded by ``limits``."""
     root = spec.model_fields["root"]
     typ = Annotated[(root.annotation, *root.metadata)] if root.metadata else root.annotation
     items: TypeAdapter[list[BaseModel]] = TypeAdapter(typ)  # type: ignore[arg-type]
-    return lambda body: spec.model_construct(root=parse_items(items, body, LIMITS))
+    return lambda body: spec.model_construct(root=parse_items(items, body, limits))
 
 
 for _api in Seqcast.apis.values():  # type: ignore[attr-defined]

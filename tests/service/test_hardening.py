@@ -174,10 +174,14 @@ def test_refused_bodies_log_nothing_and_are_counted(service: Any) -> None:
 def test_the_work_one_request_asks_for_is_bounded(client: httpx.Client) -> None:
     values, temps = series(20_000)
     body = history_body(values, temps)
-    answer = client.post("/forecast", json=[body] * 3)  # 60,000 values: each history within max_history
+    bare = {"history": values, "start": body["start"]}
+    answer = client.post("/forecast", json=[bare] * 3)  # 60,000 values: each history within max_history
     assert answer.status_code == 400 and answer.json()["field"] == "body"
     assert "60000 values" in answer.json()["error"] and "max_request_values" in answer.json()["error"]
     assert client.post("/forecast", json=[history_body(values[:100], temps[:100])] * 65).status_code == 400
+    # Far more numbers than the limits allow are refused before they are parsed (parsing holds the GIL).
+    unread = client.post("/forecast", json=[{"history": [1.5] * 50_000}] * 3)
+    assert unread.status_code == 400 and "refused unread" in unread.json()["error"], unread.text
     assert client.post("/forecast", json=[body, history_body(values[:100], temps[:100])]).status_code == 200
 
 

@@ -59,3 +59,13 @@ def test_a_model_of_its_own_is_named_without_a_list_index() -> None:
     with pytest.raises(ValidationError) as error:
         OpenRequest.model_validate_json(b'{"history": [1, "x"]}')
     assert invalid_body(error.value).error == "history[1]: Input should be a valid number"
+
+
+def test_a_body_with_more_numbers_than_the_limits_allow_is_refused_unread() -> None:
+    limits = LIMITS.for_model(covariates=1, future_numbers=0)  # 10 values and their 10 covariates, 4 items
+    assert limits.max_commas == 10 * 2 + 4 * 16
+    within = b'{"session_id": "a", "seq": 1, "values": [' + b",".join([b"1"] * 10) + b"]}"
+    assert len(parse_items(ITEMS, within, limits)) == 1
+    flood = b'{"session_id": "a", "seq": 1, "values": [' + b",".join([b"1"] * 200) + b"]}"
+    with pytest.raises(RejectedRequest, match="refused unread"):
+        parse_items(ITEMS, flood, limits)
