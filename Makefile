@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= configs/lstm.yaml
 APT_PACKAGES := redis-server prometheus wrk
 
-.PHONY: install install-dev system-packages demo train serve test lint
+.PHONY: install install-dev system-packages demo train serve test test-fast lint
 
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -45,3 +45,7 @@ lint: install-dev
 
 test: lint
 	$(PY) -m pytest
+
+# The tests that start no server and no subprocess: a minute or so, for changes to pure functions.
+test-fast: install-dev
+	$(PY) -m pytest -m "not process" -q

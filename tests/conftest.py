@@ -18,6 +18,33 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# `make test-fast` runs what starts no server and no subprocess: `-m "not process"`. A test is marked by the
+# fixtures it uses (each stands for a server, a trained model or a subprocess); one that starts a process by
+# itself carries `pytestmark = pytest.mark.process`. In the fast tier, starting one anyway fails the test, so a
+# missing mark is found, not guessed.
+PROCESS_FIXTURES = frozenset({"model_home", "service", "client", "redis_url", "image", "k8s", "small"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "process: starts a server or a subprocess (left out of make test-fast)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.process)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_tier = "not process" in (request.config.getoption("-m") or "")
+    if fast_tier and request.node.get_closest_marker("process") is None:
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise RuntimeError(f"{request.node.nodeid} starts a process: mark it with pytest.mark.process")
+
+        monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
 
 def synthetic_frame(points: int = 2000, seed: int = 0, series: int = 1, freq: str = "30min") -> pd.DataFrame:
     """Half-hourly series with a daily cycle driven by a temperature-like covariate, plus noise."""

@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.servers import bentoml_serve
 from bench.workload import SMALL, publish
+
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
 
 def test_paced_clients_send_at_their_rate_and_every_observe_succeeds(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from bench import wrk
 from bench.servers import Service, bentoml_serve, in_progress, metric, wait_until, wait_until_idle
 from bench.workload import SMALL, history_body, publish
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 
 def _answered(url: str, endpoint: str) -> float:
     """Requests of ``endpoint`` the service answered with 200, from its own /metrics."""

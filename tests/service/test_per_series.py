@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
 from bench.servers import bentoml_serve
 from models import load_checkpoint
@@ -22,6 +23,7 @@ def _ok(response: httpx.Response) -> Any:
     return response.json()
 
 
+@pytest.mark.process
 def test_a_model_trained_per_series_answers_each_series_in_its_own_units(tmp_path: Path) -> None:
     frame = synthetic_frame(points=1500, series=2)
     frame.loc[frame.unique_id == "s1", "y"] *= 1000  # one series a thousand times the other's level

@@ -21,7 +21,7 @@ T = TypeVar("T")
 Scenario = Callable[[SessionStore], Awaitable[T]]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.process)])
 def run(request: pytest.FixtureRequest) -> Callable[[Scenario[T]], T]:
     """Runs a scenario against a fresh store of each kind, built inside the scenario's own event loop
     (an asyncio Redis client belongs to the loop it first connects on)."""

@@ -13,6 +13,8 @@ from models import load_checkpoint
 from tests.conftest import run_training as train
 from tests.conftest import synthetic_frame
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 
 def test_fit_evaluates_the_best_checkpoint_and_exports_it(tmp_path: Path) -> None:
     done = train(tmp_path, "--trainer.max_epochs", "3", "--force_export", "true")

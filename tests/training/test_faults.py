@@ -7,9 +7,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import run_training, training_command
+
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
 # Long enough epochs (about 15 batches) that a kill lands inside one.
 RUN = ["--trainer.max_epochs", "4", "--data.chunk_stride", "4", "--export", "false"]
