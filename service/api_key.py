@@ -7,12 +7,13 @@ without exposing any data, so those stay open; everything that forecasts or touc
 from __future__ import annotations
 
 import hmac
-import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.metrics import REJECTED
+from service.refusals import STATUS, refusal_body
 from service.routes import endpoint_label
+from service.schemas import Reason
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs", "/docs.json"})
 OPEN_PREFIXES = ("/static_content/",)
@@ -43,13 +44,13 @@ class ApiKey:
         if presented is not None and hmac.compare_digest(presented, self.key):
             await self.app(scope, receive, send)
             return
-        REJECTED.labels(endpoint_label(scope.get("path", "")), "unauthorized").inc()
+        REJECTED.labels(endpoint_label(scope.get("path", "")), Reason.UNAUTHORIZED).inc()
         problem = "is missing" if presented is None else "is wrong"
-        body = json.dumps({"error": f"api key {problem}: send 'Authorization: Bearer <key>'", "field": "authorization"})
+        body = refusal_body(f"api key {problem}: send 'Authorization: Bearer <key>'", "authorization")
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"www-authenticate", b"Bearer"),
         ]
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
-        await send({"type": "http.response.body", "body": body.encode()})
+        await send({"type": "http.response.start", "status": STATUS[Reason.UNAUTHORIZED], "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import REJECTED
+from service.refusals import STATUS, refusal_body
 from service.routes import endpoint_label
+from service.schemas import Reason
 
 
 class BodyLimit:
@@ -16,10 +16,10 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        REJECTED.labels(endpoint_label(scope.get("path", "")), "body_too_large").inc()
-        body = json.dumps({"error": f"request body is larger than {self.max_bytes} bytes", "field": "body"}).encode()
+        REJECTED.labels(endpoint_label(scope.get("path", "")), Reason.BODY_TOO_LARGE).inc()
+        body = refusal_body(f"request body is larger than {self.max_bytes} bytes", "body")
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": STATUS[Reason.BODY_TOO_LARGE], "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

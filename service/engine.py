@@ -19,7 +19,7 @@ from models.checkpoint import Checkpoint
 from models.features import RowScaling, Scaling, encode_future, encode_inputs
 from models.forecaster import state_rows
 from service.records import NO_TIME
-from service.schemas import ForecastFields, RejectedRequest, Rejection, Rows
+from service.schemas import ForecastFields, Reason, RejectedRequest, Rejection, Rows
 
 # A pass that reads more steps than this would stall everything else the worker's event loop serves, health
 # checks included: 64 small-model histories of 336 steps take ~30 ms, one large-model history of 1,000 ~40 ms,
@@ -40,7 +40,9 @@ class RunResult:
 
     @staticmethod
     def rejection() -> Rejection:
-        return Rejection(422, "the model's forecast for these inputs is not finite; nothing was stored")
+        return Rejection(
+            Reason.NON_FINITE_FORECAST, "the model's forecast for these inputs is not finite; nothing was stored"
+        )
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Prepared:
 
 
 def _bad(field: str, message: str) -> RejectedRequest:
-    return RejectedRequest(Rejection(400, f"{field}: {message}", field=field))
+    return RejectedRequest(Rejection(Reason.BAD_INPUT, f"{field}: {message}", field=field))
 
 
 def _rows(field: str, rows: Rows | None, count: int, names: tuple[str, ...], per: str) -> np.ndarray:

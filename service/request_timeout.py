@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.refusals import STATUS, refusal_body
+from service.schemas import Reason
 
 
 class RequestTimeout:
@@ -48,7 +51,8 @@ class RequestTimeout:
         except TimeoutError:
             if handling.cancel():
                 message = f"request_timeout_s: not answered within {self.timeout:g} s"
-                answer = JSONResponse({"error": message, "field": "request_timeout_s"}, status_code=504)
+                body = refusal_body(message, "request_timeout_s")
+                answer = Response(body, status_code=STATUS[Reason.TIMEOUT], media_type="application/json")
                 await answer(scope, receive, send)
                 return
         await handling

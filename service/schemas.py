@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidatorFunctionWrapHandler, WrapValidator
@@ -164,42 +165,32 @@ class InfoResponse(BaseModel):
     test_metrics: dict[str, Any]
 
 
-# nginx's status for a request whose client closed the connection first: no one reads it, /metrics counts it.
-CLIENT_LEFT = 499
+class Reason(StrEnum):
+    """Why a request is refused, in the domain's words; the value is its metric label. Only the HTTP edge
+    (service/refusals.py) knows which status each one is answered with."""
+
+    BAD_INPUT = "bad_input"  # a value, type or size the service cannot take, named by its field
+    UNKNOWN_SESSION = "unknown_session"  # never opened, closed or expired
+    SEQ_CONFLICT = "seq_conflict"  # a stale or future seq, or another writer got there first
+    STALE_SESSION = "stale_session"  # opened under another model, or a record that cannot be read
+    NON_FINITE_FORECAST = "non_finite_forecast"  # the model's answer overflowed; nothing was stored
+    STORE_UNAVAILABLE = "store_unavailable"  # the session store did not answer; retrying is safe
+    SHED = "shed"  # adaptive batching would have kept it waiting too long; nothing was applied
+    ABANDONED = "abandoned"  # its client left before it was computed
+    BODY_TOO_LARGE = "body_too_large"
+    UNAUTHORIZED = "unauthorized"
+    TIMEOUT = "timeout"  # not begun to be answered within request_timeout_s
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """A request the service refuses; rendered as ``{"error", "field"?, "seq"?}`` with its HTTP status."""
+    """A request the service refuses: why, a message that names the field, and the session's seq for a
+    conflict."""
 
-    status: int
+    reason: Reason
     error: str
     field: str | None = None
-    seq: int | None = None  # the session's current seq, for 409s
-
-    @property
-    def reason(self) -> str:
-        """A bounded label for metrics."""
-        if self.status == 409:
-            return "seq_conflict" if self.field == "seq" else "stale_session"
-        if self.status == CLIENT_LEFT:
-            return "abandoned"
-        if self.status == 503:
-            return "shed" if self.field == "max_latency_ms" else "store_unavailable"
-        return {
-            400: "bad_input",
-            404: "unknown_session",
-            413: "body_too_large",
-            422: "non_finite_forecast",
-        }.get(self.status, "other")
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.error}
-        if self.field is not None:
-            body["field"] = self.field
-        if self.seq is not None:
-            body["seq"] = self.seq
-        return body
+    seq: int | None = None  # the session's current seq, for seq conflicts
 
 
 class RejectedRequest(Exception):

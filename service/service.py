@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import time
@@ -21,6 +20,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from models.checkpoint import PUBLISHED_FILE, load_checkpoint
+from service import refusals
 from service.abandoned import WatchDeparture
 from service.api_key import ApiKey
 from service.bentoml_compat import Hooks, parse_bodies_with
@@ -30,7 +30,6 @@ from service.engine import Checked, Engine, Prepared
 from service.metrics import BATCH_SIZE, BATCH_WAIT, FORWARD, REJECTED, SESSIONS, active_sessions_gauge, timed
 from service.routes import route_label
 from service.schemas import (
-    CLIENT_LEFT,
     CloseRequest,
     CloseResponse,
     ForecastRequest,
@@ -39,6 +38,7 @@ from service.schemas import (
     InfoResponse,
     ObserveRequest,
     OpenRequest,
+    Reason,
     RejectedRequest,
     Rejection,
     SessionResponse,
@@ -77,7 +77,7 @@ class Answer:
 # Shed before it reached the endpoint, so an observe was not applied and its retry is safe.
 SHED = Answer(
     Rejection(
-        503,
+        Reason.SHED,
         f"max_latency_ms: shed under load, it would have waited over {settings.max_latency_ms} ms for a batch; "
         "nothing was applied, retry shortly",
         "max_latency_ms",
@@ -86,12 +86,12 @@ SHED = Answer(
 
 
 # A forecast whose client closed its connection while it waited for a batch is left out of the pass.
-ABANDONED = Rejection(CLIENT_LEFT, "the client closed its connection before the forecast was computed")
+ABANDONED = Rejection(Reason.ABANDONED, "the client closed its connection before the forecast was computed")
 
 
 def _render(item: Answer) -> tuple[int, bytes]:
     if isinstance(item.body, Rejection):
-        return item.body.status, json.dumps(item.body.body()).encode()
+        return refusals.render(item.body)
     return 200, item.body.model_dump_json().encode()
 
 
@@ -103,7 +103,7 @@ def render(obj: Any, endpoint: str) -> Response:
             REJECTED.labels(endpoint, item.body.reason).inc()
     if len(items) == 1 and items[0].single:
         status, body = _render(items[0])
-        retry = {"Retry-After": "1"} if status == 503 else None  # a store outage or shedding, both brief
+        retry = refusals.headers(items[0].body) if isinstance(items[0].body, Rejection) else None
         return Response(body, status_code=status, headers=retry, media_type="application/json")
     parts = []
     for item in items:
@@ -148,7 +148,7 @@ def _answer_spec(model: type[BaseModel], endpoint: str) -> type[bentoml.IODescri
 
 def _unavailable(error: StoreUnavailable) -> Rejection:
     # 503 tells clients and load balancers to retry; a retried observe is never applied twice (see sessions).
-    return Rejection(503, f"session_store: unavailable, retry shortly ({error})", "session_store")
+    return Rejection(Reason.STORE_UNAVAILABLE, f"session_store: unavailable, retry shortly ({error})", "session_store")
 
 
 def _answered(outcome: BaseModel | Rejection | None) -> BaseModel | Rejection:

@@ -18,7 +18,7 @@ import numpy as np
 from service.engine import Checked, Engine, Prepared, RunResult
 from service.metrics import CONFLICTS, FORWARD, REPLAYS, SESSIONS, STORE, STORE_EVICTED, STORE_MEMORY, timed
 from service.records import RecordError, SessionRecord
-from service.schemas import CloseResponse, ObserveRequest, RejectedRequest, Rejection, SessionResponse
+from service.schemas import CloseResponse, ObserveRequest, Reason, RejectedRequest, Rejection, SessionResponse
 from service.store import Put, SessionStore
 
 COUNT_EVERY_S = 1.0  # how often the active-session count is refreshed, at most
@@ -86,12 +86,18 @@ class Sessions:
 
     @staticmethod
     def _missing(session_id: str) -> Rejection:
-        return Rejection(404, f"session_id: no session {session_id!r} (never opened, closed or expired)", "session_id")
+        return Rejection(
+            Reason.UNKNOWN_SESSION,
+            f"session_id: no session {session_id!r} (never opened, closed or expired)",
+            "session_id",
+        )
 
     @staticmethod
     def _unreadable(problem: str) -> Rejection:
         return Rejection(
-            409, f"session_id: the stored session cannot be read ({problem}); open a new one", "session_id"
+            Reason.STALE_SESSION,
+            f"session_id: the stored session cannot be read ({problem}); open a new one",
+            "session_id",
         )
 
     def _load(self, session_id: str, blob: bytes | None) -> SessionRecord | Rejection:
@@ -105,7 +111,7 @@ class Sessions:
             return self._unreadable(str(error))
         if record.model != self.engine.tag:
             return Rejection(
-                409,
+                Reason.STALE_SESSION,
                 f"session_id: the session was opened under model {record.model}, this service now runs "
                 f"{self.engine.tag}; open a new session",
                 "session_id",
@@ -184,7 +190,10 @@ class Sessions:
                 return self._answer(request.session_id, record)  # a retry of what was just applied
             CONFLICTS.labels(self.engine.tag).inc()
             return Rejection(
-                409, f"seq: the session is at seq {record.seq}, the request says {request.seq}", "seq", record.seq
+                Reason.SEQ_CONFLICT,
+                f"seq: the session is at seq {record.seq}, the request says {request.seq}",
+                "seq",
+                record.seq,
             )
         try:
             return self.engine.check_observe(
@@ -235,7 +244,9 @@ class Sessions:
             current = self._load(step.session_id, (await self._get([step.session_id]))[0])
             records[step.session_id] = current
             now = current.seq if isinstance(current, SessionRecord) else None
-            answers[step.index] = Rejection(409, "seq: the session changed while this request ran", "seq", now)
+            answers[step.index] = Rejection(
+                Reason.SEQ_CONFLICT, "seq: the session changed while this request ran", "seq", now
+            )
 
     async def close(self, session_id: str) -> CloseResponse | Rejection:
         blob = (await self._get([session_id]))[0]

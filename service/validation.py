@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from service.schemas import BatchItem, RejectedRequest, Rejection
+from service.schemas import BatchItem, Reason, RejectedRequest, Rejection
 
 LISTED = re.compile(rb"\s*\[")
 
@@ -49,7 +49,7 @@ def invalid_body(error: ValidationError, listed: bool = False) -> Rejection:
     where = f" (item {item} of the list)" if listed and item is not None else ""
     more = f"; and {len(problems) - 1} more" if len(problems) > 1 else ""
     field = next((part for part in loc if isinstance(part, str)), "body")
-    return Rejection(400, f"{_path(loc)}: {first['msg']}{where}{more}", field)
+    return Rejection(Reason.BAD_INPUT, f"{_path(loc)}: {first['msg']}{where}{more}", field)
 
 
 def parse_items(items: TypeAdapter[list[BaseModel]], body: bytes, limits: BodyLimits) -> list[BaseModel]:
@@ -58,7 +58,7 @@ def parse_items(items: TypeAdapter[list[BaseModel]], body: bytes, limits: BodyLi
     if limits.max_commas is not None and body.count(b",") > limits.max_commas:
         raise RejectedRequest(
             Rejection(
-                400,
+                Reason.BAD_INPUT,
                 f"body: holds more numbers than {limits.max_values} values and their covariates can "
                 "(max_request_values), refused unread: send them in further requests",
                 "body",
@@ -71,7 +71,7 @@ def parse_items(items: TypeAdapter[list[BaseModel]], body: bytes, limits: BodyLi
     if len(parsed) > limits.max_items:
         raise RejectedRequest(
             Rejection(
-                400,
+                Reason.BAD_INPUT,
                 f"body: a list of {len(parsed)} requests; at most {limits.max_items} are accepted in one "
                 "(max_batch_size): send the rest in further requests",
                 "body",
@@ -81,7 +81,7 @@ def parse_items(items: TypeAdapter[list[BaseModel]], body: bytes, limits: BodyLi
     if values > limits.max_values:
         raise RejectedRequest(
             Rejection(
-                400,
+                Reason.BAD_INPUT,
                 f"body: {values} values in one request; at most {limits.max_values} are accepted "
                 "(max_request_values): send them in further requests",
                 "body",

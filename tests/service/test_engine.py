@@ -10,7 +10,7 @@ import pytest
 
 from models import Scaling
 from service.engine import Checked, Prepared
-from service.schemas import RejectedRequest, Rejection
+from service.schemas import Reason, RejectedRequest, Rejection
 from tests.service.bodies import SERIES_SCALING, make_engine
 
 
@@ -70,12 +70,12 @@ def test_requests_encoded_together_equal_each_encoded_alone_and_are_refused_alon
 
     later = engine.prepare(engine.check_history([10.0] * 5, [[3.0, 15.0]] * 5, start, [[15.0]] * 6)).next_time
     observe = engine.check_observe([11.0], [[3.0, 14.0]], later, [[15.0]] * 6)
-    refused = Rejection(400, "history: refused before encoding", "history")
+    refused = Rejection(Reason.BAD_INPUT, "history: refused before encoding", "history")
     requests = [history(1), refused, history(7), history(130, ("covariates", 3)), observe, history(4, ("future", 5))]
     together = engine.encode(requests)
     assert together[1] is refused
     assert together[3] == Rejection(
-        400, "covariates: value 1e+300 at [3, 0] is far outside the training data's range", "covariates"
+        Reason.BAD_INPUT, "covariates: value 1e+300 at [3, 0] is far outside the training data's range", "covariates"
     )
     assert isinstance(together[5], Rejection) and together[5].error.startswith("future_covariates: value 1e+300 at [5")
     for k in (0, 2, 4):
@@ -134,7 +134,7 @@ def test_an_unknown_or_needless_series_is_refused_naming_the_field(
     start = pd.Timestamp("2024-05-03").to_pydatetime()
     with pytest.raises(RejectedRequest) as refused:
         engine.check_history([10.0], [[3.0, 15.0]], start, [[15.0]] * 6, series)
-    assert refused.value.rejection.status == 400 and refused.value.rejection.field == "series"
+    assert refused.value.rejection.reason is Reason.BAD_INPUT and refused.value.rejection.field == "series"
     assert refused.value.rejection.error.startswith(message)
 
 

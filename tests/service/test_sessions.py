@@ -12,7 +12,7 @@ import pytest
 
 from service.engine import Engine, RunResult
 from service.records import SessionRecord
-from service.schemas import ObserveRequest, Rejection, SessionResponse
+from service.schemas import ObserveRequest, Reason, Rejection, SessionResponse
 from service.sessions import Sessions
 from service.store import MemoryStore
 from tests.service.bodies import make_engine
@@ -75,7 +75,7 @@ def test_values_far_outside_the_training_range_are_refused_and_change_nothing(
     async def scenario() -> None:
         session, before = await _opened(sessions, engine)
         [refused] = await sessions.observe([_observe(session, 3, [13.0], **change)])
-        assert isinstance(refused, Rejection) and refused.status == 400 and refused.field == field
+        assert isinstance(refused, Rejection) and refused.reason is Reason.BAD_INPUT and refused.field == field
         assert "far outside the training data's range" in refused.error
         assert (await sessions.store.get_many([session]))[0] == before
 
@@ -98,7 +98,7 @@ def test_a_non_finite_forecast_is_refused_and_not_stored() -> None:
 
         engine.run = first_goes_nan  # type: ignore[method-assign]
         refused, fine = await sessions.observe([_observe(session, 3, [13.0]), _observe(other, 3, [13.0])])
-        assert isinstance(refused, Rejection) and refused.status == 422
+        assert isinstance(refused, Rejection) and refused.reason is Reason.NON_FINITE_FORECAST
         assert isinstance(fine, SessionResponse) and fine.seq == 4  # its batch-mate is unaffected
         assert (await sessions.store.get_many([session]))[0] == before
 
