@@ -76,9 +76,14 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--peers", default="darts-rnn,darts-blockrnn,nf-lstm,nf-gru", help="comma-separated")
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--seed", type=int, default=42, help="the peers' seed; seqcast's is in its config")
+    commands.add_parser("report", help="writes docs/benchmarks.md from the results in --out")
     args = parser.parse_args(argv)
 
-    if args.command == "streaming":
+    if args.command == "report":
+        from bench import page
+
+        print(f"wrote {page.write(args.out)}")  # noqa: T201
+    elif args.command == "streaming":
         from bench import streaming as streaming_bench
 
         streaming_bench.run(args.lengths, args.repeats, args.seconds, args.out).show(args.out)
