@@ -31,7 +31,7 @@ install: $(VENV)/.runtime
 install-dev: system-packages $(VENV)/.dev
 
 train: install
-	$(VENV)/bin/seqcast-train fit --config $(CONFIG)
+	$(VENV)/bin/seqcast-train fit $(foreach c,$(CONFIG),--config $(c))
 
 serve: install
 	$(VENV)/bin/bentoml serve service.service:Seqcast --port $(or $(PORT),3000)

@@ -105,19 +105,25 @@ SMALL = [
 ]
 
 
-def training_command(workdir: Path, *extra: str, config: str = "configs/gru.yaml") -> tuple[list[str], dict[str, str]]:
+# configs/gru.yaml holds what differs from the LSTM's config; LightningCLI stacks the two.
+GRU = ("configs/lstm.yaml", "configs/gru.yaml")
+
+
+def training_command(
+    workdir: Path, *extra: str, config: str | tuple[str, ...] = GRU
+) -> tuple[list[str], dict[str, str]]:
     """The `seqcast-train fit` command (and its environment) on synthetic data in ``workdir``, exporting into
     ``workdir/bentoml``."""
     data = workdir / "series.csv"
     if not data.exists():
         synthetic_frame(points=1500).to_csv(data, index=False)
+    configs = (config,) if isinstance(config, str) else config
     command = [
         sys.executable,
         "-m",
         "training.cli",
         "fit",
-        "--config",
-        str(ROOT / config),
+        *(part for path in configs for part in ("--config", str(ROOT / path))),
         "--data.path",
         str(data),
         "--trainer.logger.init_args.save_dir",
@@ -140,7 +146,7 @@ def run_module(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 
 def run_training(
-    workdir: Path, *extra: str, config: str = "configs/gru.yaml", check: bool = True
+    workdir: Path, *extra: str, config: str | tuple[str, ...] = GRU, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """Runs `training_command`; with ``check``, asserts that it succeeded."""
     command, env = training_command(workdir, *extra, config=config)
