@@ -1,8 +1,8 @@
 """Health checks under load: how long `/readyz` takes while closed-loop clients keep the worker busy with
 `/forecast` (whose passes over long histories run beside the event loop), `/observe` (whose one-step passes
 run on it), or abuse: bodies just under the size limit that ask for far more work than a request may (each is
-refused, on a count of its numbers before it is parsed). An orchestrator's probe that times out (Kubernetes: after 1 s by default) takes a loaded
-replica out of service, or restarts it."""
+refused, on a count of its numbers before it is parsed). An orchestrator's probe that times out (Kubernetes:
+after 1 s by default) takes a loaded replica out of service, or restarts it."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ Upgrading the pin means reading this file and running ``tests/service/test_bento
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -70,8 +71,8 @@ class Hooks:
     """What the service decides; this module only puts it where BentoML will call it."""
 
     shed_answer: Callable[[], object]  # the answer to a request adaptive batching sheds, rendered by its endpoint
-    refused: tuple[type[Exception], ...]  # exceptions that mean the client's request is at fault
-    answer_refused: Callable[[str, Exception], Response]  # their answer, by endpoint name; nothing is logged
+    # The answer to a body its parser refused (BodyRefused's cause), by endpoint name; nothing is logged.
+    answer_refused: Callable[[str, Exception], Response]
     route_label: Callable[[str], str]  # the bounded label of a request path
 
 
@@ -89,7 +90,7 @@ def install(hooks: Hooks) -> None:
     _bounded_metric_labels(hooks.route_label)
     _shed_answer(hooks.shed_answer)
     _whole_requests_per_batch()
-    _quiet_refusals(hooks.refused, hooks.answer_refused)
+    _quiet_refusals(hooks.answer_refused)
 
 
 def _request_timeout() -> None:
@@ -146,7 +147,10 @@ def whole_inputs(dispatcher: Any, num_batches: int | None = None) -> Iterator[An
     limit = dispatcher.max_batch_size if num_batches is None else num_batches
     taken = 0
     while dispatcher._queue:
-        size = dispatcher.get_batch_size(dispatcher._queue[0].data)
+        try:
+            size = dispatcher.get_batch_size(dispatcher._queue[0].data)
+        except Exception:  # as upstream: a request whose size cannot be told counts as one
+            size = 1
         if taken and taken + size > limit:
             return
         taken += size
@@ -161,18 +165,27 @@ def _whole_requests_per_batch() -> None:
     import_module("bentoml._internal.marshal.dispatcher").CorkDispatcher._get_inputs = whole_inputs
 
 
-def _quiet_refusals(refused: tuple[type[Exception], ...], answer: Callable[[str, Exception], Response]) -> None:
+class BodyRefused(Exception):
+    """A request body its parser refused (parse_bodies_with); ``cause`` is the parser's own exception."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _quiet_refusals(answer: Callable[[str, Exception], Response]) -> None:
     """Wraps ``ServiceAppFactory.api_endpoint``: BentoML answers a body that fails validation with a 400 of its own
     format and logs the whole traceback, echoing the client's input (1,000 bad bodies wrote 2.1 MB of ERROR
-    log). Here the service answers it in its own format and logs nothing; /metrics counts it."""
+    log). Here the service answers it in its own format and logs nothing; /metrics counts it. Only a refused
+    body is caught: an error later in the request is the service's own and goes on to BentoML's 500."""
     factory = import_module("_bentoml_impl.server.app").ServiceAppFactory
     endpoint = factory.api_endpoint
 
     async def answering_refusals(self: Any, name: str, request: Request) -> Response:
         try:
             return await endpoint(self, name, request)  # type: ignore[no-any-return]
-        except refused as error:
-            return answer(name, error)
+        except BodyRefused as refused:
+            return answer(name, refused.cause)
 
     factory.api_endpoint = answering_refusals
 
@@ -180,15 +193,23 @@ def _quiet_refusals(refused: tuple[type[Exception], ...], answer: Callable[[str,
 _parse_thread = ThreadPoolExecutor(1, "seqcast-parse")
 
 
-def parse_bodies_with(spec: type, parse: Callable[[bytes], object]) -> None:
+def parse_bodies_with(spec: type, parse: Callable[[bytes], object], refused: tuple[type[Exception], ...]) -> None:
     """Replaces how BentoML reads an endpoint's input (``IODescriptor.from_http_request``): its JSON serde builds
     the input's JSON schema on every request only to learn that the body is text, then validates. ``parse`` turns
-    the body into the input; a long body is parsed off the event loop (see OFF_LOOP_BYTES)."""
+    the body into the input, raising one of ``refused`` for a body at fault; a long body is parsed off the event
+    loop (see OFF_LOOP_BYTES), in a copy of the request's context (its items read contextvars as they parse)."""
+
+    def parse_or_refuse(body: bytes) -> object:
+        try:
+            return parse(body)
+        except refused as error:
+            raise BodyRefused(error) from None
 
     async def from_http_request(cls: type, request: Request, serde: object) -> object:
         body = await request.body() or b"{}"  # as BentoML reads an empty body (/info takes none)
         if len(body) <= OFF_LOOP_BYTES:
-            return parse(body)
-        return await asyncio.get_running_loop().run_in_executor(_parse_thread, parse, body)
+            return parse_or_refuse(body)
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(_parse_thread, context.run, parse_or_refuse, body)
 
     spec.from_http_request = classmethod(from_http_request)  # type: ignore[attr-defined]

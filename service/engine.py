@@ -314,8 +314,11 @@ class Engine:
             return self.run(prepared, states)
         return await asyncio.get_running_loop().run_in_executor(self._pass_thread, self.run, prepared, states)
 
-    def misfit(self, state: tuple[int, ...], forecast: tuple[int, ...], scaling: Scaling | None) -> str | None:
-        """What makes a stored session's arrays unusable by this model, or None when they fit."""
+    def misfit(
+        self, state: tuple[int, ...], forecast: tuple[int, ...], series: str | None, scaling: Scaling | None
+    ) -> str | None:
+        """What makes a stored session unusable by this model, or None when it fits: its arrays' shapes, and
+        statistics to scale its values by (its own, or its training series')."""
         if state != self.state_shape:
             return f"its state is {state}, the model's is {self.state_shape}"
         expected = (self.config.horizon, self.config.outputs_per_step)
@@ -324,6 +327,13 @@ class Engine:
         columns = 1 + len(self.spec.covariates)
         if scaling is not None and len(scaling.mean) != columns:
             return f"its statistics cover {len(scaling.mean)} columns, the model reads {columns}"
+        if scaling is not None:
+            return None
+        try:
+            if self._training_scaling(series) is None:
+                return "it holds neither a training series nor statistics of its own"
+        except RejectedRequest:
+            return f"its series {series!r} is not one the model trained on"
         return None
 
     @property

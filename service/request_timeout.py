@@ -15,7 +15,9 @@ import asyncio
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.metrics import REJECTED
 from service.refusals import STATUS, refusal_body
+from service.routes import endpoint_label
 from service.schemas import Reason
 
 
@@ -51,6 +53,7 @@ class RequestTimeout:
         except TimeoutError:
             if handling.cancel():
                 message = f"request_timeout_s: not answered within {self.timeout:g} s"
+                REJECTED.labels(endpoint_label(scope.get("path", "")), Reason.TIMEOUT).inc()
                 body = refusal_body(message, "request_timeout_s")
                 answer = Response(body, status_code=STATUS[Reason.TIMEOUT], media_type="application/json")
                 await answer(scope, receive, send)

@@ -126,7 +126,6 @@ def answer_refused(method: str, error: Exception) -> Response:
 install_bentoml_workarounds(
     Hooks(
         shed_answer=lambda: SHED,
-        refused=(ValidationError, RejectedRequest),
         answer_refused=answer_refused,
         route_label=route_label,
     )
@@ -300,12 +299,13 @@ def _root_parser(spec: type[bentoml.IODescriptor]) -> Callable[[bytes], object]:
     return lambda body: spec.model_construct(root=parse_items(items, body, limits))
 
 
+REFUSED = (ValidationError, RejectedRequest)  # what a parser raises for a body at fault
 for _api in Seqcast.apis.values():  # type: ignore[attr-defined]
     _spec = _api.input_spec
     if getattr(_spec, "__root_input__", False) and "root" in _spec.model_fields:
-        parse_bodies_with(_spec, _root_parser(_spec))
+        parse_bodies_with(_spec, _root_parser(_spec), REFUSED)
     else:  # a model of its own (/open, /close); malformed JSON is a validation error too
-        parse_bodies_with(_spec, _spec.model_validate_json)
+        parse_bodies_with(_spec, _spec.model_validate_json, REFUSED)
 
 # The first middleware added is the outermost: a request without the key is refused before its body is read.
 if settings.api_key is not None:

@@ -19,7 +19,7 @@ from service.engine import Checked, Engine, Prepared, RunResult
 from service.metrics import CONFLICTS, FORWARD, REPLAYS, SESSIONS, STORE, STORE_EVICTED, STORE_MEMORY, timed
 from service.records import RecordError, SessionRecord
 from service.schemas import CloseResponse, ObserveRequest, Reason, RejectedRequest, Rejection, SessionResponse
-from service.store import Put, SessionStore
+from service.store import Put, SessionStore, StoreUnavailable
 
 COUNT_EVERY_S = 1.0  # how often the active-session count is refreshed, at most
 NO_DIGEST = bytes(16)  # a fresh session has applied no observe yet
@@ -69,15 +69,23 @@ class Sessions:
             return await self.engine.run_async(prepared, states)
 
     async def _recount(self, now: bool = False) -> None:
-        if now or time.monotonic() - self._counted_at >= COUNT_EVERY_S:
-            self._counted_at = time.monotonic()
+        """Refreshes the session count (``now``: after an open or close) and, once a second at most, the store's
+        health. It runs after the request's work is stored, so a store that fails here fails the metrics only:
+        the request's answer stands, and the gauges keep their last values."""
+        periodic = time.monotonic() - self._counted_at >= COUNT_EVERY_S
+        if not (now or periodic):
+            return
+        self._counted_at = time.monotonic()
+        try:
             with timed(STORE, "count"):
                 self.report_count(await self.store.count())
-                health = await self.store.health()
-            if health is not None:
-                STORE_EVICTED.set(health.evicted_keys)
-                STORE_MEMORY.labels("used").set(health.used_bytes)
-                STORE_MEMORY.labels("max").set(health.max_bytes)
+        except StoreUnavailable:
+            return
+        health = await self.store.health() if periodic else None
+        if health is not None:
+            STORE_EVICTED.set(health.evicted_keys)
+            STORE_MEMORY.labels("used").set(health.used_bytes)
+            STORE_MEMORY.labels("max").set(health.max_bytes)
 
     def _answer(self, session_id: str, record: SessionRecord) -> SessionResponse:
         # Built from the service's own values, so pydantic's validation of 48+ floats per answer is skipped.
@@ -116,7 +124,7 @@ class Sessions:
                 f"{self.engine.tag}; open a new session",
                 "session_id",
             )
-        problem = self.engine.misfit(record.state.shape, record.last_forecast.shape, record.scaling)
+        problem = self.engine.misfit(record.state.shape, record.last_forecast.shape, record.series, record.scaling)
         return self._unreadable(problem) if problem else record
 
     async def open(self, prepared: Prepared) -> SessionResponse | Rejection:

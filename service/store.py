@@ -73,7 +73,7 @@ class SessionStore(Protocol):
         ...
 
     async def health(self) -> StoreHealth | None:
-        """How close the store is to refusing or dropping sessions; None where it cannot tell."""
+        """How close the store is to refusing or dropping sessions; None where it cannot tell. Never raises."""
         ...
 
 
@@ -254,12 +254,17 @@ class RedisStore:
         except redis.RedisError:
             return False
 
-    async def health(self) -> StoreHealth:
+    async def health(self) -> StoreHealth | None:
+        """None when Redis will not tell (INFO is refused to a least-privilege user; a Redis-compatible server
+        may leave the fields out): the health metrics are then absent, and nothing else changes."""
         try:
-            memory, stats = await self.client.info("memory"), await self.client.info("stats")
-        except redis.RedisError as error:
-            raise StoreUnavailable(f"Redis did not answer: {error}") from error
-        return StoreHealth(int(stats.get("evicted_keys", 0)), int(memory["used_memory"]), int(memory["maxmemory"]))
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.info("memory")
+                pipe.info("stats")
+                memory, stats = await pipe.execute()
+            return StoreHealth(int(stats["evicted_keys"]), int(memory["used_memory"]), int(memory["maxmemory"]))
+        except (redis.RedisError, KeyError, ValueError, TypeError):
+            return None
 
 
 def open_store(url: str, ttl_s: float, max_sessions: int, on_drop: DropListener = _ignore) -> SessionStore:

@@ -35,7 +35,7 @@ def kustomize(folder: Path) -> subprocess.CompletedProcess[str]:
 def k8s(tmp_path: Path) -> Path:
     """A copy of deploy/k8s with the secrets a user writes before deploying."""
     copy = tmp_path / "k8s"
-    shutil.copytree(K8S, copy)
+    shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("*.env"))
     (copy / "base" / "api-key.env").write_text("SEQCAST_API_KEY=a-key-of-the-users-own\n")
     (copy / "overlays" / "external-redis" / "store-url.env").write_text("SEQCAST_SESSION_STORE=redis://r:6379/0\n")
     return copy
@@ -74,7 +74,7 @@ def unknown_settings(manifests: list[Manifest]) -> set[str]:
     return seqcast_variables(manifests) - known
 
 
-@pytest.mark.parametrize("folder", ["base", "overlays/external-redis"])
+@pytest.mark.parametrize("folder", ["base", "overlays/external-redis", "train"])
 def test_every_manifest_is_valid_for_the_pinned_kubernetes(k8s: Path, folder: str) -> None:
     for manifest in render(k8s / folder):
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
@@ -92,11 +92,13 @@ def test_the_base_holds_what_scale_out_needs(k8s: Path) -> None:
         "StatefulSet",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
-        "Job",
+        "NetworkPolicy",
     }
     api = next(m for m in kinds["Deployment"] if m["metadata"]["name"] == "seqcast-api")
     pods = api["spec"]["template"]
     assert api["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert "replicas" not in api["spec"], "the autoscaler owns the replica count"
+    assert pods["spec"]["enableServiceLinks"] is False  # no SEQCAST_API_SERVICE_HOST and the like
     assert pods["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     container = api_container(manifests)
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
@@ -114,20 +116,24 @@ def test_the_base_holds_what_scale_out_needs(k8s: Path) -> None:
     ):
         assert selector.items() <= labels.items()
     assert kinds["HorizontalPodAutoscaler"][0]["spec"]["scaleTargetRef"]["name"] == "seqcast-api"
-    # The job writes the store the API reads.
+    # The job, applied on its own, writes the store the API reads.
     claim = kinds["PersistentVolumeClaim"][0]["metadata"]["name"]
-    job = kinds["Job"][0]["spec"]["template"]["spec"]
+    job = by_kind(render(k8s / "train"))["Job"][0]["spec"]["template"]["spec"]
     for spec in (pods["spec"], job):
         assert spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == claim
     assert job["containers"][0]["volumeMounts"][0]["mountPath"] == container["volumeMounts"][0]["mountPath"]
     assert not job["containers"][0]["volumeMounts"][0].get("readOnly")
     redis = kinds["StatefulSet"][0]["spec"]
-    assert "--appendonly" in redis["template"]["spec"]["containers"][0]["args"]
+    args = redis["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--appendonly") + 1] == "yes" and args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert "--maxmemory" in args  # noeviction without a limit would grow until the container is killed
+    allowed = kinds["NetworkPolicy"][0]["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert allowed.items() <= labels.items()
     assert redis["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
 
 
 def test_the_base_refuses_to_render_without_an_api_key(tmp_path: Path) -> None:
-    shutil.copytree(K8S, tmp_path / "k8s")
+    shutil.copytree(K8S, tmp_path / "k8s", ignore=shutil.ignore_patterns("*.env"))
     done = kustomize(tmp_path / "k8s" / "base")
     assert done.returncode != 0
     assert "api-key.env" in done.stderr
@@ -136,7 +142,7 @@ def test_the_base_refuses_to_render_without_an_api_key(tmp_path: Path) -> None:
 def test_the_external_redis_overlay_drops_the_statefulset_and_takes_the_url_from_a_secret(k8s: Path) -> None:
     manifests = render(k8s / "overlays" / "external-redis")
     kinds = by_kind(manifests)
-    assert "StatefulSet" not in kinds
+    assert "StatefulSet" not in kinds and "NetworkPolicy" not in kinds
     assert "seqcast-redis" not in {m["metadata"]["name"] for m in kinds["Service"]}
     store = next(m for m in kinds["Secret"] if m["metadata"]["name"].startswith("seqcast-session-store"))
     secret_refs = [s["secretRef"]["name"] for s in api_container(manifests)["envFrom"] if "secretRef" in s]

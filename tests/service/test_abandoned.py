@@ -12,6 +12,7 @@ import pytest
 from bench.servers import bentoml_serve, in_progress, metric, wait_until, wait_until_idle
 from bench.workload import LARGE, history_body, publish
 from service.abandoned import DEPARTURE, Departure, WatchDeparture
+from service.bentoml_compat import parse_bodies_with
 from service.schemas import ForecastRequest
 
 
@@ -96,3 +97,27 @@ def test_forecasts_abandoned_in_the_queue_are_not_computed(tmp_path: Path) -> No
     assert gave_up > 0, quick
     assert 0 < abandoned <= gave_up
     assert left == abandoned
+
+
+@pytest.mark.parametrize("values", [10, 30_000], ids=["on the loop", "off the loop"])
+def test_a_body_parsed_on_the_parse_thread_keeps_its_departure(values: int) -> None:
+    """A long body is parsed on a thread of its own, which must see the request's context: otherwise its items
+    could never be found abandoned."""
+
+    class Spec:
+        pass
+
+    class Body:
+        async def body(self) -> bytes:
+            return b'{"history": [' + b",".join([b"1.5"] * values) + b"]}"
+
+    parse_bodies_with(Spec, ForecastRequest.model_validate_json, (ValueError,))
+
+    async def parse() -> ForecastRequest:
+        departure = Departure()
+        DEPARTURE.set(departure)
+        request: ForecastRequest = await Spec.from_http_request(Body(), None)  # type: ignore[attr-defined]
+        departure.left = True
+        return request
+
+    assert asyncio.run(parse()).abandoned

@@ -13,7 +13,9 @@ import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bench.servers import bentoml_serve
+from service.metrics import REJECTED
 from service.request_timeout import RequestTimeout
+from service.routes import endpoint_label
 from tests.service.bodies import history_body, series
 
 REQUEST = contextvars.ContextVar[object]("REQUEST")
@@ -81,10 +83,13 @@ def test_answered_requests_do_not_outlive_their_answer() -> None:
 
 def test_a_request_not_begun_in_time_gets_504_and_its_work_is_cancelled() -> None:
     events: list[str] = []
+    counted = REJECTED.labels(endpoint_label(SCOPE["path"]), "timeout")
+    before = counted._value.get()
     sent = _call(RequestTimeout(_answering(delay_before=5, events=events), timeout=0.05))
     assert sent[0]["status"] == 504
     assert b"request_timeout_s: not answered within 0.05 s" in sent[1]["body"]
     assert events == ["cancelled"]
+    assert counted._value.get() == before + 1  # counted as every refusal is
 
 
 def test_a_cancelled_request_cancels_its_work() -> None:

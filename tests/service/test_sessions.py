@@ -206,3 +206,41 @@ def test_a_long_pass_runs_beside_the_event_loop_and_a_one_step_pass_on_it() -> N
         assert ticks == 0 and threads[-1] is threading.main_thread()
 
     asyncio.run(scenario())
+
+
+def test_a_record_without_the_statistics_its_model_needs_is_refused_alone() -> None:
+    """Under a model scaled per series, a record naming no series and holding no statistics (an older format's,
+    or a corrupt one), or naming a series the model does not know, fails its own observe, not the batch's."""
+    engine = make_engine(per_series=True)
+    store = MemoryStore(ttl_s=60, max_sessions=10)
+    sessions = Sessions(engine, store)
+    covariates = [[30.0, 20.0]] * 3
+
+    async def scenario() -> None:
+        ids = []
+        for _ in range(3):
+            opened = await sessions.open(
+                engine.prepare(engine.check_history([1.0, 2.0, 3.0], covariates, START, AHEAD, "large"))
+            )
+            assert isinstance(opened, SessionResponse)
+            ids.append(opened.session_id)
+        for sid, series in zip(ids[1:], (None, "unknown"), strict=True):
+            record = SessionRecord.from_bytes((await store.get_many([sid]))[0] or b"")
+            broken = SessionRecord(
+                record.model,
+                record.seq,
+                record.next_time,
+                record.state,
+                record.last_digest,
+                record.last_forecast,
+                series,
+                None,
+            )
+            store._sessions[sid] = (record.seq, broken.to_bytes(), time.monotonic() + 60)
+        answers = await sessions.observe([_observe(sid, 3, [4.0], covariates=[[30.0, 20.0]]) for sid in ids])
+        assert isinstance(answers[0], SessionResponse) and answers[0].seq == 4
+        for refused in answers[1:]:
+            assert isinstance(refused, Rejection) and refused.reason is Reason.STALE_SESSION, refused
+            assert "cannot be read" in refused.error
+
+    asyncio.run(scenario())

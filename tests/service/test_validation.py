@@ -21,7 +21,7 @@ def refusal(body: bytes) -> tuple[str, str | None]:
 @pytest.mark.parametrize(
     ("body", "error", "field"),
     [
-        (b'{"session_id": "a", "seq": 1, "values": ["3"]}', "values[0]: Input should be a valid number", "values"),
+        (b'{"session_id": "a", "seq": 1, "values": ["30000"]}', "values[0]: Input should be a valid number", "values"),
         (b'{"session_id": "a", "seq": 1, "values": [true]}', "values[0]: Input should be a valid number", "values"),
         (b'{"session_id": "a", "seq": "1", "values": [1]}', "seq: Input should be a valid integer", "seq"),
         (b'{"session_id": "a", "seq": 1}', "values: Field required", "values"),
