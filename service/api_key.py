@@ -10,9 +10,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.metrics import REJECTED
-from service.refusals import STATUS, refusal_body
-from service.routes import endpoint_label
+from service.refusals import send_refusal
 from service.schemas import Reason
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs", "/docs.json"})
@@ -44,13 +42,8 @@ class ApiKey:
         if presented is not None and hmac.compare_digest(presented, self.key):
             await self.app(scope, receive, send)
             return
-        REJECTED.labels(endpoint_label(scope.get("path", "")), Reason.UNAUTHORIZED).inc()
         problem = "is missing" if presented is None else "is wrong"
-        body = refusal_body(f"api key {problem}: send 'Authorization: Bearer <key>'", "authorization")
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", b"Bearer"),
-        ]
-        await send({"type": "http.response.start", "status": STATUS[Reason.UNAUTHORIZED], "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        error = f"api key {problem}: send 'Authorization: Bearer <key>'"
+        await send_refusal(
+            scope, send, Reason.UNAUTHORIZED, error, "authorization", ((b"www-authenticate", b"Bearer"),)
+        )

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.metrics import REJECTED
-from service.refusals import STATUS, refusal_body
-from service.routes import endpoint_label
+from service.refusals import send_refusal
 from service.schemas import Reason
 
 
@@ -16,11 +14,9 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        REJECTED.labels(endpoint_label(scope.get("path", "")), Reason.BODY_TOO_LARGE).inc()
-        body = refusal_body(f"request body is larger than {self.max_bytes} bytes", "body")
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": STATUS[Reason.BODY_TOO_LARGE], "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_refusal(
+            scope, send, Reason.BODY_TOO_LARGE, f"request body is larger than {self.max_bytes} bytes", "body"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

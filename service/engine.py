@@ -325,9 +325,9 @@ class Engine:
         if forecast != expected:
             return f"its forecast is {forecast}, the model's is {expected}"
         columns = 1 + len(self.spec.covariates)
-        if scaling is not None and len(scaling.mean) != columns:
-            return f"its statistics cover {len(scaling.mean)} columns, the model reads {columns}"
         if scaling is not None:
+            if len(scaling.mean) != columns:
+                return f"its statistics cover {len(scaling.mean)} columns, the model reads {columns}"
             return None
         try:
             if self._training_scaling(series) is None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 
+from starlette.types import Scope, Send
+
+from service.metrics import REJECTED
+from service.routes import endpoint_label
 from service.schemas import Reason, Rejection
 
 # nginx's status for a request whose client closed the connection first: no one reads it, /metrics counts it.
@@ -43,3 +47,14 @@ def render(rejection: Rejection) -> tuple[int, bytes]:
 
 def headers(rejection: Rejection) -> dict[str, str] | None:
     return {"Retry-After": "1"} if rejection.reason in RETRY_AFTER else None
+
+
+async def send_refusal(
+    scope: Scope, send: Send, reason: Reason, error: str, field: str, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    """A middleware's refusal, answered before the app sees the request: counted, then sent in the one format."""
+    REJECTED.labels(endpoint_label(scope.get("path", "")), reason).inc()
+    body = refusal_body(error, field)
+    start = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": STATUS[reason], "headers": start})
+    await send({"type": "http.response.body", "body": body})

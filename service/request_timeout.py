@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.metrics import REJECTED
-from service.refusals import STATUS, refusal_body
-from service.routes import endpoint_label
+from service.refusals import send_refusal
 from service.schemas import Reason
 
 
@@ -53,9 +50,6 @@ class RequestTimeout:
         except TimeoutError:
             if handling.cancel():
                 message = f"request_timeout_s: not answered within {self.timeout:g} s"
-                REJECTED.labels(endpoint_label(scope.get("path", "")), Reason.TIMEOUT).inc()
-                body = refusal_body(message, "request_timeout_s")
-                answer = Response(body, status_code=STATUS[Reason.TIMEOUT], media_type="application/json")
-                await answer(scope, receive, send)
+                await send_refusal(scope, send, Reason.TIMEOUT, message, "request_timeout_s")
                 return
         await handling

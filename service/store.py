@@ -257,13 +257,15 @@ class RedisStore:
     async def health(self) -> StoreHealth | None:
         """None when Redis will not tell (INFO is refused to a least-privilege user; a Redis-compatible server
         may leave the fields out): the health metrics are then absent, and nothing else changes."""
+
+        def queue(pipe: redis.client.Pipeline) -> None:
+            pipe.info("memory")
+            pipe.info("stats")
+
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.info("memory")
-                pipe.info("stats")
-                memory, stats = await pipe.execute()
+            memory, stats = await self._pipeline(False, queue)
             return StoreHealth(int(stats["evicted_keys"]), int(memory["used_memory"]), int(memory["maxmemory"]))
-        except (redis.RedisError, KeyError, ValueError, TypeError):
+        except (StoreUnavailable, KeyError, ValueError, TypeError):
             return None
 
 
