@@ -25,7 +25,7 @@ from bench.report import Table, figure, progress, save_figure
 from models.features import fixed_step
 from training.datamodule import SeriesDataModule
 from training.evaluate import scored_origins
-from training.metrics import point_metrics, season_length
+from training.metrics import Scores, point_metrics, season_length
 
 CONFIGS = {
     "elecdemand": Path("configs/lstm.yaml"),
@@ -52,7 +52,7 @@ def train(config: Path, cell: str, workdir: Path, max_minutes: float, *overrides
     return json.loads(reports[-1].read_text())
 
 
-def statistical(config: Path) -> tuple[str, dict[str, float]]:
+def statistical(config: Path) -> tuple[str, Scores]:
     """The statistical baseline's name and its forecasts at the config's test origins, scored like the
     networks' reports."""
     from statsforecast.models import MSTL, AutoETS
@@ -83,11 +83,11 @@ def statistical(config: Path) -> tuple[str, dict[str, float]]:
 
 def run(datasets: list[str], cells: list[str], max_minutes: float, out: Path) -> Table:
     table = Table("accuracy", ["data set", "method", "MASE", "sMAPE (%)", "MAPE (%)"])
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, dict[str, Scores]] = {}
     with tempfile.TemporaryDirectory() as workdir:
         for name in datasets:
             config = CONFIGS[name]
-            methods: dict[str, dict[str, float]] = {}
+            methods: dict[str, Scores] = {}
             for cell in cells:
                 progress(f"accuracy: training {cell} on {name} (at most {max_minutes:g} min)")
                 report = train(config, cell, Path(workdir), max_minutes)
@@ -110,7 +110,7 @@ def run(datasets: list[str], cells: list[str], max_minutes: float, out: Path) ->
     return table
 
 
-def _plot(results: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
+def _plot(results: dict[str, dict[str, Scores]], path: Path) -> None:
     fig, axes = figure(1, len(results), figsize=(5 * len(results), 3.8), squeeze=False)
     for ax, (name, methods) in zip(axes[0], results.items(), strict=True):
         ax.barh(list(methods), [scores["mase"] for scores in methods.values()])

@@ -31,7 +31,7 @@ from bench.report import Table, figure, progress, save_figure
 from models.checkpoint import Checkpoint
 from training.datamodule import SeriesDataModule
 from training.evaluate import evaluate, scored_origins
-from training.metrics import point_metrics, season_length
+from training.metrics import Scores, point_metrics, season_length
 from training.task import ForecastTask
 
 PEERS = ("darts-rnn", "darts-blockrnn", "nf-lstm", "nf-gru")
@@ -70,7 +70,7 @@ class Split:
     def unscale(self, forecast: np.ndarray) -> np.ndarray:
         return self.data.scaling.unscale_target(forecast)
 
-    def score(self, forecast: np.ndarray) -> dict[str, float]:
+    def score(self, forecast: np.ndarray) -> Scores:
         """forecast: (N, H) in the target's units."""
         return point_metrics(self.actual, forecast, np.full(len(self.origins), self.mase_scale))
 
@@ -104,7 +104,7 @@ class Result:
     epochs: int
     seconds: float  # training wall time
     origins_trained: int  # forecast origins that carried a loss, over all epochs
-    scores: dict[str, float]
+    scores: Scores
     curve: list[tuple[float, float]] = field(default_factory=list)  # (training seconds, test MASE) per epoch
 
 

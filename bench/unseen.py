@@ -26,7 +26,7 @@ from service.engine import Engine
 from training.data import Series, read_frame
 from training.datamodule import SeriesDataModule
 from training.evaluate import scored_origins, seasonal_naive_forecasts
-from training.metrics import point_metrics, season_length
+from training.metrics import Scores, point_metrics, season_length
 
 HELD_OUT_EVERY = 4  # every fourth series, in id order, is held out of training
 
@@ -111,7 +111,7 @@ def run(config: Path, max_minutes: float, out: Path) -> Table:
     return table
 
 
-def _scores(metrics: dict[str, float]) -> tuple[float, float, float]:
+def _scores(metrics: Scores) -> tuple[float | None, float | None, float | None]:
     return metrics["mase"], metrics["smape"], metrics["mape"]
 
 

@@ -49,6 +49,7 @@ class FeatureSpec:
     future_covariates: tuple[str, ...] = ()  # observed with the target and known over the horizon
     calendar: tuple[str, ...] = ()  # names from CALENDAR_PERIODS, derived from timestamps
     freq: str | None = None  # pandas offset alias of the series, e.g. "30min"; needed for calendar features
+    nonnegative: bool = False  # the target is never below zero (counts, demand): forecasts are clipped at zero
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "past_covariates", tuple(self.past_covariates))
@@ -99,7 +100,13 @@ class FeatureSpec:
             "future_covariates": list(self.future_covariates),
             "calendar": list(self.calendar),
             "freq": self.freq,
+            "nonnegative": self.nonnegative,
         }
+
+    def clip(self, forecast: np.ndarray) -> np.ndarray:
+        """A forecast in the target's units as the target can be: at least zero for a nonnegative one. Only the
+        answer is clipped, never the state, so a session stays exactly the forecast of its whole history."""
+        return np.maximum(forecast, 0, dtype=forecast.dtype) if self.nonnegative else forecast
 
 
 @dataclass(frozen=True)

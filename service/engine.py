@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from models.checkpoint import Checkpoint
-from models.features import RowScaling, Scaling, encode_future, encode_inputs
+from models.features import RowScaling, Scaling, encode_future, encode_inputs, fixed_step
 from models.forecaster import state_rows
 from service.records import NO_TIME
 from service.schemas import ForecastFields, Reason, RejectedRequest, Rejection, Rows
@@ -54,6 +54,7 @@ class Prepared:
     next_time: int  # ns timestamp of the step after the last input, or NO_TIME
     series: str | None  # the training series whose statistics scaled it, for a model scaled per series
     scaling: Scaling  # those statistics, which also unscale its forecast
+    warnings: tuple[str, ...] = ()  # values far outside the training data's range, applied all the same
 
 
 def _bad(field: str, message: str) -> RejectedRequest:
@@ -81,14 +82,14 @@ def _rows(field: str, rows: Rows | None, count: int, names: tuple[str, ...], per
     raise _bad(field, f"row {index} has {len(row)} values; expected {width} ({', '.join(names)})")
 
 
-def _beyond_range(scaled: np.ndarray) -> np.ndarray:
-    return ~(np.abs(scaled) <= MAX_SCALED)  # also catches values that overflowed float32
+def _beyond_range(scaled: np.ndarray, limit: float = MAX_SCALED) -> np.ndarray:
+    return ~(np.abs(scaled) <= limit)  # also catches values that overflowed float32
 
 
-def _out_of_range(scaled: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Which requests, whose rows of ``scaled`` end at ``ends``, hold a value out of range."""
+def _out_of_range(scaled: np.ndarray, ends: np.ndarray, limit: float = MAX_SCALED) -> np.ndarray:
+    """Which requests, whose rows of ``scaled`` end at ``ends``, hold a value beyond ``limit``."""
     flagged = np.zeros(len(ends), dtype=bool)
-    bad = _beyond_range(scaled)
+    bad = _beyond_range(scaled, limit)
     if bad.any():
         flagged[np.searchsorted(ends, np.flatnonzero(bad.any(axis=1)), side="right")] = True
     return flagged
@@ -99,6 +100,18 @@ def _check_range(field: str, scaled: np.ndarray, raw: np.ndarray) -> None:
     if bad.any():
         at = tuple(int(i) for i in np.argwhere(bad)[0])
         raise _bad(field, f"value {raw[at]:g} at {list(at)} is far outside the training data's range")
+
+
+def _far(field: str, scaled: np.ndarray, raw: np.ndarray, limit: float) -> list[str]:
+    """A warning naming how many values of ``field`` lie over ``limit`` training deviations out, and the first."""
+    far = _beyond_range(scaled, limit)
+    if not far.any():
+        return []
+    at = tuple(int(i) for i in np.argwhere(far)[0])
+    return [
+        f"{field}: {int(far.sum())} values lie over {limit:g} training standard deviations from the training "
+        f"mean, first {raw[at]:g} at {list(at)}: are they in the units the model was trained on?"
+    ]
 
 
 def _by_row(scalings: list[Scaling], rows: np.ndarray) -> Scaling | RowScaling:
@@ -142,15 +155,25 @@ def _only(outcomes: list[Prepared | Rejection]) -> Prepared:
 
 
 class Engine:
-    def __init__(self, checkpoint: Checkpoint, tag: str, max_history: int = 20_000, max_observe: int = 2_000) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        tag: str,
+        max_history: int = 20_000,
+        max_observe: int = 2_000,
+        warn_beyond_std: float = 10.0,
+    ) -> None:
         self.checkpoint = checkpoint
         self.tag = tag
         self.max_history = max_history
         self.max_observe = max_observe
+        self.warn_beyond_std = warn_beyond_std
         self.spec = checkpoint.features
         self.config = checkpoint.config
         self.model = checkpoint.build_model()
-        self.step_ns = self.spec.step.value if self.spec.calendar else 0
+        # Timestamps follow a series by a fixed step; months and years have none, so their answers carry none.
+        freq_step = fixed_step(self.spec.freq) if self.spec.freq is not None else None
+        self.step_ns = freq_step.value if freq_step is not None else 0
         # Fewer values than this give statistics that swing with every value; two horizons, so that a
         # seasonal model sees its season at least twice when the horizon is one season.
         self.min_own_history = 2 * self.config.horizon
@@ -193,7 +216,7 @@ class Engine:
                 f"least {self.min_own_history} values (or name a training series in `series`)",
             )
         past = _rows("covariates", covariates, n, self.spec.covariates, "value")
-        if self.spec.calendar and first_time + self.step_ns * (n + horizon) > LATEST_NS:
+        if first_time != NO_TIME and first_time + self.step_ns * (n + horizon) > LATEST_NS:
             raise _bad(field, f"its timestamps and the forecast's would pass {pd.Timestamp.max:%Y-%m-%d}")
         ahead = _rows("future_covariates", future, horizon, self.spec.future_covariates, "forecast step")
         target = np.asarray(values, dtype=float)
@@ -211,9 +234,9 @@ class Engine:
     ) -> Checked:
         scaling = self._training_scaling(series)
         first_time = NO_TIME
-        if self.spec.calendar:
-            if start is None:
-                raise _bad("start", f"required: the model derives {', '.join(self.spec.calendar)} from timestamps")
+        if self.spec.calendar and start is None:
+            raise _bad("start", f"required: the model derives {', '.join(self.spec.calendar)} from timestamps")
+        if start is not None and self.step_ns:  # then answers carry the timestamps of the forecast's steps
             first_time = _nanoseconds(start)
         return self._check("history", history, self.max_history, covariates, first_time, future, series, scaling)
 
@@ -248,9 +271,9 @@ class Engine:
         lengths = np.array([len(c.target) for c in checked])
         ends = np.cumsum(lengths)  # each request's rows end here in the joined rows
         stamps = ahead_stamps = None
-        next_times = np.full(len(checked), NO_TIME, dtype=np.int64)
+        firsts = np.array([c.first_time for c in checked], dtype=np.int64)
+        next_times = np.where(firsts == NO_TIME, NO_TIME, firsts + self.step_ns * lengths)
         if spec.calendar:
-            firsts = np.array([c.first_time for c in checked], dtype=np.int64)
             row_in_request = np.arange(ends[-1]) - np.repeat(ends - lengths, lengths)
             stamps = np.repeat(firsts, lengths) + self.step_ns * row_in_request
             next_times = firsts + self.step_ns * lengths
@@ -263,20 +286,23 @@ class Engine:
             inputs = encode_inputs(spec, scaling, np.concatenate([c.target for c in checked]), past, stamps)
             futures = encode_future(spec, ahead_scaling, ahead, ahead_stamps)
         futures = futures.reshape(len(checked), horizon, spec.future_dim)
-        out_of_range = _out_of_range(inputs[:, : 1 + past.shape[1]], ends) | _out_of_range(
-            futures[:, :, : ahead.shape[1]].reshape(len(ahead), ahead.shape[1]),
-            horizon * np.arange(1, len(checked) + 1),
+        observed = inputs[:, : 1 + past.shape[1]]
+        ahead_scaled = futures[:, :, : ahead.shape[1]].reshape(len(ahead), ahead.shape[1])
+        ahead_ends = horizon * np.arange(1, len(checked) + 1)
+        out_of_range = _out_of_range(observed, ends) | _out_of_range(ahead_scaled, ahead_ends)
+        far = _out_of_range(observed, ends, self.warn_beyond_std) | _out_of_range(
+            ahead_scaled, ahead_ends, self.warn_beyond_std
         )
         rows = [inputs[end - n : end] for n, end in zip(lengths.tolist(), ends.tolist(), strict=True)]
-        encoded = zip(rows, futures, next_times.tolist(), out_of_range.tolist(), strict=True)
+        encoded = zip(rows, futures, next_times.tolist(), out_of_range.tolist(), far.tolist(), strict=True)
         return [self._prepared(r, *next(encoded)) if isinstance(r, Checked) else r for r in requests]
 
-    @staticmethod
     def _prepared(
-        request: Checked, inputs: np.ndarray, future: np.ndarray, next_time: int, out_of_range: bool
+        self, request: Checked, inputs: np.ndarray, future: np.ndarray, next_time: int, out_of_range: bool, far: bool
     ) -> Prepared | Rejection:
         if not out_of_range:
-            return Prepared(inputs, future, next_time, request.series, request.scaling)
+            warnings = self._warnings(request, inputs, future) if far else ()
+            return Prepared(inputs, future, next_time, request.series, request.scaling, warnings)
         try:  # name the first value out of range, in field order
             _check_range(request.field, inputs[:, :1], request.target[:, None])
             _check_range("covariates", inputs[:, 1 : 1 + request.past.shape[1]], request.past)
@@ -284,6 +310,16 @@ class Engine:
         except RejectedRequest as rejected:
             return rejected.rejection
         raise RuntimeError("a request was flagged out of range, yet none of its values is")
+
+    def _warnings(self, request: Checked, inputs: np.ndarray, future: np.ndarray) -> tuple[str, ...]:
+        """What lies far outside the training data, field by field: flagged in the answer, never refused."""
+        covariates = request.past.shape[1]
+        limit = self.warn_beyond_std
+        return (
+            *_far(request.field, inputs[:, :1], request.target[:, None], limit),
+            *_far("covariates", inputs[:, 1 : 1 + covariates], request.past, limit),
+            *_far("future_covariates", future[:, : request.future.shape[1]], request.future, limit),
+        )
 
     def prepare(self, checked: Checked) -> Prepared:
         """Encodes one checked request; raises RejectedRequest naming the field at fault."""
@@ -301,7 +337,7 @@ class Engine:
         forecast, new_state = self.model.forward_ragged(sequences, state, future)
         after = torch.cat([s.transpose(0, 1) for s in new_state], dim=1).numpy()  # (B, rows, hidden)
         target = _by_row([p.scaling for p in prepared], np.ones(len(prepared), dtype=int))
-        forecasts = target.unscale_target(forecast.numpy()).astype(np.float32)
+        forecasts = self.spec.clip(target.unscale_target(forecast.numpy()).astype(np.float32))
         finite = np.isfinite(forecasts).all(axis=(1, 2)) & np.isfinite(after).all(axis=(1, 2))
         return RunResult(forecasts, after, np.asarray(finite, dtype=bool))
 
@@ -340,9 +376,22 @@ class Engine:
     def state_shape(self) -> tuple[int, int]:
         return (sum(state_rows(self.config)), self.config.hidden_size)
 
-    def answer(self, forecast: np.ndarray) -> ForecastFields:
-        """Response fields for one (horizon, outputs) forecast."""
+    def answer(self, forecast: np.ndarray, next_time: int, warnings: tuple[str, ...] = ()) -> ForecastFields:
+        """Response fields for one (horizon, outputs) forecast whose first step is at ``next_time``."""
         quantiles = self.config.quantiles
         by_quantile = {f"{q:g}": forecast[:, i].tolist() for i, q in enumerate(quantiles)} if quantiles else None
         point = forecast[:, self.config.point_index].tolist()
-        return {"forecast": point, "quantiles": by_quantile, "model": self.tag}
+        return {
+            "forecast": point,
+            "quantiles": by_quantile,
+            "timestamps": self.timestamps(next_time),
+            "warnings": list(warnings) or None,
+            "model": self.tag,
+        }
+
+    def timestamps(self, next_time: int) -> list[str] | None:
+        """ISO 8601 times of the forecast's steps from ``next_time``; None where the time is not known."""
+        if next_time == NO_TIME or not self.step_ns:
+            return None
+        steps = (next_time + self.step_ns * np.arange(self.config.horizon)).astype("datetime64[ns]")
+        return np.datetime_as_string(steps, unit="s").tolist()

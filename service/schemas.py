@@ -122,12 +122,24 @@ class CloseRequest(BaseModel):
 class ForecastFields(TypedDict):
     forecast: list[float]
     quantiles: dict[str, list[float]] | None
+    timestamps: list[str] | None
+    warnings: list[str] | None
     model: str
 
 
 class ForecastResponse(BaseModel):
     forecast: list[float] = Field(description="point forecast (the median for quantile models), one per step")
     quantiles: dict[str, list[float]] | None = Field(None, description="forecast per trained quantile")
+    timestamps: list[str] | None = Field(
+        None,
+        description="ISO 8601 time of each forecast step, in the time of `start` (its offset dropped); null when "
+        "the request gave no `start` or the model's frequency has no fixed step (months, years)",
+    )
+    warnings: list[str] | None = Field(
+        None,
+        description="values applied although far outside the training data (SEQCAST_WARN_BEYOND_STD training "
+        "standard deviations), which often means other units; null when there are none",
+    )
     model: str = Field(description="tag of the model that answered")
 
 

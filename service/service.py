@@ -28,6 +28,7 @@ from service.bentoml_compat import install as install_bentoml_workarounds
 from service.body_limit import BodyLimit
 from service.engine import Checked, Engine, Prepared
 from service.metrics import BATCH_SIZE, BATCH_WAIT, FORWARD, REJECTED, SESSIONS, active_sessions_gauge, timed
+from service.model_choice import chosen_tag
 from service.routes import route_label
 from service.schemas import (
     CloseRequest,
@@ -165,14 +166,16 @@ def _answered(outcome: BaseModel | Rejection | None) -> BaseModel | Rejection:
     **TRACING,
 )
 class Seqcast:
-    model_ref = bentoml.models.BentoModel(settings.model_tag)
+    model_ref = bentoml.models.BentoModel(chosen_tag(settings.model_tag))
 
     def __init__(self) -> None:
         # One thread per worker: with more, small batches contend for the two cores under concurrent load.
         torch.set_num_threads(1)
         stored: bentoml.Model = self.model_ref  # type: ignore[assignment]  # BentoML resolves it per instance
         checkpoint = load_checkpoint(stored.path_of(PUBLISHED_FILE))
-        self.engine = Engine(checkpoint, str(stored.tag), settings.max_history, settings.max_observe)
+        self.engine = Engine(
+            checkpoint, str(stored.tag), settings.max_history, settings.max_observe, settings.warn_beyond_std
+        )
         tag = self.engine.tag
         global limits  # read by every body's parser, which BentoML calls as a classmethod of the input spec
         spec = self.engine.spec
@@ -223,8 +226,8 @@ class Seqcast:
         if ready:
             with timed(FORWARD, "forecast", self.engine.tag):
                 result = await self.engine.run_async([p for _, p in ready], [None] * len(ready))
-            for k, (index, _) in enumerate(ready):
-                answer = self.engine.answer(result.forecasts[k])
+            for k, (index, prepared) in enumerate(ready):
+                answer = self.engine.answer(result.forecasts[k], prepared.next_time, prepared.warnings)
                 outcomes[index] = ForecastResponse.model_construct(**answer) if result.finite[k] else result.rejection()
         return [Answer(_answered(o), request._single) for o, request in zip(outcomes, requests, strict=True)]
 

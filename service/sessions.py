@@ -87,9 +87,9 @@ class Sessions:
             STORE_MEMORY.labels("used").set(health.used_bytes)
             STORE_MEMORY.labels("max").set(health.max_bytes)
 
-    def _answer(self, session_id: str, record: SessionRecord) -> SessionResponse:
+    def _answer(self, session_id: str, record: SessionRecord, warnings: tuple[str, ...] = ()) -> SessionResponse:
         # Built from the service's own values, so pydantic's validation of 48+ floats per answer is skipped.
-        fields = self.engine.answer(record.last_forecast)
+        fields = self.engine.answer(record.last_forecast, record.next_time, warnings)
         return SessionResponse.model_construct(session_id=session_id, seq=record.seq, **fields)
 
     @staticmethod
@@ -148,7 +148,7 @@ class Sessions:
             raise RuntimeError("a fresh session id was already taken")
         SESSIONS.labels("opened", self.engine.tag).inc()
         await self._recount(now=True)
-        return self._answer(session_id, record)
+        return self._answer(session_id, record, prepared.warnings)
 
     async def observe(self, requests: list[ObserveRequest]) -> list[SessionResponse | Rejection]:
         """Advances each session by its new values; several observes of one session apply in order."""
@@ -245,7 +245,7 @@ class Sessions:
         for (step, new), done in zip(writes, stored, strict=True):
             if done:
                 records[step.session_id] = new
-                answers[step.index] = self._answer(step.session_id, new)
+                answers[step.index] = self._answer(step.session_id, new, step.prepared.warnings)
                 continue
             # Another worker stepped the session meanwhile: nothing was written; report where it is now.
             CONFLICTS.labels(self.engine.tag).inc()

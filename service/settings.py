@@ -17,12 +17,16 @@ MAX_TTL_S = 365 * 24 * 3600.0
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True)
 
-    model_tag: str = "seqcast-forecaster:latest"  # BentoML model store tag of the forecaster to serve
+    # BentoML model store tag of the forecaster to serve; unset or empty, the store's only forecaster name's latest.
+    model_tag: str | None = None
     session_store: str = "memory"  # "memory" (one worker only) or a redis:// URL shared by workers and replicas
     session_ttl_s: float = Field(default=3600.0, ge=1, le=MAX_TTL_S)  # an idle session expires after this long
     max_sessions: int = Field(default=100_000, gt=0)  # in-memory store: past it, the least recently used go
     max_history: int = Field(default=20_000, gt=0)  # longest history /forecast and /open accept
     max_observe: int = Field(default=2_000, gt=0)  # most new values one /observe accepts
+    # Values this many training standard deviations from the training mean are applied and flagged in the answer's
+    # `warnings` (wrong units, a sentinel); past 1e6 deviations they are refused, as they would saturate the state.
+    warn_beyond_std: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)  # larger request bodies get 413
     # Values over all the items of one request (a list of histories or observes): bounds the work one request
     # asks for. 50,000 steps are ~0.1 s of the small model's pass, a few seconds of a large one's.

@@ -62,6 +62,22 @@ def synthetic_frame(points: int = 2000, seed: int = 0, series: int = 1, freq: st
     return pd.concat(frames, ignore_index=True)
 
 
+def hourly_counts_frame(days: int = 84, series: int = 3, seed: int = 0) -> pd.DataFrame:
+    """Hourly event counts as such data is exported: no row for an hour without an event. Busy days and quiet
+    nights, weekends far quieter than weekdays (so a week back says more than a day back), and series of
+    different levels."""
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2024-01-01", periods=24 * days, freq="h")  # a Monday
+    day = np.exp(-0.5 * ((ds.hour.to_numpy() - 14) / 3.5) ** 2)  # a peak mid-afternoon, nothing at night
+    week = np.where(ds.dayofweek.to_numpy() >= 5, 0.25, 1.0)
+    frames = []
+    for index in range(series):
+        counts = rng.poisson((2 + 3 * index) * day * week + 0.05)
+        frame = pd.DataFrame({"unique_id": f"site{index}", "ds": ds, "y": counts})
+        frames.append(frame[frame.y > 0])
+    return pd.concat(frames, ignore_index=True)
+
+
 @pytest.fixture
 def series_csv(tmp_path: Path) -> Path:
     path = tmp_path / "series.csv"

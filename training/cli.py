@@ -1,7 +1,9 @@
 """``seqcast-train``: LightningCLI over the forecast task and the series data module.
 
-``fit`` trains, keeps the best checkpoint by validation loss, then evaluates that checkpoint on the test
-part, writes the report and plots into the run folder and exports it to the BentoML model store.
+``fit`` checks the data, trains, keeps the best checkpoint by validation loss, then evaluates that checkpoint
+on the test part, writes the report and plots into the run folder and exports it to the BentoML model store
+under the run's model name. ``check`` reads a config's data and lists every problem without training;
+``backtest`` compares cells and the naive baselines over several test windows; ``models`` lists the store.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any, Optional
 
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -16,9 +19,11 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from models.checkpoint import Checkpoint, save_checkpoint
 from models.features import future_width, input_width
+from training.data import DataError
 from training.datamodule import SeriesDataModule
 from training.evaluate import evaluate
 from training.metrics import season_length
+from training.progress import ProgressLines, stop_reason
 from training.task import ForecastTask, NonFiniteLoss
 
 
@@ -35,12 +40,17 @@ def write_evaluation(checkpoint: Checkpoint, data: SeriesDataModule, out: Path) 
     report, forecasts = evaluate(checkpoint, data)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    plot_forecasts(forecasts[0], checkpoint.config, out / "forecast.png")
+    plot_forecasts(forecasts[0], checkpoint.config, out / "forecast.png", report["strongest_naive"])
     plot_hidden_state(forecasts[0], season_length(str(checkpoint.features.freq)), out / "hidden_state.png")
     return report
 
 
 class SeqcastCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # No test or predict: the test part is evaluated after every fit, and the task has no steps for them.
+        return {key: value for key, value in LightningCLI.subcommands().items() if key in ("fit", "validate")}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments(
             ("data.past_covariates", "data.future_covariates", "data.calendar"),
@@ -55,6 +65,7 @@ class SeqcastCLI(LightningCLI):
         parser.link_arguments("data.horizon", "model.network.init_args.config.horizon")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.add_lightning_class_args(ProgressLines, "progress")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val_loss",
@@ -65,12 +76,24 @@ class SeqcastCLI(LightningCLI):
                 # Clipping on by default: recurrent nets explode now and then, and one bad step ruins a run.
                 "trainer.gradient_clip_val": 1.0,
                 "trainer.gradient_clip_algorithm": "norm",
+                # A bar redrawn with carriage returns is one unreadable line in a log; ProgressLines prints there.
+                "trainer.enable_progress_bar": sys.stderr.isatty(),
             }
         )
         parser.add_argument("--export", type=bool, default=True, help="publish the best checkpoint to BentoML")
         parser.add_argument(
-            "--force_export", type=bool, default=False, help="publish even if it does not beat seasonal naive"
+            "--force_export", type=bool, default=False, help="publish even if it does not beat the strongest naive"
         )
+        parser.add_argument(
+            "--model_name",
+            type=Optional[str],  # noqa: UP045  # jsonargparse reads the annotation at run time
+            default=None,
+            help="name in the model store; default seqcast-<trainer.logger name>, e.g. seqcast-lstm",
+        )
+
+    def before_fit(self) -> None:
+        # Before the trainer makes a run folder: data that cannot be trained on leaves nothing behind.
+        self.datamodule.setup()
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -83,20 +106,47 @@ class SeqcastCLI(LightningCLI):
         checkpoint = checkpoint_from_lightning(best)
         report = write_evaluation(checkpoint, self.datamodule, out)
         save_checkpoint(checkpoint, out / "checkpoint.pt")
-        metrics = report["metrics"]
+        print(stop_reason(trainer))  # noqa: T201
         print(f"evaluated {best} on {report['origins']} test origins; report in {out}")  # noqa: T201
-        for name, values in metrics.items():  # type: ignore[attr-defined]
-            print(f"  {name:>15}: MAPE {values['mape']:6.2f}%  MASE {values['mase']:.3f}  MAE {values['mae']:.4f}")  # noqa: T201
+        for line in score_lines(report):
+            print(line)  # noqa: T201
         options = self.config[self.subcommand]
         if options["export"]:
-            from training.export import ExportRefused, check_beats_seasonal_naive, export_to_bentoml
+            self.export(checkpoint, report, options)
 
-            try:
-                if not options["force_export"]:
-                    check_beats_seasonal_naive(report)
-            except ExportRefused as refused:
-                sys.exit(f"not exported: {refused}")
-            print(f"exported {export_to_bentoml(checkpoint, report)}")  # noqa: T201
+    def export(self, checkpoint: Checkpoint, report: dict[str, object], options: Any) -> None:
+        from training.export import (
+            ExportRefused,
+            check_beats_strongest_naive,
+            data_name,
+            export_to_bentoml,
+            model_labels,
+            model_name,
+        )
+
+        try:
+            if not options["force_export"]:
+                check_beats_strongest_naive(report)
+        except ExportRefused as refused:
+            sys.exit(f"not exported: {refused}")
+        logger = self.trainer.logger
+        name = model_name(options["model_name"], logger.name if logger is not None else None)
+        data = self.datamodule
+        labels = model_labels(checkpoint, report, data_name(data.path), len(data.series))
+        print(f"exported {export_to_bentoml(checkpoint, report, name, labels)}")  # noqa: T201
+
+
+def score_lines(report: dict[str, Any]) -> list[str]:
+    """The report's scores, a line per method; the strongest naive is marked, an undefined MAPE says so."""
+    lines = []
+    for name, values in report["metrics"].items():
+        mape = "   n/a " if values["mape"] is None else f"{values['mape']:6.2f}%"
+        mark = "  <- strongest naive" if name == report["strongest_naive"] else ""
+        lines.append(
+            f"  {name:>20}: MASE {values['mase']:.3f}  sMAPE {values['smape']:6.2f}%  MAPE {mape}  "
+            f"MAE {values['mae']:.4f}{mark}"
+        )
+    return lines
 
 
 def _close_process_group() -> None:
@@ -106,9 +156,47 @@ def _close_process_group() -> None:
         torch.distributed.destroy_process_group()
 
 
-def main() -> None:
+USAGE = """usage: seqcast-train <command> [--config FILE ...] [options]
+
+commands:
+  fit       check the data, train, evaluate on the test part, export if it beats the strongest naive
+  validate  the validation loss of a checkpoint (--ckpt_path)
+  check     read the config's data and list every problem, without training
+  backtest  train and score over several test windows: cells side by side with the naive baselines
+  models    the forecasters in the model store, with their data and test scores
+
+`seqcast-train <command> --help` lists a command's options."""
+
+
+def cli(args: list[str] | None = None, **kwargs: Any) -> SeqcastCLI:
+    return SeqcastCLI(ForecastTask, SeriesDataModule, save_config_kwargs={"overwrite": True}, args=args, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if command in ("check", "backtest"):
+        # They hand their options to LightningCLI as args, which warns when sys.argv holds any besides.
+        sys.argv[1:] = []
     try:
-        SeqcastCLI(ForecastTask, SeriesDataModule, save_config_kwargs={"overwrite": True})
+        if command in ("", "-h", "--help"):
+            print(USAGE)  # noqa: T201
+        elif command == "check":
+            from training.check import describe
+
+            print("\n".join(describe(cli(rest, run=False, save_config_callback=None).datamodule)))  # noqa: T201
+        elif command == "backtest":
+            from training.backtest import main as backtest
+
+            backtest(rest)
+        elif command == "models":
+            from training.store import print_models
+
+            print_models(rest)
+        else:
+            cli()
+    except DataError as error:
+        sys.exit(f"data: {error}")
     except NonFiniteLoss as error:
         sys.exit(f"training stopped: {error}")
     finally:

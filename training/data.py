@@ -13,7 +13,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-FillPolicy = Literal["error", "ffill", "interpolate"]
 BUILTIN_PREFIX = "builtin:"
 
 
@@ -30,6 +29,10 @@ class Series:
 
     def __len__(self) -> int:
         return len(self.target)
+
+    def until(self, end: int) -> Series:
+        """The series' first ``end`` points."""
+        return Series(self.uid, self.timestamps[:end], self.target[:end], self.covariates[:end])
 
 
 def _elecdemand() -> pd.DataFrame:
@@ -96,49 +99,156 @@ def read_frame(path: str) -> pd.DataFrame:
     return frame
 
 
-def _fill(values: np.ndarray, policy: FillPolicy, uid: str, column: str, timestamps: pd.DatetimeIndex) -> np.ndarray:
-    missing = np.isnan(values)
-    if not missing.any():
+# "error" refuses missing values; "zero" or a number fills them with that constant (counts: no event is a zero);
+# "ffill" and "interpolate" suit levels (a temperature, a price). Any fill also puts each series on its full grid.
+FillPolicy = Literal["error", "zero", "ffill", "interpolate"] | float
+FIX_GAPS = "set data.fill (zero or a number for counts, ffill or interpolate for levels) to put each series on its "
+SHOWN = 3  # timestamps named per problem
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _first(stamps: pd.DatetimeIndex | list[pd.Timestamp]) -> str:
+    shown = ", ".join(str(stamp) for stamp in list(stamps)[:SHOWN])
+    return shown + (", ..." if len(stamps) > SHOWN else "")
+
+
+def _month_like(timestamps: pd.DatetimeIndex, days: float) -> str | None:
+    """The calendar frequency of month-, quarter- or year-apart stamps that all fall on a period's start or
+    end; None for other steps."""
+    for low, high, start, end in ((28, 31, "MS", "ME"), (89, 92, "QS", "QE"), (365, 366, "YS", "YE")):
+        if low <= days <= high:
+            if (timestamps.is_month_start & (timestamps.hour == 0)).all():
+                return start
+            if timestamps.is_month_end.all():
+                return end
+    return None
+
+
+def infer_freq(timestamps: pd.DatetimeIndex) -> str | None:
+    """A sorted series' frequency as a pandas alias: its one step; else pandas' reading of a series regular on
+    the calendar (months); else its most common step, so that a series with gaps still has one."""
+    steps = pd.Series(timestamps[1:] - timestamps[:-1])
+    if steps.empty:
+        return None
+    if (steps == steps.iloc[0]).all():
+        return str(pd.tseries.frequencies.to_offset(steps.iloc[0]).freqstr)
+    if len(timestamps) >= 3 and (calendar := pd.infer_freq(timestamps)) is not None:
+        return calendar
+    common = steps.mode().iloc[0]
+    return _month_like(timestamps, common / pd.Timedelta(days=1)) or str(
+        pd.tseries.frequencies.to_offset(common).freqstr
+    )
+
+
+def fill_values(values: np.ndarray, policy: FillPolicy) -> np.ndarray:
+    """NaN values filled by ``policy`` (not "error"); NaN where it cannot fill (ffill before the first value)."""
+    if not np.isnan(values).any():
         return values
-    if policy == "error":
-        first = timestamps[int(np.argmax(missing))]
-        raise DataError(
-            f"series {uid!r}: {int(missing.sum())} NaN values in {column!r}, first at {first}; "
-            "set data.fill to 'ffill' or 'interpolate' to fill them"
-        )
-    filled = pd.Series(values)
-    filled = filled.ffill() if policy == "ffill" else filled.interpolate(limit_direction="both")
-    if filled.isna().any():
-        raise DataError(f"series {uid!r}: {column!r} starts with NaN values that {policy} cannot fill")
-    return filled.to_numpy()
+    if policy == "ffill":
+        return pd.Series(values).ffill().to_numpy()
+    if policy == "interpolate":
+        return pd.Series(values).interpolate(limit_direction="both").to_numpy()
+    constant = 0.0 if policy == "zero" else float(policy)
+    return np.where(np.isnan(values), constant, values)
 
 
-def _check_timestamps(uid: str, timestamps: pd.DatetimeIndex) -> str:
-    """Returns the series' frequency as a pandas offset alias: a fixed step, or a calendar one (e.g. months)."""
+@dataclass
+class SeriesCheck:
+    """What checking one series found: its problems, and what filling changed."""
+
+    uid: str
+    problems: list[str]
+    added_rows: int = 0  # grid steps that had no row
+    filled_values: int = 0  # NaN values filled, in the target and covariates
+
+
+@dataclass
+class CheckedData:
+    series: list[Series]
+    freq: str
+    checks: list[SeriesCheck]
+
+    @property
+    def added_rows(self) -> int:
+        return sum(c.added_rows for c in self.checks)
+
+    @property
+    def filled_values(self) -> int:
+        return sum(c.filled_values for c in self.checks)
+
+
+def _order_problems(timestamps: pd.DatetimeIndex) -> list[str]:
     steps = timestamps[1:] - timestamps[:-1]
-    if (steps < pd.Timedelta(0)).any():
-        at = int(np.argmax(steps < pd.Timedelta(0)))
-        raise DataError(f"series {uid!r}: timestamps are not sorted ({timestamps[at + 1]} follows {timestamps[at]})")
-    if (steps == pd.Timedelta(0)).any():
-        at = int(np.argmax(steps == pd.Timedelta(0)))
-        raise DataError(f"series {uid!r}: duplicate timestamp {timestamps[at]}")
-    step = steps[0]
-    if (steps != step).any():
-        calendar_freq = pd.infer_freq(timestamps) if len(timestamps) >= 3 else None
-        if calendar_freq is not None:
-            return calendar_freq  # months, quarters, years: regular on the calendar, not in seconds
-        at = int(np.argmax(steps != step))
-        raise DataError(
-            f"series {uid!r}: irregular frequency, {steps[at]} between {timestamps[at]} and {timestamps[at + 1]} "
-            f"where the series otherwise steps by {step}"
+    problems = []
+    backwards = np.flatnonzero(steps < pd.Timedelta(0))
+    if len(backwards):
+        at = int(backwards[0])
+        problems.append(
+            f"timestamps are not sorted ({timestamps[at + 1]} follows {timestamps[at]}; {len(backwards)} steps go "
+            "back): sort the rows by ds"
         )
-    return str(pd.tseries.frequencies.to_offset(step).freqstr)
+    duplicates = timestamps[timestamps.duplicated()].unique()
+    if len(duplicates):
+        problems.append(
+            f"{_count(len(duplicates), 'duplicate timestamp')}: {_first(duplicates)}; keep one row per timestamp"
+        )
+    return problems
 
 
-def split_series(
-    frame: pd.DataFrame, target: str, covariates: tuple[str, ...], fill: FillPolicy
-) -> tuple[list[Series], str]:
-    """Checks every series and returns them with their common frequency as a pandas offset alias."""
+def _off_grid(timestamps: pd.DatetimeIndex, grid: pd.DatetimeIndex, freq: str) -> list[str]:
+    off_grid = timestamps.difference(grid)
+    if not len(off_grid):
+        return []
+    return [
+        f"irregular frequency: {len(off_grid)} timestamps off its {freq} grid from {timestamps[0]}, first "
+        f"{_first(off_grid)}; resample the series to {freq} (or one frequency for all series)"
+    ]
+
+
+def _gaps(timestamps: pd.DatetimeIndex, grid: pd.DatetimeIndex, freq: str) -> list[str]:
+    missing = grid.difference(timestamps)
+    if not len(missing):
+        return []
+    gaps = int((np.diff(grid.get_indexer(missing)) != 1).sum() + 1)
+    return [
+        f"{_count(gaps, 'gap')} in its {freq} grid ({_count(len(missing), 'missing row')}), first at "
+        f"{_first(missing)}; {FIX_GAPS}full {freq} grid"
+    ]
+
+
+def _values(
+    group: pd.DataFrame, grid: pd.DatetimeIndex, columns: tuple[str, ...], fill: FillPolicy, check: SeriesCheck
+) -> np.ndarray:
+    """(len(grid), len(columns)) the series' values on its grid, filled by ``fill``; problems go to ``check``."""
+    table = group.set_index("ds")[list(columns)].astype(float).reindex(grid)
+    check.added_rows = len(grid) - len(group)
+    values = table.to_numpy()
+    for index, column in enumerate(columns):
+        missing = np.isnan(values[:, index])
+        if not missing.any():
+            continue
+        if fill == "error":
+            check.problems.append(
+                f"{_count(int(missing.sum()), 'NaN value')} in {column!r}, first at {_first(grid[missing])}; "
+                "set data.fill to zero (or a number), ffill or interpolate to fill them"
+            )
+            continue
+        values[:, index] = fill_values(values[:, index], fill)
+        still = int(np.isnan(values[:, index]).sum())
+        if still:
+            check.problems.append(f"{column!r} starts with {still} NaN values that {fill} cannot fill: drop those rows")
+        check.filled_values += int(missing.sum()) - still
+    return values
+
+
+def check_series(
+    frame: pd.DataFrame, target: str, covariates: tuple[str, ...], fill: FillPolicy, min_length: int = 2
+) -> CheckedData:
+    """Checks every series at once and raises DataError listing every problem of every series; else returns
+    them on their full grid, filled, with their common frequency."""
     missing = [c for c in (target, *covariates) if c not in frame.columns]
     if missing:
         raise DataError(f"columns {missing} are missing from the data (columns: {list(frame.columns)})")
@@ -146,21 +256,63 @@ def split_series(
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise DataError(f"column {column!r} must be numeric, got {frame[column].dtype}")
     groups = frame.groupby("unique_id", sort=False) if "unique_id" in frame.columns else [("series", frame)]
-    series: list[Series] = []
-    freqs: set[str] = set()
+    columns = (target, *covariates)
+    series, checks, freqs = [], [], {}
     for uid, group in groups:
-        uid = str(uid)
+        check = SeriesCheck(str(uid), [])
+        checks.append(check)
         timestamps = pd.DatetimeIndex(group["ds"])
-        if len(timestamps) < 2:
-            raise DataError(f"series {uid!r} has {len(timestamps)} point(s); it needs a regular frequency")
-        freqs.add(_check_timestamps(uid, timestamps))
-        y = _fill(group[target].to_numpy(dtype=float), fill, uid, target, timestamps)
-        cov = (
-            np.stack([_fill(group[c].to_numpy(dtype=float), fill, uid, c, timestamps) for c in covariates], axis=-1)
-            if covariates
-            else np.zeros((len(y), 0))
-        )
-        series.append(Series(uid, timestamps, y, cov))
-    if len(freqs) > 1:
-        raise DataError(f"all series must share one frequency, found {sorted(freqs)}")
-    return series, freqs.pop()
+        check.problems += _order_problems(timestamps)
+        freq = infer_freq(timestamps) if not check.problems and len(timestamps) >= 2 else None
+        if check.problems:
+            continue
+        if freq is None:
+            check.problems.append(f"has {len(timestamps)} point(s), too few to read a frequency from")
+            continue
+        freqs[check.uid] = freq
+        grid = pd.date_range(timestamps[0], timestamps[-1], freq=freq)
+        off_grid = _off_grid(timestamps, grid, freq)
+        check.problems += off_grid or (_gaps(timestamps, grid, freq) if fill == "error" else [])
+        if off_grid:
+            continue
+        # Refusing, the NaN values are counted on the rows given: the missing ones are reported as gaps.
+        values = _values(group, timestamps if fill == "error" else grid, columns, fill, check)
+        if len(grid) < min_length:
+            check.problems.append(
+                f"has {len(grid)} points; one training chunk plus validation and test need {min_length} "
+                "(chunk_length or input_size, + horizon + val_size + test_size)"
+            )
+        series.append(Series(check.uid, pd.DatetimeIndex(grid), values[:, 0], values[:, 1:]))
+    if len(set(freqs.values())) > 1:
+        by_freq: dict[str, list[str]] = {}
+        for uid, freq in freqs.items():
+            by_freq.setdefault(freq, []).append(uid)
+        found = "; ".join(f"{freq}: {len(uids)} series (e.g. {uids[0]!r})" for freq, uids in by_freq.items())
+        raise DataError(_listing(checks) + f"\nall series must share one frequency, found {found}")
+    if any(c.problems for c in checks):
+        raise DataError(_listing(checks))
+    return CheckedData(series, next(iter(freqs.values())), checks)
+
+
+MAX_LISTED = 20  # series listed in one message; a data set of thousands would otherwise bury the first
+
+
+def _listing(checks: list[SeriesCheck]) -> str:
+    broken = [c for c in checks if c.problems]
+    if not broken:
+        return "the data's series cannot be trained on together"
+    count = sum(len(c.problems) for c in broken)
+    lines = [f"{_count(count, 'problem')} in {len(broken)} of {len(checks)} series:"]
+    for check in broken[:MAX_LISTED]:
+        lines += [f"  series {check.uid!r}: {problem}" for problem in check.problems]
+    if len(broken) > MAX_LISTED:
+        lines.append(f"  ... and {len(broken) - MAX_LISTED} more series with problems")
+    return "\n".join(lines)
+
+
+def split_series(
+    frame: pd.DataFrame, target: str, covariates: tuple[str, ...], fill: FillPolicy
+) -> tuple[list[Series], str]:
+    """Checks every series and returns them with their common frequency as a pandas offset alias."""
+    checked = check_series(frame, target, covariates, fill)
+    return checked.series, checked.freq

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from models.features import FeatureSpec, Scaling, encode_inputs
-from training.data import DataError, FillPolicy, Series, read_frame, split_series
+from training.data import CheckedData, FillPolicy, Series, check_series, read_frame
 from training.metrics import season_length, seasonal_naive_scale
 from training.sampling import EpochShuffle
 
@@ -97,6 +97,7 @@ class SeriesDataModule(L.LightningDataModule):
         future_covariates: list[str] | None = None,
         calendar: list[str] | None = None,
         fill: FillPolicy = "error",
+        nonnegative: bool = False,
         per_series_scaling: bool = False,
         mase_weights: bool = False,
         input_size: int = 336,
@@ -108,6 +109,7 @@ class SeriesDataModule(L.LightningDataModule):
         warmup: int = 48,
         batch_size: int = 32,
         num_workers: int = 0,
+        drop_last: int = 0,
     ) -> None:
         """
         Args:
@@ -117,7 +119,11 @@ class SeriesDataModule(L.LightningDataModule):
             future_covariates: numeric columns read as inputs and also known over the horizon (weather
                 forecasts, holiday flags); the head reads their horizon values.
             calendar: features derived from ``ds`` (time_of_day, day_of_week, day_of_year); known ahead.
-            fill: what to do with NaN values: raise, forward-fill or interpolate.
+            fill: what to do with missing values, NaN or rows the series' grid lacks: ``error`` lists them;
+                ``zero`` or a number fills them with it (counts); ``ffill`` or ``interpolate`` (levels). Any
+                fill puts each series on its full grid from its first to its last timestamp.
+            nonnegative: the target is never negative (counts, demand, sales): forecasts are clipped at zero,
+                in the report as in the service.
             per_series_scaling: standardise each series by its own training part rather than all series by
                 the pooled one: for series of very different levels (products, regions, industries). The
                 service then asks each request which series it continues.
@@ -133,6 +139,8 @@ class SeriesDataModule(L.LightningDataModule):
             warmup: first steps of a chunk that carry no loss, while the state forms from zero.
             batch_size: chunks per training batch.
             num_workers: DataLoader worker processes.
+            drop_last: steps left out at the end of every series before it is split, as if the data ended
+                earlier: ``seqcast-train backtest`` moves the test window back by this.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -142,6 +150,7 @@ class SeriesDataModule(L.LightningDataModule):
         self.future_covariates = tuple(future_covariates or ())
         self.calendar = tuple(calendar or ())
         self.fill = fill
+        self.nonnegative = nonnegative
         self.per_series_scaling = per_series_scaling
         self.mase_weights = mase_weights
         self.input_size = input_size
@@ -153,24 +162,25 @@ class SeriesDataModule(L.LightningDataModule):
         self.warmup = warmup
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.drop_last = drop_last
         self.series: list[Series] = []
         self.inputs: list[np.ndarray] = []
         self.scaled_targets: list[np.ndarray] = []
+        self.checked: CheckedData | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.series:
             return
         covariates = self.past_covariates + self.future_covariates
-        series, freq = split_series(read_frame(self.path), self.target, covariates, self.fill)
-        needed = self.val_size + self.test_size + max(self.chunk_length, self.input_size) + self.horizon
-        for s in series:
-            if len(s) < needed:
-                raise DataError(
-                    f"series {s.uid!r} has {len(s)} points; one training chunk plus validation and test need "
-                    f"{needed} (chunk_length or input_size, + horizon + val_size + test_size)"
-                )
+        self.checked = check_series(
+            read_frame(self.path), self.target, covariates, self.fill, self.min_length + self.drop_last
+        )
+        freq = self.checked.freq
+        series = [s.until(len(s) - self.drop_last) for s in self.checked.series]
         self.series = series
-        self.features = FeatureSpec(self.target, self.past_covariates, self.future_covariates, self.calendar, freq)
+        self.features = FeatureSpec(
+            self.target, self.past_covariates, self.future_covariates, self.calendar, freq, self.nonnegative
+        )
         self.scaling = Scaling.fit(np.concatenate([self.train_rows(s) for s in series]))
         self.series_scaling = (
             {s.uid: Scaling.fit(self.train_rows(s)) for s in series} if self.per_series_scaling else {}
@@ -181,6 +191,11 @@ class SeriesDataModule(L.LightningDataModule):
             self.mase_weight(s, z) if self.mase_weights else 1.0
             for s, z in zip(series, self.scaled_targets, strict=True)
         ]
+
+    @property
+    def min_length(self) -> int:
+        """Points a series needs: one training chunk (or window), a horizon, then validation and test."""
+        return self.val_size + self.test_size + max(self.chunk_length, self.input_size) + self.horizon
 
     def train_rows(self, series: Series) -> np.ndarray:
         """(T, 1 + covariates) raw values of the series' training part."""

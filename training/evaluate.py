@@ -15,11 +15,18 @@ import pandas as pd
 import torch
 
 from models.checkpoint import Checkpoint
-from models.features import encode_inputs
+from models.features import encode_inputs, fixed_step
 from models.forecaster import Forecaster
 from training.data import Series
 from training.datamodule import SeriesDataModule
-from training.metrics import interval_coverage, point_metrics, season_length, seasonal_naive_scale
+from training.metrics import (
+    Scores,
+    interval_coverage,
+    naive_seasons,
+    point_metrics,
+    season_length,
+    seasonal_naive_scale,
+)
 
 
 @dataclass
@@ -31,8 +38,7 @@ class SeriesForecasts:
     actual: np.ndarray  # (N, H)
     windowed: np.ndarray  # (N, H, Q)
     streaming: np.ndarray  # (N, H, Q)
-    naive: np.ndarray  # (N, H)
-    seasonal_naive: np.ndarray  # (N, H)
+    baselines: dict[str, np.ndarray]  # (N, H) by name: naive, then seasonal naive at each season it is tried at
     hidden: np.ndarray  # (T, hidden) top-layer outputs of the streaming pass
     mase_scale: float
 
@@ -56,6 +62,43 @@ def scored_origins(
     origins = test_origins(series, data.test_part(series).start, horizon, season)
     actual = series.target[origins[:, None] + 1 + np.arange(horizon)]
     return origins, actual, seasonal_naive_scale(series.target[: data.train_part(series).end], season)
+
+
+def baseline_name(season: int, primary: int) -> str:
+    """The report's name of seasonal naive at ``season``: plain at the MASE's season, else with its length."""
+    return "seasonal_naive" if season == primary else f"seasonal_naive_{season}"
+
+
+def baseline_forecasts(y: np.ndarray, origins: np.ndarray, horizon: int, freq: str) -> dict[str, np.ndarray]:
+    """Naive and seasonal naive at every season the frequency suggests, each (N, H). A season longer than the
+    history before the first origin is left out."""
+    primary = season_length(freq)
+    baselines = {"naive": np.repeat(y[origins][:, None], horizon, axis=1)}
+    for season in naive_seasons(freq):
+        if origins.min() + 1 >= season:
+            baselines[baseline_name(season, primary)] = seasonal_naive_forecasts(y, origins, horizon, season)
+    return baselines
+
+
+def method_label(name: str, report: dict[str, Any]) -> str:
+    """A report's method in words: ``seasonal_naive_336`` of half-hourly data is "seasonal naive, 336 steps (7
+    days)"."""
+    if name == "naive":
+        return "naive (the last value)"
+    if not name.startswith("seasonal_naive"):
+        return name
+    season = int(name.removeprefix("seasonal_naive_")) if name != "seasonal_naive" else int(report["season"])
+    step = fixed_step(str(report.get("freq")))
+    span = f" ({duration(step * season)})" if step is not None else ""
+    return f"seasonal naive, {season} steps{span}"
+
+
+def duration(span: pd.Timedelta) -> str:
+    """``7 days``, ``1 day``, or pandas' own form for what is not whole days (``0 days 12:00:00``)."""
+    days = span / pd.Timedelta(days=1)
+    if days == int(days):
+        return f"{int(days)} day" + ("" if days == 1 else "s")
+    return str(span)
 
 
 def seasonal_naive_forecasts(y: np.ndarray, origins: np.ndarray, horizon: int, season: int) -> np.ndarray:
@@ -82,15 +125,13 @@ def forecast_series(
     hidden, _ = model.encode(torch.from_numpy(inputs).unsqueeze(0))  # (1, T, hidden)
     last = torch.from_numpy(inputs[origins, 0])  # (N,) the scaled target at each origin
     streaming = model.decode(model.readout(hidden)[0, origins], future, last)  # (N, H, Q)
-    y = series.target
     return SeriesForecasts(
         series=series,
         origins=origins,
         actual=actual,
-        windowed=scaling.unscale_target(windowed.numpy()),
-        streaming=scaling.unscale_target(streaming.numpy()),
-        naive=np.repeat(y[origins][:, None], horizon, axis=1),
-        seasonal_naive=seasonal_naive_forecasts(y, origins, horizon, season),
+        windowed=checkpoint.features.clip(scaling.unscale_target(windowed.numpy())),
+        streaming=checkpoint.features.clip(scaling.unscale_target(streaming.numpy())),
+        baselines=baseline_forecasts(series.target, origins, horizon, str(checkpoint.features.freq)),
         hidden=hidden[0].numpy(),
         mase_scale=mase_scale,
     )
@@ -101,22 +142,27 @@ def build_report(checkpoint: Checkpoint, forecasts: list[SeriesForecasts]) -> di
     mid = checkpoint.config.point_index
     actual = np.concatenate([f.actual for f in forecasts])
     scale = np.concatenate([np.full(len(f.origins), f.mase_scale) for f in forecasts])
-    methods: dict[str, dict[str, float]] = {}
+    methods: dict[str, Scores] = {}
     for name in ("windowed", "streaming"):
         full = np.concatenate([getattr(f, name) for f in forecasts])  # (N, H, Q)
         methods[name] = point_metrics(actual, full[..., mid], scale)
         if len(quantiles) >= 2:
             methods[name]["coverage"] = interval_coverage(actual, full[..., 0], full[..., -1])
             methods[name]["nominal_coverage"] = quantiles[-1] - quantiles[0]
-    for name in ("naive", "seasonal_naive"):
-        methods[name] = point_metrics(actual, np.concatenate([getattr(f, name) for f in forecasts]), scale)
+    # A baseline counts where every series has it (a long season may not fit a short series' history).
+    names = [name for name in forecasts[0].baselines if all(name in f.baselines for f in forecasts)]
+    for name in names:
+        methods[name] = point_metrics(actual, np.concatenate([f.baselines[name] for f in forecasts]), scale)
+    strongest = min(names, key=lambda name: methods[name]["mase"])
     return {
         "origins": int(len(actual)),
         "horizon": checkpoint.config.horizon,
         "season": season_length(str(checkpoint.features.freq)),
+        "freq": checkpoint.features.freq,
         "metrics": methods,
+        "strongest_naive": strongest,
         "streaming_vs_windowed_mae": methods["streaming"]["mae"] / methods["windowed"]["mae"],
-        "mape_gain_over_seasonal_naive": 1 - methods["streaming"]["mape"] / methods["seasonal_naive"]["mape"],
+        "mase_gain_over_strongest_naive": 1 - methods["streaming"]["mase"] / methods[strongest]["mase"],
     }
 
 

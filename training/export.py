@@ -3,40 +3,90 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import bentoml
 
 from models.checkpoint import FORMAT_VERSION, PUBLISHED_FILE, PUBLISHED_NAME, Checkpoint, save_checkpoint
+from training.evaluate import method_label
 
 
 class ExportRefused(Exception):
-    """The evaluated model does not beat seasonal naive, so serving it would do worse than repeating the past."""
+    """The evaluated model does not beat the strongest naive, so serving it would do worse than repeating the
+    past."""
 
 
-def check_beats_seasonal_naive(report: dict[str, Any]) -> None:
-    """Raises ExportRefused unless both ways of forecasting (windowed and streaming) beat seasonal naive's MASE."""
+def check_beats_strongest_naive(report: dict[str, Any]) -> None:
+    """Raises ExportRefused unless both ways of forecasting (windowed and streaming) beat the MASE of the
+    strongest naive the report tried (the last value, or the value one season back at each season)."""
     metrics = report["metrics"]
-    baseline = metrics["seasonal_naive"]["mase"]
+    strongest = report["strongest_naive"]
+    baseline = metrics[strongest]["mase"]
     for name in ("windowed", "streaming"):
         mase = metrics[name]["mase"]
         if not math.isfinite(mase) or mase >= baseline:
             raise ExportRefused(
-                f"{name} test MASE {mase:.3f} is not better than seasonal naive's {baseline:.3f}; "
-                "train longer or fix the data, or pass --force_export true to publish it anyway"
+                f"{name} test MASE {mase:.3f} is not better than the strongest naive's, "
+                f"{method_label(strongest, report)}: {baseline:.3f}; train longer or fix the data, or pass "
+                "--force_export true to publish it anyway"
             )
 
 
-def export_to_bentoml(checkpoint: Checkpoint, report: dict[str, Any]) -> str:
-    """Stores the checkpoint as ``seqcast-forecaster`` under ``BENTOML_HOME``; returns the new tag."""
+# BentoML's rule for a model name: lowercase letters, digits, and "-", "_" or "." inside.
+MODEL_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
+
+
+def model_name(name: str | None, run_name: str | None) -> str:
+    """The name a run exports under: ``name`` as given, else ``seqcast-<run name>`` (the logger's name, which
+    each shipped config sets), else the generic ``seqcast-forecaster``."""
+    if name is None:
+        if not run_name:
+            return PUBLISHED_NAME
+        name = "seqcast-" + re.sub(r"[^a-z0-9._-]+", "-", run_name.lower()).strip("-._")
+    if not MODEL_NAME.match(name):
+        raise ValueError(
+            f"model_name {name!r}: BentoML names are lowercase letters, digits and -, _ or . inside, at most 63"
+        )
+    return name
+
+
+def data_name(path: str) -> str:
+    """``builtin:taylor`` is ``taylor``; a file is its name without folders or suffix."""
+    return path.removeprefix("builtin:") if path.startswith("builtin:") else Path(path).stem
+
+
+def model_labels(checkpoint: Checkpoint, report: dict[str, Any], data: str, series: int) -> dict[str, str]:
+    """What ``seqcast-train models`` and ``bentoml models get`` show of a model: what it read and how it did."""
+    metrics = report["metrics"]
+    strongest = report["strongest_naive"]
+    return {
+        "cell": checkpoint.config.cell,
+        "target": checkpoint.features.target,
+        "data": data,
+        "series": str(series),
+        "freq": str(checkpoint.features.freq),
+        "test_mase": f"{metrics['streaming']['mase']:.4f}",
+        "strongest_naive": strongest,
+        "strongest_naive_mase": f"{metrics[strongest]['mase']:.4f}",
+    }
+
+
+def export_to_bentoml(checkpoint: Checkpoint, report: dict[str, Any], name: str, labels: dict[str, str]) -> str:
+    """Stores the checkpoint as ``name`` under ``BENTOML_HOME``; returns the new tag."""
     metadata = {
         "format_version": FORMAT_VERSION,
         "config": checkpoint.config.to_dict(),
         "features": checkpoint.features.to_dict(),
-        "test_metrics": report["metrics"],
+        # BentoML's metadata holds no null: an undefined metric (MAPE over zero actuals) is left out.
+        "test_metrics": {
+            method: {key: value for key, value in scores.items() if value is not None}
+            for method, scores in report["metrics"].items()
+        },
+        "strongest_naive": report["strongest_naive"],
         "training": checkpoint.metadata,
     }
-    labels = {"cell": checkpoint.config.cell, "target": checkpoint.features.target}
-    with bentoml.models.create(PUBLISHED_NAME, labels=labels, metadata=metadata) as stored:
+    with bentoml.models.create(name, labels=labels, metadata=metadata) as stored:
         save_checkpoint(checkpoint, stored.path_of(PUBLISHED_FILE))
     return str(stored.tag)

@@ -14,8 +14,10 @@ from models.forecaster import ForecasterConfig  # noqa: E402
 from training.evaluate import SeriesForecasts  # noqa: E402
 
 
-def plot_forecasts(forecasts: SeriesForecasts, config: ForecasterConfig, path: Path, origins: int = 7) -> None:
-    """The last ``origins`` test forecasts laid end to end over the actual series."""
+def plot_forecasts(
+    forecasts: SeriesForecasts, config: ForecasterConfig, path: Path, baseline: str, origins: int = 7
+) -> None:
+    """The last ``origins`` test forecasts laid end to end over the actual series and the ``baseline``'s."""
     chosen = np.arange(max(0, len(forecasts.origins) - origins), len(forecasts.origins))
     horizon = forecasts.actual.shape[1]
     quantiles, mid = config.quantiles, config.point_index
@@ -29,11 +31,11 @@ def plot_forecasts(forecasts: SeriesForecasts, config: ForecasterConfig, path: P
         ax.plot(when, forecasts.streaming[i, :, mid], color="tab:blue", label="seqcast (streaming)" if label else None)
         ax.plot(
             when,
-            forecasts.seasonal_naive[i],
+            forecasts.baselines[baseline][i],
             color="tab:gray",
             ls="--",
             lw=0.9,
-            label="seasonal naive" if label else None,
+            label=baseline.replace("_", " ") if label else None,
         )
         if len(quantiles) >= 2:
             ax.fill_between(

@@ -57,7 +57,7 @@ def _train(image: Image, tmp_path: Path) -> Path:
     argv = image.command(command) + ["--data.path", str(data), *runs, *TINY]
     done = subprocess.run(argv, cwd=image.app, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert (models / "models" / "seqcast-forecaster" / "latest").exists()
+    assert (models / "models" / "seqcast-lstm" / "latest").exists()
     return models
 
 

@@ -36,6 +36,7 @@ def observe_body(
 
 
 ENGINE_SPEC = FeatureSpec("y", ("load",), ("temperature",), ("time_of_day", "day_of_week"), "30min")
+ENGINE_SCALING = Scaling((10.0, 3.0, 15.0), (2.0, 1.0, 5.0))
 
 
 # Two training series of a model scaled per series: one at the pooled level, one a hundred times it.
@@ -46,7 +47,12 @@ SERIES_SCALING = {
 
 
 def make_engine(
-    cell: str = "lstm", max_observe: int = 2_000, lagged_outputs: bool = False, per_series: bool = False
+    cell: str = "lstm",
+    max_observe: int = 2_000,
+    lagged_outputs: bool = False,
+    per_series: bool = False,
+    spec: FeatureSpec = ENGINE_SPEC,
+    scaling: Scaling = ENGINE_SCALING,
 ) -> Engine:
     """An engine over a randomly initialised forecaster (horizon 6, three quantiles), for in-process tests;
     ``lagged_outputs`` gives it the shared head that reads the last horizon outputs, ``per_series`` the
@@ -64,7 +70,6 @@ def make_engine(
         context_size=4 if lagged_outputs else 0,
         lagged_outputs=lagged_outputs,
     )
-    scaling = Scaling((10.0, 3.0, 15.0), (2.0, 1.0, 5.0))
     by_series = SERIES_SCALING if per_series else {}
-    checkpoint = Checkpoint(config, ENGINE_SPEC, scaling, Forecaster(config).state_dict(), series_scaling=by_series)
+    checkpoint = Checkpoint(config, spec, scaling, Forecaster(config).state_dict(), series_scaling=by_series)
     return Engine(checkpoint, "seqcast-forecaster:test", max_observe=max_observe)

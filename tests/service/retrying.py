@@ -171,5 +171,5 @@ class RetryingLoad:
 
 def stored_engine(bentoml_home: Path) -> Engine:
     """An in-process engine over the forecaster that ``bentoml_home``'s model store serves."""
-    path = next(bentoml_home.glob("models/seqcast-forecaster/*/checkpoint.pt"))
+    path = next(bentoml_home.glob("models/*/*/checkpoint.pt"))
     return Engine(load_checkpoint(path), "offline")

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import Scaling
+from models import FeatureSpec, Scaling
 from service.engine import Checked, Prepared
+from service.records import NO_TIME
 from service.schemas import Reason, RejectedRequest, Rejection
-from tests.service.bodies import SERIES_SCALING, make_engine
+from tests.service.bodies import ENGINE_SPEC, SERIES_SCALING, make_engine
 
 
 @pytest.mark.parametrize(
@@ -141,7 +142,7 @@ def test_an_unknown_or_needless_series_is_refused_naming_the_field(
 def test_quantile_answer_names_each_quantile_and_uses_the_median_as_the_point() -> None:
     engine = make_engine("gru")
     forecast = np.arange(18, dtype=np.float32).reshape(6, 3)
-    answer = engine.answer(forecast)
+    answer = engine.answer(forecast, NO_TIME)
     assert answer["forecast"] == forecast[:, 1].tolist()
     assert answer["quantiles"] == {
         "0.1": forecast[:, 0].tolist(),
@@ -197,3 +198,56 @@ def test_a_series_the_model_did_not_train_on_needs_two_horizons_of_history() -> 
         "least 12 values" in refused.value.rejection.error
     )
     assert engine.check_history([10.0] * 12, [[3.0, 15.0]] * 12, start, [[15.0]] * 6).series is None
+
+
+def _history(n: int, rng: np.random.Generator, level: float = 10.0) -> tuple[list[float], list[list[float]]]:
+    return (level + rng.normal(0, 2, n)).tolist(), rng.normal([3.0, 15.0], [1.0, 5.0], (n, 2)).tolist()
+
+
+def test_an_answer_carries_the_timestamp_of_each_forecast_step() -> None:
+    engine = make_engine()
+    values, covariates = _history(5, np.random.default_rng(0))
+    start = datetime(2024, 5, 3, 22, 30)
+    prepared = engine.prepare(engine.check_history(values, covariates, start, [[15.0]] * 6))
+    stamps = engine.answer(np.zeros((6, 3), dtype=np.float32), prepared.next_time)["timestamps"]
+    # Five values from 22:30 end at 00:30; the six steps ahead start at 01:00 of the next day, 30 minutes apart.
+    expected = pd.date_range("2024-05-04 01:00", periods=6, freq="30min").strftime("%Y-%m-%dT%H:%M:%S").tolist()
+    assert stamps == expected
+    monthly = FeatureSpec("y", ("load",), ("temperature",), freq="MS")
+    assert make_engine(spec=monthly).timestamps(prepared.next_time) is None  # no fixed step to count by
+
+
+def test_values_far_outside_training_are_applied_and_flagged_not_refused() -> None:
+    engine = make_engine()
+    rng = np.random.default_rng(1)
+    values, covariates = _history(8, rng)
+    start = datetime(2024, 5, 3)
+    assert engine.prepare(engine.check_history(values, covariates, start, [[15.0]] * 6)).warnings == ()
+    # The same history in units a thousand times smaller (MW for GW): ~5,000 training deviations out.
+    in_other_units = [1000 * v for v in values]
+    prepared = engine.prepare(engine.check_history(in_other_units, covariates, start, [[15.0]] * 6))
+    assert prepared.warnings == (
+        f"history: 8 values lie over 10 training standard deviations from the training mean, first "
+        f"{in_other_units[0]:g} at [0, 0]: are they in the units the model was trained on?",
+    )
+    result = engine.run([prepared], [None])
+    assert result.finite[0]  # applied: its forecast is made and would be stored
+    assert engine.answer(result.forecasts[0], prepared.next_time, prepared.warnings)["warnings"] == list(
+        prepared.warnings
+    )
+
+
+def test_a_nonnegative_target_clips_the_answer_and_never_the_state() -> None:
+    # Scaled around zero, a random network's forecasts fall on both sides of it.
+    scaling = Scaling((0.0, 3.0, 15.0), (2.0, 1.0, 5.0))
+    plain = make_engine(scaling=scaling)
+    clipped = make_engine(scaling=scaling, spec=FeatureSpec(**{**ENGINE_SPEC.to_dict(), "nonnegative": True}))
+    values, covariates = _history(30, np.random.default_rng(2), level=0.0)
+    start = datetime(2024, 5, 3)
+    runs = []
+    for engine in (plain, clipped):
+        prepared = engine.prepare(engine.check_history(values, covariates, start, [[15.0]] * 6))
+        runs.append(engine.run([prepared], [None]))
+    assert (runs[0].forecasts < 0).any()
+    np.testing.assert_array_equal(runs[1].forecasts, np.maximum(runs[0].forecasts, 0))
+    np.testing.assert_array_equal(runs[1].states, runs[0].states)

@@ -32,7 +32,7 @@ def _open(client: httpx.Client, values: list[float], temps: list[list[float]], s
 def test_one_object_gets_one_answer_and_a_list_a_list(client: httpx.Client) -> None:
     values, temps = series(100)
     single = _ok(client.post("/forecast", json=history_body(values, temps)))
-    assert len(single["forecast"]) == HORIZON and single["model"].startswith("seqcast-forecaster:")
+    assert len(single["forecast"]) == HORIZON and single["model"].startswith("seqcast-lstm:")
     both = _ok(client.post("/forecast", json=[history_body(values, temps), history_body(values[:50], temps[:50])]))
     assert [a["forecast"] for a in both][0] == single["forecast"]
     assert both[1]["forecast"] != single["forecast"]
@@ -208,7 +208,7 @@ def test_info_describes_the_model(client: httpx.Client) -> None:
     info = _ok(client.post("/info"))
     assert info["cell"] == "lstm" and info["horizon"] == HORIZON
     assert info["future_covariates"] == ["temperature"] and info["calendar"] == ["time_of_day"]
-    assert set(info["test_metrics"]) == {"windowed", "streaming", "naive", "seasonal_naive"}
+    assert set(info["test_metrics"]) == {"windowed", "streaming", "naive", "seasonal_naive", "seasonal_naive_336"}
     assert (info["scaled_series"], info["min_own_history"]) == (0, None)  # all series scaled alike
 
 

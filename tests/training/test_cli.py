@@ -12,6 +12,7 @@ import torch
 from models import load_checkpoint
 from tests.conftest import run_training as train
 from tests.conftest import synthetic_frame
+from training.evaluate import method_label
 
 pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
@@ -20,7 +21,10 @@ def test_fit_evaluates_the_best_checkpoint_and_exports_it(tmp_path: Path) -> Non
     done = train(tmp_path, "--trainer.max_epochs", "3", "--force_export", "true")
     run = tmp_path / "runs" / "gru" / "version_0"
     report = json.loads((run / "report.json").read_text())
-    assert set(report["metrics"]) == {"windowed", "streaming", "naive", "seasonal_naive"}
+    # Half-hourly data: seasonal naive a day back (the MASE's season) and a week back.
+    assert set(report["metrics"]) == {"windowed", "streaming", "naive", "seasonal_naive", "seasonal_naive_336"}
+    naive = {name: report["metrics"][name]["mase"] for name in ("naive", "seasonal_naive", "seasonal_naive_336")}
+    assert report["strongest_naive"] == min(naive, key=naive.__getitem__)
     assert report["origins"] > 0 and report["horizon"] == 12
     for name in ("forecast.png", "hidden_state.png"):
         assert (run / name).read_bytes()[:4] == b"\x89PNG"
@@ -41,12 +45,16 @@ def test_fit_evaluates_the_best_checkpoint_and_exports_it(tmp_path: Path) -> Non
 def test_a_model_worse_than_seasonal_naive_is_not_exported_unless_forced(tmp_path: Path) -> None:
     refused = train(tmp_path, "--trainer.max_epochs", "1", check=False)
     assert refused.returncode != 0
-    assert "not exported: windowed test MASE" in refused.stderr and "seasonal naive" in refused.stderr
     report = json.loads((tmp_path / "runs" / "gru" / "version_0" / "report.json").read_text())
-    assert report["metrics"]["windowed"]["mase"] >= report["metrics"]["seasonal_naive"]["mase"]
+    strongest = report["metrics"][report["strongest_naive"]]["mase"]
+    assert f"is not better than the strongest naive's, {method_label(report['strongest_naive'], report)}" in (
+        refused.stderr
+    )
+    assert f"not exported: windowed test MASE {report['metrics']['windowed']['mase']:.3f}" in refused.stderr
+    assert report["metrics"]["windowed"]["mase"] >= strongest
     assert not list((tmp_path / "bentoml").glob("models/*/*/checkpoint.pt"))
     forced = train(tmp_path, "--trainer.max_epochs", "1", "--force_export", "true")
-    assert "exported seqcast-forecaster:" in forced.stdout
+    assert "exported seqcast-gru:" in forced.stdout  # named after the config's run
     assert len(list((tmp_path / "bentoml").glob("models/*/*/checkpoint.pt"))) == 1
 
 

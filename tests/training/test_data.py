@@ -8,7 +8,7 @@ import pytest
 
 from models.features import FeatureSpec
 from tests.conftest import synthetic_frame
-from training.data import DataError, read_frame, split_series
+from training.data import DataError, check_series, read_frame, split_series
 from training.metrics import season_length
 
 
@@ -55,10 +55,10 @@ def _broken(kind: str) -> pd.DataFrame:
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
-        ("unsorted", r"series 's1': timestamps are not sorted \(2024-01-01 01:30:00 follows 2024-01-01 02:00:00\)"),
-        ("duplicate", r"series 's1': duplicate timestamp 2024-01-01 02:00:00"),
-        ("irregular", r"series 's1': irregular frequency, 0 days 00:40:00 between 2024-01-01 04:30:00"),
-        ("nan", r"series 's1': 2 NaN values in 'y', first at 2024-01-01 03:30:00; set data.fill"),
+        ("unsorted", r"series 's1': timestamps are not sorted \(2024-01-01 01:30:00 follows 2024-01-01 02:00:00"),
+        ("duplicate", r"series 's1': 1 duplicate timestamp: 2024-01-01 02:00:00; keep one row"),
+        ("irregular", r"series 's1': irregular frequency: 40 timestamps off its 30min grid .* first 2024-01-01 05:10"),
+        ("nan", r"series 's1': 2 NaN values in 'y', first at 2024-01-01 03:30:00, 2024-01-01 04:30:00; set data.fill"),
     ],
 )
 def test_bad_series_are_named_with_their_problem(kind: str, message: str) -> None:
@@ -111,7 +111,53 @@ def test_monthly_series_are_regular_and_seasonal_by_the_calendar() -> None:
     assert _split(weekly)[1] == "7D"  # a fixed step, so calendar features stay available
     assert season_length("MS") == 12
     gap = frame.drop(index=7)
-    with pytest.raises(DataError, match="irregular frequency"):
+    with pytest.raises(DataError, match=r"1 gap in its MS grid \(1 missing row\), first at 2001-08-01"):
         _split(gap)
+    filled, freq = _split(gap, "interpolate")
+    assert freq == "MS" and len(filled[0]) == 40 and filled[0].target[7] == 7.0
     with pytest.raises(ValueError, match="calendar features need a fixed step .* got freq 'MS'"):
         FeatureSpec("y", calendar=("day_of_year",), freq="MS")
+
+
+def _hourly_counts_with_gaps() -> pd.DataFrame:
+    """Three series of event counts with no row for an hour without an event, as such data is exported."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for uid in ("a", "b", "c"):
+        ds = pd.date_range("2024-03-04", periods=24 * 14, freq="h")
+        counts = rng.poisson(np.where(ds.hour < 7, 0.05, 3.0))
+        frames.append(pd.DataFrame({"unique_id": uid, "ds": ds, "y": counts}).loc[counts > 0])
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_every_gap_of_every_series_is_listed_with_its_fix() -> None:
+    frame = _hourly_counts_with_gaps()
+    with pytest.raises(DataError) as refused:
+        split_series(frame, "y", (), "error")
+    lines = str(refused.value).splitlines()
+    assert lines[0] == "3 problems in 3 of 3 series:"
+    for uid, line in zip("abc", lines[1:], strict=True):
+        missing = 24 * 14 - int((frame.unique_id == uid).sum()) - _outer_missing(frame, uid)
+        assert line.startswith(f"  series {uid!r}: ") and f"in its h grid ({missing} missing rows)" in line
+        assert "set data.fill (zero or a number for counts" in line and line.endswith("full h grid")
+
+
+def _outer_missing(frame: pd.DataFrame, uid: str) -> int:
+    """Hours before a series' first row and after its last: not gaps, since the grid spans first to last."""
+    stamps = frame.ds[frame.unique_id == uid]
+    grid = pd.date_range("2024-03-04", periods=24 * 14, freq="h")
+    return int((grid < stamps.min()).sum() + (grid > stamps.max()).sum())
+
+
+@pytest.mark.parametrize(("fill", "value"), [("zero", 0.0), (-1.5, -1.5)])
+def test_a_constant_fill_puts_each_series_on_its_full_grid(fill: str | float, value: float) -> None:
+    frame = _hourly_counts_with_gaps()
+    checked = check_series(frame, "y", (), fill)  # type: ignore[arg-type]
+    assert checked.freq == "h"
+    for series in checked.series:
+        assert (series.timestamps[1:] - series.timestamps[:-1] == pd.Timedelta("1h")).all()
+        given = frame[frame.unique_id == series.uid].set_index("ds").y
+        on_grid = pd.Series(series.target, index=series.timestamps)
+        assert (on_grid[given.index] == given).all()  # every given count kept where it was
+        assert (on_grid.drop(given.index) == value).all()  # every missing hour filled with the constant
+    assert checked.added_rows == sum(len(s) for s in checked.series) - len(frame) > 0

@@ -85,7 +85,7 @@ def test_series_too_short_for_one_window_is_named(tmp_path: Path) -> None:
     frame = frame[(frame.unique_id == "s0") | (frame.index < 800 + 500)]
     frame.to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(
-        DataError, match=r"series 's1' has 500 points; one training chunk plus validation and test need 664"
+        DataError, match=r"series 's1': has 500 points; one training chunk plus validation and test need 664"
     ):
         _module(tmp_path / "short.csv")
 

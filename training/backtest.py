@@ -1,0 +1,142 @@
+"""``seqcast-train backtest``: rolling-origin evaluation of a config on its data, before anything is exported.
+
+Fold 1 is the config's own split. Each further fold ends every series ``data.test_size`` steps earlier
+(``data.drop_last``), so its test window is the one before, and trains afresh on what lies before it. Each cell
+is trained and scored per fold exactly as ``fit`` scores it, next to naive and seasonal naive at every season
+the frequency suggests, on the same origins. Nothing is exported and the config's checkpoints are left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.evaluate import evaluate, method_label
+
+CELLS = ("lstm", "gru", "rnn")
+
+
+def _options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="seqcast-train backtest",
+        allow_abbrev=False,  # the config's own options pass through; none may be read as an abbreviation
+        description="Train and score a config over several test windows; every other option (--config, "
+        "--data.*, --trainer.*) is the config's, as for fit.",
+    )
+    parser.add_argument("--folds", type=int, default=3, help="test windows, the latest first (default 3)")
+    parser.add_argument("--cells", default="lstm,gru", help="comma-separated cells to compare (default lstm,gru)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/backtest"), help="folder for backtest.json and backtest.png"
+    )
+    options, rest = parser.parse_known_args(argv)
+    cells = [cell.strip() for cell in options.cells.split(",") if cell.strip()]
+    unknown = [cell for cell in cells if cell not in CELLS]
+    if unknown or not cells:
+        parser.error(f"--cells: {unknown or 'none'} not among {list(CELLS)}")
+    if options.folds < 1:
+        parser.error("--folds must be at least 1")
+    options.cells = cells
+    return options, rest
+
+
+def _fold(rest: list[str], cell: str, drop_last: int, workdir: Path) -> dict[str, Any]:
+    """Trains ``cell`` on the data less its last ``drop_last`` steps and returns the test report."""
+    from training.cli import checkpoint_from_lightning, cli
+
+    run = cli(
+        [
+            *rest,
+            "--model.network.init_args.config.cell",
+            cell,
+            "--data.drop_last",
+            str(drop_last),
+            "--checkpoint.dirpath",
+            str(workdir / f"{cell}-{drop_last}"),
+            "--trainer.logger",
+            "false",
+        ],
+        run=False,
+        save_config_callback=None,
+    )
+    run.datamodule.setup()
+    run.trainer.fit(run.model, run.datamodule)
+    saver = run.trainer.checkpoint_callback
+    best = saver.best_model_path or saver.last_model_path  # type: ignore[union-attr]
+    report, _ = evaluate(checkpoint_from_lightning(best), run.datamodule)
+    first = run.datamodule.series[0]
+    start = first.timestamps[run.datamodule.test_part(first).start]
+    return {**report, "test_start": str(start), "test_end": str(first.timestamps[-1])}
+
+
+def backtest(rest: list[str], cells: list[str], folds: int) -> dict[str, Any]:
+    """Every cell over every fold, and the baselines of each fold; MASE per method and fold."""
+    from training.cli import cli
+
+    test_size = cli([*rest], run=False, save_config_callback=None).datamodule.test_size
+    scores: dict[str, list[float]] = {}
+    windows, reports = [], []
+    with tempfile.TemporaryDirectory(prefix="seqcast-backtest-") as workdir:
+        for fold in range(folds):
+            for index, cell in enumerate(cells):
+                print(f"backtest: fold {fold + 1} of {folds}, training {cell}", flush=True)  # noqa: T201
+                report = _fold(rest, cell, fold * test_size, Path(workdir))
+                reports.append({"fold": fold + 1, "cell": cell, **report})
+                scores.setdefault(f"seqcast {cell.upper()}", []).append(report["metrics"]["streaming"]["mase"])
+                if index == 0:  # the baselines read the data alone: the same for every cell
+                    windows.append((report["test_start"], report["test_end"]))
+                    for name in report["metrics"]:
+                        if name not in ("windowed", "streaming"):
+                            scores.setdefault(method_label(name, report), []).append(report["metrics"][name]["mase"])
+    complete = {name: values for name, values in scores.items() if len(values) == folds}
+    return {"folds": folds, "windows": windows, "mase": complete, "reports": reports}
+
+
+def summary(result: dict[str, Any]) -> list[str]:
+    mase = result["mase"]
+    names = sorted(mase, key=lambda name: float(np.mean(mase[name])))
+    width = max(len(name) for name in names)
+    folds = "  ".join(f"fold {k + 1:<3}" for k in range(result["folds"]))
+    lines = [f"{'MASE':<{width}}  mean   {folds}"]
+    for name in names:
+        values = "  ".join(f"{value:<8.3f}" for value in mase[name])
+        lines.append(f"{name:<{width}}  {np.mean(mase[name]):.3f}  {values}")
+    for k, (start, end) in enumerate(result["windows"]):
+        lines.append(f"fold {k + 1}: test window {start} to {end}")
+    best = names[0]
+    naive = next(name for name in names if not name.startswith("seqcast"))
+    lines.append(f"best: {best}; strongest naive: {naive}")
+    return lines
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mase = result["mase"]
+    names = sorted(mase, key=lambda name: float(np.mean(mase[name])), reverse=True)
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(names) + 1.5))
+    for k in range(result["folds"]):
+        ax.scatter([mase[name][k] for name in names], names, color="tab:gray", s=12, zorder=3)
+    ax.barh(names, [float(np.mean(mase[name])) for name in names], color="tab:blue", alpha=0.6)
+    ax.set_xlabel("test MASE (bar: mean over folds, dots: each fold); lower is better")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> None:
+    options, rest = _options(argv)
+    result = backtest(rest, options.cells, options.folds)
+    for line in summary(result):
+        print(line)  # noqa: T201
+    options.out.mkdir(parents=True, exist_ok=True)
+    (options.out / "backtest.json").write_text(json.dumps(result, indent=2))
+    plot(result, options.out / "backtest.png")
+    print(f"written {options.out / 'backtest.json'} and {options.out / 'backtest.png'}")  # noqa: T201
