@@ -1,0 +1,111 @@
+"""A user's own data, end to end as the README walks it: hourly event counts exported without the hours that had
+none, checked, filled, trained from configs/hourly.yaml against the weekly naive, backtested, listed, and
+forecast over HTTP with timestamps and no negative counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from bench.servers import bentoml_serve
+from tests.conftest import ROOT, hourly_counts_frame
+
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
+# configs/hourly.yaml as shipped, with a smaller network so that the test trains in seconds.
+QUICK = ["--model.network.init_args.config.hidden_size", "32", "--trainer.max_time", "null"]
+
+
+def _seqcast_train(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BENTOML_HOME": str(workdir / "bentoml"), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "training.cli", *args]
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=400)
+
+
+def _ok(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_hourly_counts_with_gaps_from_check_to_a_forecast_over_http(tmp_path: Path) -> None:
+    frame = hourly_counts_frame()
+    frame.to_csv(tmp_path / "counts.csv", index=False)
+    config = ["--config", str(ROOT / "configs" / "hourly.yaml"), "--data.path", "counts.csv", *QUICK]
+
+    # Refusing to fill, check and fit list the gaps of every series, with the fix, and leave no run behind.
+    for command in ("check", "fit"):
+        refused = _seqcast_train(tmp_path, command, *config, "--data.fill", "error")
+        assert refused.returncode != 0
+        assert "data: 3 problems in 3 of 3 series:" in refused.stderr
+        for uid in ("site0", "site1", "site2"):
+            assert f"series '{uid}': " in refused.stderr
+        assert "missing rows), first at" in refused.stderr and "set data.fill (zero or a number" in refused.stderr
+        assert not (tmp_path / "runs").exists()
+
+    checked = _ok(_seqcast_train(tmp_path, "check", *config))
+    assert "3 series of 'y' at frequency h" in checked.stdout and "filled with data.fill=zero" in checked.stdout
+    assert "seasonal naive, 168 steps (7 days)" in checked.stdout
+    assert not (tmp_path / "runs").exists()
+
+    fit = _ok(_seqcast_train(tmp_path, "fit", *config, "--trainer.max_epochs", "8"))
+    # Without a terminal: a line per epoch, and why the run ended.
+    assert "epoch 0/8 val_loss" in fit.stdout and "trained to its epoch limit (8" in fit.stdout
+    report = json.loads((tmp_path / "runs" / "hourly" / "version_0" / "report.json").read_text())
+    metrics = report["metrics"]
+    # Weekends are quiet, so a week back beats a day back: the gate compared with the week.
+    assert report["strongest_naive"] == "seasonal_naive_168"
+    assert metrics["seasonal_naive_168"]["mase"] < metrics["seasonal_naive"]["mase"]
+    assert metrics["streaming"]["mase"] < metrics["seasonal_naive_168"]["mase"]
+    assert all(scores["mape"] is None for scores in metrics.values())  # zero counts: MAPE is undefined
+    assert "MAPE    n/a" in fit.stdout and "<- strongest naive" in fit.stdout
+    tag = fit.stdout.split("exported ")[-1].split()[0]
+    assert tag.startswith("seqcast-hourly:")
+
+    listed = _ok(_seqcast_train(tmp_path, "models")).stdout.splitlines()
+    assert listed[0].split()[:2] == ["tag", "created"]
+    row = next(line for line in listed if line.startswith(tag))
+    assert " counts " in row and f"{metrics['streaming']['mase']:.4f}" in row and "seasonal_naive_168" in row
+
+    backtest = _seqcast_train(tmp_path, "backtest", *config, "--trainer.max_epochs", "3", "--folds", "2", "--out", "bt")
+    _ok(backtest)
+    result = json.loads((tmp_path / "bt" / "backtest.json").read_text())
+    assert set(result["mase"]) >= {"seqcast LSTM", "seqcast GRU", "seasonal naive, 168 steps (7 days)"}
+    assert all(len(scores) == 2 for scores in result["mase"].values())
+    later, earlier = (pd.Timestamp(start) for start, _ in result["windows"])
+    assert later - earlier == pd.Timedelta(hours=336)  # the second window is the two weeks before the first
+    assert (tmp_path / "bt" / "backtest.png").read_bytes()[:4] == b"\x89PNG"
+    assert "MASE" in backtest.stdout and "best: " in backtest.stdout
+    assert len(list((tmp_path / "runs" / "hourly").glob("version_*"))) == 1  # the backtest made no run of fit's
+
+    _forecast_over_http(tmp_path, frame, tag)
+
+
+def _forecast_over_http(workdir: Path, frame: pd.DataFrame, tag: str) -> None:
+    site = frame[frame.unique_id == "site1"].set_index("ds").y
+    grid = pd.date_range(site.index[0], site.index[-1], freq="h")
+    week = site.reindex(grid, fill_value=0).iloc[-168:]
+    with bentoml_serve(workdir / "bentoml", workdir / "serve.log") as running, httpx.Client(timeout=30) as client:
+        body = {"history": week.tolist(), "start": week.index[0].isoformat(), "series": "site1"}
+        answer = client.post(running.url + "/forecast", json=body).json()
+        assert answer["model"] == tag  # the store's only model name, served without naming it
+        expected = pd.date_range(week.index[-1] + pd.Timedelta(hours=1), periods=24, freq="h")
+        assert answer["timestamps"] == expected.strftime("%Y-%m-%dT%H:%M:%S").tolist()
+        assert len(answer["forecast"]) == 24 and min(answer["forecast"]) >= 0
+        assert answer["warnings"] is None
+        # The same hours counted in thousandths: applied and flagged, not refused.
+        scaled = {**body, "history": [1000.0 * v for v in week]}
+        flagged = client.post(running.url + "/forecast", json=scaled)
+        assert flagged.status_code == 200 and flagged.json()["warnings"][0].startswith("history: ")
+        opened = client.post(running.url + "/open", json=body).json()
+        assert opened["timestamps"] == answer["timestamps"] and opened["forecast"] == answer["forecast"]
+        observed = client.post(
+            running.url + "/observe", json={"session_id": opened["session_id"], "seq": 168, "values": [3.0]}
+        ).json()
+        assert observed["timestamps"][0] == answer["timestamps"][1]  # one hour on
