@@ -48,7 +48,7 @@ def chosen_tag(tag: str | None) -> str:
     """The tag to serve: ``tag`` itself when given, else ``<name>:latest`` of the one forecaster name stored."""
     if tag:
         return tag
-    names = list(dict.fromkeys(model.name for model in stored_forecasters()))
+    names = sorted({model.name for model in stored_forecasters()})
     if len(names) == 1:
         return f"{names[0]}:latest"
     if not names:

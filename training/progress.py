@@ -61,16 +61,16 @@ class ProgressLines(Callback):
 
 def stop_reason(trainer: L.Trainer) -> str:
     """Why fit ended, and how to go on where that helps: the time limit, early stopping or the epoch limit."""
-    epoch = f"after epoch {trainer.current_epoch - 1}"  # current_epoch has moved past the last one it finished
+    epochs = f"after {trainer.current_epoch} of {trainer.max_epochs} epochs"
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)  # type: ignore[attr-defined]
     if timer is not None and (timer.time_remaining() or 0) <= 0:
         limit = timedelta(seconds=round(timer.time_elapsed()))
         return (
-            f"stopped on its time limit {epoch} of {trainer.max_epochs} (trainer.max_time, {limit} trained): to "
+            f"stopped on its time limit {epochs} (trainer.max_time, {limit} trained): to "
             "train longer, rerun with a larger --trainer.max_time and --ckpt_path last, which goes on from the "
             "last epoch; the limit counts the time already trained"
         )
     stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)  # type: ignore[attr-defined]
     if stopper is not None and stopper.stopped_epoch > 0:
-        return f"stopped early {epoch}: {stopper.monitor} had not improved for {stopper.patience} validations"
+        return f"stopped early {epochs}: {stopper.monitor} had not improved for {stopper.patience} validations"
     return f"trained to its epoch limit ({trainer.max_epochs}, trainer.max_epochs)"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,8 +12,8 @@ import pytest
 import torch
 
 from models import load_checkpoint
+from tests.conftest import ROOT, run_module, synthetic_frame
 from tests.conftest import run_training as train
-from tests.conftest import synthetic_frame
 from training.evaluate import method_label
 
 pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
@@ -68,6 +70,31 @@ def test_fit_resumes_from_the_last_checkpoint(tmp_path: Path) -> None:
     # The second run trained one more epoch, not two from scratch.
     metrics = (tmp_path / "runs" / "gru" / "version_1" / "metrics.csv").read_text().splitlines()
     assert {line.split(",")[0] for line in metrics[1:]} == {"1"}
+
+
+def test_a_run_stopped_by_its_time_limit_says_so_and_goes_on_with_a_larger_one(tmp_path: Path) -> None:
+    stopped = train(tmp_path, "--trainer.max_epochs", "50", "--trainer.max_time", "00:00:00:02", "--export", "false")
+    assert "stopped on its time limit after" in stopped.stdout
+    assert "rerun with a larger --trainer.max_time and --ckpt_path last" in stopped.stdout
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    epochs = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
+    assert epochs < 49
+    # The limit counts the time already trained: the same limit again would train nothing, a larger one goes on.
+    more = ("--trainer.max_epochs", str(epochs + 2), "--trainer.max_time", "00:00:05:00", "--ckpt_path", "last")
+    resumed = train(tmp_path, *more, "--export", "false")
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] > epochs
+    assert f"trained to its epoch limit ({epochs + 2}" in resumed.stdout
+
+
+def test_only_the_commands_that_work_are_offered(tmp_path: Path) -> None:
+    usage = run_module("training.cli", "--help", env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    for command in ("fit", "validate", "check", "backtest", "models"):
+        assert f"\n  {command} " in usage
+    for gone in ("test", "predict"):
+        refused = subprocess.run(
+            [sys.executable, "-m", "training.cli", gone], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert refused.returncode != 0 and "invalid choice" in refused.stderr
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="DDP on CPU with gloo is checked on Linux")
