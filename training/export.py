@@ -73,7 +73,9 @@ def model_labels(checkpoint: Checkpoint, report: dict[str, Any], data: str, seri
     }
 
 
-def export_to_bentoml(checkpoint: Checkpoint, report: dict[str, Any], name: str, labels: dict[str, str]) -> str:
+def export_to_bentoml(
+    checkpoint: Checkpoint, report: dict[str, Any], name: str = PUBLISHED_NAME, labels: dict[str, str] | None = None
+) -> str:
     """Stores the checkpoint as ``name`` under ``BENTOML_HOME``; returns the new tag."""
     metadata = {
         "format_version": FORMAT_VERSION,
@@ -84,9 +86,9 @@ def export_to_bentoml(checkpoint: Checkpoint, report: dict[str, Any], name: str,
             method: {key: value for key, value in scores.items() if value is not None}
             for method, scores in report["metrics"].items()
         },
-        "strongest_naive": report["strongest_naive"],
+        "strongest_naive": report.get("strongest_naive", ""),
         "training": checkpoint.metadata,
     }
-    with bentoml.models.create(name, labels=labels, metadata=metadata) as stored:
+    with bentoml.models.create(name, labels=labels or {}, metadata=metadata) as stored:
         save_checkpoint(checkpoint, stored.path_of(PUBLISHED_FILE))
     return str(stored.tag)
