@@ -54,6 +54,7 @@ class Prepared:
     next_time: int  # ns timestamp of the step after the last input, or NO_TIME
     series: str | None  # the training series whose statistics scaled it, for a model scaled per series
     scaling: Scaling  # those statistics, which also unscale its forecast
+    target: np.ndarray  # (T,) the raw target values, which live scoring compares with forecasts
     warnings: tuple[str, ...] = ()  # values far outside the training data's range, applied all the same
 
 
@@ -302,7 +303,7 @@ class Engine:
     ) -> Prepared | Rejection:
         if not out_of_range:
             warnings = self._warnings(request, inputs, future) if far else ()
-            return Prepared(inputs, future, next_time, request.series, request.scaling, warnings)
+            return Prepared(inputs, future, next_time, request.series, request.scaling, request.target, warnings)
         try:  # name the first value out of range, in field order
             _check_range(request.field, inputs[:, :1], request.target[:, None])
             _check_range("covariates", inputs[:, 1 : 1 + request.past.shape[1]], request.past)

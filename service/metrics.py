@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import bentoml
+import numpy as np
+
+from service.scoring import STEP_LABELS, Scored
 
 SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -75,3 +78,47 @@ STORE_MEMORY = bentoml.metrics.Gauge(
     ["kind"],
     multiprocess_mode="livemostrecent",
 )
+
+
+# Live accuracy (service/scoring.py), by model and horizon-step bucket: never by session, series or client value.
+LIVE_SCORED = bentoml.metrics.Counter(
+    "seqcast_live_scored", "Observed values scored against the forecast of their step", ["model", "steps"]
+)
+LIVE_ABS_ERROR = bentoml.metrics.Counter(
+    "seqcast_live_abs_error", "Summed absolute error of scored values, in the target's units", ["model", "steps"]
+)
+LIVE_SCALED_ERROR = bentoml.metrics.Counter(
+    "seqcast_live_scaled_error",
+    "Summed absolute error over the training seasonal-naive MAE: divided by the scored count, the live MASE",
+    ["model", "steps"],
+)
+LIVE_INTERVAL_HITS = bentoml.metrics.Counter(
+    "seqcast_live_interval_hits",
+    "Scored values inside a central interval, by its nominal coverage in percent",
+    ["model", "steps", "interval"],
+)
+LIVE_ANOMALIES = bentoml.metrics.Counter(
+    "seqcast_live_anomalies", "Observed values flagged anomalous (applied all the same)", ["model"]
+)
+TEST_MASE = bentoml.metrics.Gauge(
+    "seqcast_model_test_mase",
+    "The served model's streaming test MASE, from its report",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+
+
+def count_scores(model: str, scored: Scored, intervals: tuple[str, ...]) -> None:
+    """Adds one observe's scores to the live-accuracy counters: a few increments per observe, one per bucket."""
+    if not len(scored.bucket):
+        return
+    for bucket in np.unique(scored.bucket).tolist():
+        inside = scored.bucket == bucket
+        steps = STEP_LABELS[bucket]
+        LIVE_SCORED.labels(model, steps).inc(int(inside.sum()))
+        LIVE_ABS_ERROR.labels(model, steps).inc(float(scored.abs_error[inside].sum()))
+        LIVE_SCALED_ERROR.labels(model, steps).inc(float(scored.scaled_error[inside].sum()))
+        for index, interval in enumerate(intervals):
+            LIVE_INTERVAL_HITS.labels(model, steps, interval).inc(int(scored.hits[inside, index].sum()))
+    if len(scored.anomalous):
+        LIVE_ANOMALIES.labels(model).inc(len(scored.anomalous))

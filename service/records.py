@@ -15,12 +15,13 @@ import numpy as np
 
 from models.features import Scaling
 
-MAGIC = b"SQS4"
+MAGIC = b"SQS5"
 # Each format's header: magic, seq, next timestamp (ns), state rows, hidden size, horizon, outputs per step, tag
-# length, [series length (3+)], [statistics columns (4+)], digest of the last applied observe. Records of the
-# last two formats are still read: sessions live on through an upgrade.
+# length, [series length (3+)], [statistics columns (4+)], [scoring origin rows, steps since it (5+)], digest of
+# the last applied observe. Records of earlier formats are still read: sessions live on through an upgrade.
 _HEADERS = {
-    MAGIC: struct.Struct("<4sQqHIHHHHH16s"),  # 4: statistics fitted on the opening history
+    MAGIC: struct.Struct("<4sQqHIHHHHHHH16s"),  # 5: the forecast made at the latest scoring origin
+    b"SQS4": struct.Struct("<4sQqHIHHHHH16s"),  # 4: statistics fitted on the opening history
     b"SQS3": struct.Struct("<4sQqHIHHHH16s"),  # 3: the series
     b"SQS2": struct.Struct("<4sQqHIHHH16s"),  # 2: the state is (rows, hidden), rows spanning all state tensors
 }
@@ -43,6 +44,10 @@ class SessionRecord:
     # For a series the model did not train on, the statistics fitted on the history it was opened with: its
     # later values must be scaled as its first ones were.
     scaling: Scaling | None = None
+    # Live scoring (service/scoring.py): the forecast made at the latest scoring origin, (horizon, outputs)
+    # float32, and how many values the session has observed since; None when there is none to score against.
+    origin_forecast: np.ndarray | None = None
+    since_origin: int = 0
 
     def to_bytes(self) -> bytes:
         tag = self.model.encode()
@@ -52,6 +57,7 @@ class SessionRecord:
         # float64: the statistics a session scales by are exactly those its opening request was scaled by
         stats = b"" if self.scaling is None else np.array([*self.scaling.mean, *self.scaling.std], "<f8").tobytes()
         columns = 0 if self.scaling is None else len(self.scaling.mean)
+        origin = b"" if self.origin_forecast is None else np.ascontiguousarray(self.origin_forecast, "<f4").tobytes()
         header = _HEADERS[MAGIC].pack(
             MAGIC,
             self.seq,
@@ -63,11 +69,13 @@ class SessionRecord:
             len(tag),
             len(series),
             columns,
+            0 if self.origin_forecast is None else horizon,
+            min(self.since_origin, 0xFFFF),
             self.last_digest,
         )
         state = np.ascontiguousarray(self.state, dtype="<f4").tobytes()
         forecast = np.ascontiguousarray(self.last_forecast, dtype="<f4").tobytes()
-        return header + tag + series + stats + state + forecast
+        return header + tag + series + stats + state + forecast + origin
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> SessionRecord:
@@ -75,18 +83,20 @@ class SessionRecord:
         if header is None or len(blob) < header.size:
             raise RecordError("not a seqcast session record")
         _, seq, next_time, rows, hidden, horizon, outputs, tag_len, *lengths, digest = header.unpack_from(blob)
-        series_len, columns = (*lengths, 0, 0)[:2]  # formats before 3 and 4 have neither
+        series_len, columns, origin_rows, since = (*lengths, 0, 0, 0, 0)[:4]  # absent from earlier formats
         series_at = header.size + tag_len
         stats_at = series_at + series_len
         state_at = stats_at + 16 * columns
         forecast_at = state_at + 4 * rows * hidden
-        if len(blob) != forecast_at + 4 * horizon * outputs:
+        origin_at = forecast_at + 4 * horizon * outputs
+        if origin_rows not in (0, horizon) or len(blob) != origin_at + 4 * origin_rows * outputs:
             raise RecordError(
-                f"session record has {len(blob)} bytes, its header implies {forecast_at + 4 * horizon * outputs}"
+                f"session record has {len(blob)} bytes, its header implies {origin_at + 4 * origin_rows * outputs}"
             )
         stats = np.frombuffer(blob, dtype="<f8", count=2 * columns, offset=stats_at).tolist()
         state = np.frombuffer(blob, dtype="<f4", count=rows * hidden, offset=state_at)
         forecast = np.frombuffer(blob, dtype="<f4", count=horizon * outputs, offset=forecast_at)
+        origin = np.frombuffer(blob, dtype="<f4", count=origin_rows * outputs, offset=origin_at)
         try:
             model, series = blob[header.size : series_at].decode(), blob[series_at:stats_at].decode()
         except UnicodeDecodeError:
@@ -100,4 +110,6 @@ class SessionRecord:
             last_forecast=forecast.reshape(horizon, outputs),
             series=series or None,
             scaling=Scaling(tuple(stats[:columns]), tuple(stats[columns:])) if columns else None,
+            origin_forecast=origin.reshape(horizon, outputs) if origin_rows else None,
+            since_origin=since,
         )

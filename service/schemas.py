@@ -146,6 +146,12 @@ class ForecastResponse(BaseModel):
 class SessionResponse(ForecastResponse):
     session_id: str
     seq: int = Field(description="observations the session has consumed")
+    anomalies: list[int] | None = Field(
+        None,
+        description="positions in `values` of the observed values that were anomalous: outside the widest "
+        "interval of their step's forecast (quantile models), or over SEQCAST_ANOMALY_K scaled errors from it; "
+        "applied all the same. null when live scoring is off or none was",
+    )
 
 
 class CloseResponse(BaseModel):
@@ -175,6 +181,10 @@ class InfoResponse(BaseModel):
     max_history: int
     max_observe: int
     test_metrics: dict[str, Any]
+    live_scoring: bool = Field(
+        description="whether sessions score their forecasts as actual values arrive (/metrics: seqcast_live_*); "
+        "off for a model exported before seqcast carried what it needs"
+    )
 
 
 class Reason(StrEnum):

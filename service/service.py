@@ -27,7 +27,16 @@ from service.bentoml_compat import Hooks, parse_bodies_with
 from service.bentoml_compat import install as install_bentoml_workarounds
 from service.body_limit import BodyLimit
 from service.engine import Checked, Engine, Prepared
-from service.metrics import BATCH_SIZE, BATCH_WAIT, FORWARD, REJECTED, SESSIONS, active_sessions_gauge, timed
+from service.metrics import (
+    BATCH_SIZE,
+    BATCH_WAIT,
+    FORWARD,
+    REJECTED,
+    SESSIONS,
+    TEST_MASE,
+    active_sessions_gauge,
+    timed,
+)
 from service.model_choice import chosen_tag
 from service.routes import route_label
 from service.schemas import (
@@ -45,6 +54,7 @@ from service.schemas import (
     SessionResponse,
     one_or_many,
 )
+from service.scoring import Scorer
 from service.sessions import Sessions
 from service.settings import Settings, unknown_variables
 from service.store import StoreUnavailable, open_store
@@ -185,8 +195,14 @@ class Seqcast:
             SESSIONS.labels(reason, tag).inc(count)
 
         self.store = open_store(settings.session_store, settings.session_ttl_s, settings.max_sessions, dropped)
-        self.sessions = Sessions(self.engine, self.store, ACTIVE_SESSIONS.labels(tag).set)
         self.metadata: dict[str, Any] = dict(stored.info.metadata)
+        config = self.engine.config
+        self.scorer = Scorer.from_metadata(
+            self.metadata, config.horizon, config.point_index, config.quantiles, self.engine.step_ns, settings.anomaly_k
+        )
+        if self.scorer is not None:
+            TEST_MASE.labels(tag).set(self.scorer.test_mase)
+        self.sessions = Sessions(self.engine, self.store, ACTIVE_SESSIONS.labels(tag).set, self.scorer)
         # What is alive now (torch, BentoML, pandas, the model: ~230k objects) lives as long as the worker, and a
         # full collection that walks it takes ~100 ms, during which no request is answered.
         gc.collect()
@@ -290,6 +306,7 @@ class Seqcast:
             max_history=settings.max_history,
             max_observe=settings.max_observe,
             test_metrics=self.metadata.get("test_metrics", {}),
+            live_scoring=self.scorer is not None,
         )
 
 

@@ -16,9 +16,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.engine import Checked, Engine, Prepared, RunResult
-from service.metrics import CONFLICTS, FORWARD, REPLAYS, SESSIONS, STORE, STORE_EVICTED, STORE_MEMORY, timed
-from service.records import RecordError, SessionRecord
+from service.metrics import (
+    CONFLICTS,
+    FORWARD,
+    REPLAYS,
+    SESSIONS,
+    STORE,
+    STORE_EVICTED,
+    STORE_MEMORY,
+    count_scores,
+    timed,
+)
+from service.records import NO_TIME, RecordError, SessionRecord
 from service.schemas import CloseResponse, ObserveRequest, Reason, RejectedRequest, Rejection, SessionResponse
+from service.scoring import NOTHING, Scored, Scorer
 from service.store import Put, SessionStore, StoreUnavailable
 
 COUNT_EVERY_S = 1.0  # how often the active-session count is refreshed, at most
@@ -45,10 +56,17 @@ def _no_report(count: int) -> None:
 
 
 class Sessions:
-    def __init__(self, engine: Engine, store: SessionStore, report_count: Callable[[int], None] = _no_report) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: SessionStore,
+        report_count: Callable[[int], None] = _no_report,
+        scorer: Scorer | None = None,
+    ) -> None:
         self.engine = engine
         self.store = store
         self.report_count = report_count
+        self.scorer = scorer  # None: live scoring off (a model exported before it)
         self._counted_at = -COUNT_EVERY_S
 
     async def _get(self, session_ids: list[str]) -> list[bytes | None]:
@@ -87,10 +105,34 @@ class Sessions:
             STORE_MEMORY.labels("used").set(health.used_bytes)
             STORE_MEMORY.labels("max").set(health.max_bytes)
 
-    def _answer(self, session_id: str, record: SessionRecord, warnings: tuple[str, ...] = ()) -> SessionResponse:
+    def _answer(
+        self, session_id: str, record: SessionRecord, warnings: tuple[str, ...] = (), scored: Scored = NOTHING
+    ) -> SessionResponse:
         # Built from the service's own values, so pydantic's validation of 48+ floats per answer is skipped.
         fields = self.engine.answer(record.last_forecast, record.next_time, warnings)
-        return SessionResponse.model_construct(session_id=session_id, seq=record.seq, **fields)
+        anomalies = scored.anomalous.tolist() or None
+        return SessionResponse.model_construct(session_id=session_id, seq=record.seq, anomalies=anomalies, **fields)
+
+    def _origin(
+        self, seq: int, next_time: int, forecast: np.ndarray, before: SessionRecord | None, observed: int
+    ) -> tuple[np.ndarray | None, int]:
+        """The scoring origin a session holds after a forecast at ``seq``: that forecast if it is an origin's,
+        else the one before while its horizon lasts (``observed`` values on), else none."""
+        if self.scorer is None:
+            return None, 0
+        if self.scorer.is_origin(seq, next_time, next_time != NO_TIME):
+            return forecast, 0
+        if before is not None and before.origin_forecast is not None:
+            since = before.since_origin + observed
+            if since < self.engine.config.horizon:
+                return before.origin_forecast, since
+        return None, 0
+
+    def _score(self, record: SessionRecord, prepared: Prepared) -> Scored:
+        if self.scorer is None or record.origin_forecast is None:
+            return NOTHING
+        scale = self.scorer.scale_for(record.series, record.scaling)
+        return self.scorer.score(record.origin_forecast, record.since_origin, prepared.target, scale)
 
     @staticmethod
     def _missing(session_id: str) -> Rejection:
@@ -134,6 +176,7 @@ class Sessions:
             return result.rejection()
         session_id = secrets.token_urlsafe(16)  # 128 random bits: a session id is its own access key
         seq = len(prepared.inputs)
+        origin, since = self._origin(seq, prepared.next_time, result.forecasts[0], None, 0)
         record = SessionRecord(
             self.engine.tag,
             seq,
@@ -143,6 +186,8 @@ class Sessions:
             result.forecasts[0],
             prepared.series,
             self.engine.own_scaling(prepared),
+            origin,
+            since,
         )
         if not (await self._put([(session_id, record, None)]))[0]:
             raise RuntimeError("a fresh session id was already taken")
@@ -230,6 +275,9 @@ class Sessions:
                 answers[s.index] = result.rejection()
                 continue
             seq = s.record.seq + len(s.prepared.inputs)
+            origin, since = self._origin(
+                seq, s.prepared.next_time, result.forecasts[k], s.record, len(s.prepared.inputs)
+            )
             new = SessionRecord(
                 self.engine.tag,
                 seq,
@@ -239,13 +287,19 @@ class Sessions:
                 result.forecasts[k],
                 s.record.series,
                 s.record.scaling,
+                origin,
+                since,
             )
             writes.append((s, new))
         stored = await self._put([(s.session_id, new, s.record.seq) for s, new in writes])
         for (step, new), done in zip(writes, stored, strict=True):
             if done:
                 records[step.session_id] = new
-                answers[step.index] = self._answer(step.session_id, new, step.prepared.warnings)
+                # Scored once it is applied: a refused or replayed observe is never counted.
+                scored = self._score(step.record, step.prepared)
+                if self.scorer is not None:
+                    count_scores(self.engine.tag, scored, self.scorer.interval_labels)
+                answers[step.index] = self._answer(step.session_id, new, step.prepared.warnings, scored)
                 continue
             # Another worker stepped the session meanwhile: nothing was written; report where it is now.
             CONFLICTS.labels(self.engine.tag).inc()

@@ -161,6 +161,8 @@ def build_report(checkpoint: Checkpoint, forecasts: list[SeriesForecasts]) -> di
         "freq": checkpoint.features.freq,
         "metrics": methods,
         "strongest_naive": strongest,
+        # Each series' MASE denominator, in its units: what the service scores live errors by.
+        "naive_scales": {f.series.uid: f.mase_scale for f in forecasts},
         "streaming_vs_windowed_mae": methods["streaming"]["mae"] / methods["windowed"]["mae"],
         "mase_gain_over_strongest_naive": 1 - methods["streaming"]["mase"] / methods[strongest]["mase"],
     }

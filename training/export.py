@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,17 @@ def model_labels(checkpoint: Checkpoint, report: dict[str, Any], data: str, seri
     }
 
 
+def live_scoring(checkpoint: Checkpoint, report: dict[str, Any]) -> dict[str, Any]:
+    scales = report.get("naive_scales")
+    if not scales:
+        return {}
+    in_std = [
+        scale / checkpoint.scaling_for(uid if checkpoint.series_scaling else None).std[0]
+        for uid, scale in scales.items()
+    ]
+    return {"naive_scales": scales, "naive_scale_in_std": float(statistics.median(in_std))}
+
+
 def export_to_bentoml(
     checkpoint: Checkpoint, report: dict[str, Any], name: str = PUBLISHED_NAME, labels: dict[str, str] | None = None
 ) -> str:
@@ -87,6 +99,9 @@ def export_to_bentoml(
             for method, scores in report["metrics"].items()
         },
         "strongest_naive": report.get("strongest_naive", ""),
+        # What live scoring needs (service/scoring.py): each training series' naive MAE, and their typical
+        # size in training standard deviations, for a series the model did not train on.
+        **live_scoring(checkpoint, report),
         "training": checkpoint.metadata,
     }
     with bentoml.models.create(name, labels=labels or {}, metadata=metadata) as stored:

@@ -102,11 +102,26 @@ def test_every_setting_in_compose_is_documented_in_env_example() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "path"), [("config", "prometheus/prometheus.yml"), ("rules", "prometheus/alerts.yml")]
+    ("kind", "path"),
+    [
+        ("config", "prometheus/prometheus.yml"),
+        ("rules", "prometheus/alerts.yml"),
+        ("rules", "prometheus/live_accuracy.yml"),
+    ],
 )
 def test_promtool_accepts_the_committed_files(kind: str, path: str) -> None:
     done = subprocess.run(["promtool", "check", kind, str(DEPLOY / path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_drift_alert_fires_after_a_level_shift_and_not_without_one() -> None:
+    """`promtool test rules` over synthetic counters (tests/deploy/promtool/live_accuracy_test.yml): a model
+    whose live MASE quadruples halfway through two days alerts by the end of them; a steady one never does."""
+    tests = ROOT / "tests" / "deploy" / "promtool"
+    done = subprocess.run(
+        ["promtool", "test", "rules", "live_accuracy_test.yml"], cwd=tests, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
 
 
 def test_promtool_refuses_a_broken_rule(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def prometheus(target: str, workdir: Path) -> Iterator[str]:
     del job["dns_sd_configs"]
     job["static_configs"] = [{"targets": [target]}]
     config["global"]["scrape_interval"] = "1s"
-    config["rule_files"] = [str(ROOT / "deploy" / "prometheus" / "alerts.yml")]
+    config["rule_files"] = [str(ROOT / "deploy" / "prometheus" / name) for name in config["rule_files"]]
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     command = [

@@ -9,7 +9,9 @@ from models import Scaling
 from service.records import NO_TIME, RecordError, SessionRecord
 
 
-def _record(series: str | None = None, scaling: Scaling | None = None) -> SessionRecord:
+def _record(
+    series: str | None = None, scaling: Scaling | None = None, origin: bool = False, since: int = 0
+) -> SessionRecord:
     rng = np.random.default_rng(0)
     return SessionRecord(
         model="seqcast-forecaster:abc",
@@ -20,6 +22,8 @@ def _record(series: str | None = None, scaling: Scaling | None = None) -> Sessio
         last_forecast=rng.normal(size=(48, 1)).astype(np.float32),
         series=series,
         scaling=scaling,
+        origin_forecast=rng.normal(size=(48, 1)).astype(np.float32) if origin else None,
+        since_origin=since,
     )
 
 
@@ -32,8 +36,9 @@ def _record(series: str | None = None, scaling: Scaling | None = None) -> Sessio
         (None, Scaling((1234.5678901234, 0.1), (1 / 3, 2.0))),  # a series the model did not train on
     ],
 )
-def test_round_trip_is_exact(series: str | None, scaling: Scaling | None) -> None:
-    original = _record(series, scaling)
+@pytest.mark.parametrize(("origin", "since"), [(False, 0), (True, 0), (True, 47)])
+def test_round_trip_is_exact(series: str | None, scaling: Scaling | None, origin: bool, since: int) -> None:
+    original = _record(series, scaling, origin, since)
     restored = SessionRecord.from_bytes(original.to_bytes())
     assert (restored.model, restored.seq, restored.next_time, restored.last_digest, restored.series) == (
         original.model,
@@ -45,6 +50,11 @@ def test_round_trip_is_exact(series: str | None, scaling: Scaling | None) -> Non
     assert restored.scaling == scaling
     np.testing.assert_array_equal(restored.state, original.state)
     np.testing.assert_array_equal(restored.last_forecast, original.last_forecast)
+    assert restored.since_origin == since
+    if origin:
+        np.testing.assert_array_equal(restored.origin_forecast, original.origin_forecast)
+    else:
+        assert restored.origin_forecast is None
 
 
 def test_state_is_raw_float32_with_a_small_header() -> None:
@@ -52,23 +62,29 @@ def test_state_is_raw_float32_with_a_small_header() -> None:
     state_bytes = 2 * 2 * 64 * 4
     forecast_bytes = 48 * 4
     assert len(blob) - state_bytes - forecast_bytes < 80
-    assert blob[:4] == b"SQS4"
+    assert blob[:4] == b"SQS5"
+    # Live scoring adds one horizon of floats: the forecast made at the latest scoring origin.
+    assert len(_record(origin=True).to_bytes()) - len(blob) == forecast_bytes
 
 
-@pytest.mark.parametrize(("magic", "series"), [(b"SQS3", "CEU0500000001"), (b"SQS2", "")])
-def test_records_of_the_last_two_formats_still_read(magic: bytes, series: str) -> None:
-    """Sessions opened before an upgrade continue after it: format 3 had no statistics, format 2 no series."""
+@pytest.mark.parametrize(("magic", "series"), [(b"SQS4", "CEU0500000001"), (b"SQS3", "CEU0500000001"), (b"SQS2", "")])
+def test_records_of_earlier_formats_still_read(magic: bytes, series: str) -> None:
+    """Sessions opened before an upgrade continue after it: format 4 had no scoring origin, format 3 no
+    statistics, format 2 no series."""
     original = _record()
     tag = original.model.encode()
-    lengths = (len(tag), len(series.encode())) if magic == b"SQS3" else (len(tag),)
+    lengths = {b"SQS4": (len(tag), len(series.encode()), 0), b"SQS3": (len(tag), len(series.encode()))}.get(
+        magic, (len(tag),)
+    )
     layout = "<4sQqHIHHH" + "H" * (len(lengths) - 1) + "16s"
     header = struct.pack(layout, magic, original.seq, original.next_time, 4, 64, 48, 1, *lengths, bytes(16))
     blob = header + tag + series.encode() + original.state.tobytes() + original.last_forecast.tobytes()
     restored = SessionRecord.from_bytes(blob)
-    assert (restored.model, restored.seq, restored.series, restored.scaling) == (
+    assert (restored.model, restored.seq, restored.series, restored.scaling, restored.origin_forecast) == (
         original.model,
         original.seq,
         series or None,
+        None,
         None,
     )
     np.testing.assert_array_equal(restored.state, original.state)

@@ -1,0 +1,126 @@
+"""Live accuracy: a session's forecasts scored as the actual values arrive.
+
+A session keeps the forecast it made at its latest *scoring origin*, picked as evaluation picks test origins:
+for intraday data with timestamps, each forecast whose first step is at midnight (day-ahead, as the report's
+origins); otherwise every ``horizon`` observations counted from the session's first value. Each value observed
+within that forecast's horizon is scored against the step it falls on: its absolute error, that error over
+the model's training seasonal-naive MAE (so the live MASE is the report's test MASE, on live data), and for a
+quantile model whether it fell inside each central interval. A forecast made inside a multi-value observe is
+never seen, so an observe that runs past an origin scores nothing beyond the old origin's horizon until the
+session ends an observe on an origin again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.features import Scaling
+
+DAY_NS = 86_400 * 10**9
+# Horizon steps (1-based) are counted in these buckets: a fixed set of labels whatever the model's horizon.
+STEP_BUCKETS = ((1, "1"), (2, "2-3"), (4, "4-7"), (8, "8-15"), (16, "16-31"), (32, "32-63"), (64, "64+"))
+_BUCKET_STARTS = np.array([start for start, _ in STEP_BUCKETS])
+STEP_LABELS = tuple(label for _, label in STEP_BUCKETS)
+
+
+def step_bucket(steps: np.ndarray) -> np.ndarray:
+    """Index into STEP_BUCKETS of each 1-based horizon step."""
+    return np.searchsorted(_BUCKET_STARTS, steps, side="right") - 1
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What one observe's values scored, by step bucket, and which of them were anomalous."""
+
+    bucket: np.ndarray  # (n,) STEP_BUCKETS index of each scored value
+    abs_error: np.ndarray  # (n,)
+    scaled_error: np.ndarray  # (n,)
+    hits: np.ndarray  # (n, intervals) bool: inside each central interval, widest first
+    anomalous: np.ndarray  # (n,) indices into the observe's values
+
+
+NOTHING = Scored(np.zeros(0, int), np.zeros(0), np.zeros(0), np.zeros((0, 0), bool), np.zeros(0, int))
+
+
+@dataclass(frozen=True)
+class Scorer:
+    horizon: int
+    point: int  # output index of the point forecast
+    quantiles: tuple[float, ...]
+    naive_scale: dict[str, float]  # training seasonal-naive MAE of each training series, in its units
+    test_mase: float  # the exported model's streaming test MASE
+    anomaly_k: float  # point models: a value this many scaled errors from its forecast is anomalous
+    origin_every_day: bool  # intraday data with timestamps: origins are midnights
+    # For a series the model did not train on (scaled by its own statistics): the typical training naive MAE in
+    # training standard deviations, multiplied by the session's own deviation.
+    scale_in_std: float
+
+    @classmethod
+    def from_metadata(
+        cls,
+        metadata: dict[str, Any],
+        horizon: int,
+        point: int,
+        quantiles: tuple[float, ...],
+        step_ns: int,
+        anomaly_k: float,
+    ) -> Scorer | None:
+        """The scorer a model's export metadata allows; None for a model exported before live scoring."""
+        scales = metadata.get("naive_scales")
+        streaming = metadata.get("test_metrics", {}).get("streaming", {})
+        if not isinstance(scales, dict) or not scales or "mase" not in streaming:
+            return None
+        intraday = 0 < step_ns < DAY_NS and DAY_NS % step_ns == 0
+        stds = metadata.get("naive_scale_in_std", 1.0)
+        return cls(
+            horizon,
+            point,
+            quantiles,
+            {str(k): float(v) for k, v in scales.items()},
+            float(streaming["mase"]),
+            anomaly_k,
+            origin_every_day=intraday,
+            scale_in_std=float(stds),
+        )
+
+    @property
+    def interval_labels(self) -> tuple[str, ...]:
+        """Each central interval by its nominal coverage in percent, widest first: (0.1, 0.5, 0.9) has "80"."""
+        q = self.quantiles
+        return tuple(f"{round(100 * (q[-1 - i] - q[i]))}" for i in range(len(q) // 2))
+
+    def is_origin(self, seq: int, next_time: int, timed: bool) -> bool:
+        """Whether a forecast answered at ``seq`` with its first step at ``next_time`` is one to score."""
+        if self.origin_every_day and timed:
+            return next_time % DAY_NS == 0
+        return seq % self.horizon == 0
+
+    def scale_for(self, series: str | None, own: Scaling | None) -> float:
+        if series is not None and series in self.naive_scale:
+            return self.naive_scale[series]
+        if own is not None:
+            return self.scale_in_std * own.std[0]
+        # All series scaled alike: a session names none, so it is scored by the mean of their scales.
+        return float(np.mean(list(self.naive_scale.values())))
+
+    def score(self, origin: np.ndarray, since: int, values: np.ndarray, scale: float) -> Scored:
+        """Values observed ``since`` steps after the origin, against its forecast (horizon, outputs)."""
+        steps = since + np.arange(len(values))
+        inside = steps < self.horizon
+        if not inside.any():
+            return NOTHING
+        k = steps[inside]
+        actual = values[inside]
+        forecast = origin[k].astype(np.float64)
+        abs_error = np.abs(actual - forecast[:, self.point])
+        scaled = abs_error / scale
+        pairs = len(self.quantiles) // 2
+        hits = np.zeros((len(k), pairs), dtype=bool)
+        for i in range(pairs):
+            hits[:, i] = (actual >= forecast[:, i]) & (actual <= forecast[:, -1 - i])
+        outside = ~hits[:, 0] if pairs else scaled > self.anomaly_k
+        anomalous = np.flatnonzero(inside)[outside]
+        return Scored(step_bucket(k + 1), abs_error, scaled, hits, anomalous)
