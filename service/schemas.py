@@ -149,7 +149,8 @@ class SessionResponse(ForecastResponse):
     anomalies: list[int] | None = Field(
         None,
         description="positions in `values` of the observed values that were anomalous: outside the widest "
-        "interval of their step's forecast (quantile models), or over SEQCAST_ANOMALY_K scaled errors from it; "
+        "interval of their step's forecast (quantile models), or over SEQCAST_ANOMALY_K times the model's test "
+        "error from it; "
         "applied all the same. null when live scoring is off or none was",
     )
 

@@ -52,7 +52,9 @@ class Scorer:
     quantiles: tuple[float, ...]
     naive_scale: dict[str, float]  # training seasonal-naive MAE of each training series, in its units
     test_mase: float  # the exported model's streaming test MASE
-    anomaly_k: float  # point models: a value this many scaled errors from its forecast is anomalous
+    # Point models: a value is anomalous this many times the model's usual error from its forecast: its test MASE
+    # in scaled errors. Relative to the model, so that a rough model does not flag every value.
+    anomaly_k: float
     origin_every_day: bool  # intraday data with timestamps: origins are midnights
     # For a series the model did not train on (scaled by its own statistics): the typical training naive MAE in
     # training standard deviations, multiplied by the session's own deviation.
@@ -121,6 +123,6 @@ class Scorer:
         hits = np.zeros((len(k), pairs), dtype=bool)
         for i in range(pairs):
             hits[:, i] = (actual >= forecast[:, i]) & (actual <= forecast[:, -1 - i])
-        outside = ~hits[:, 0] if pairs else scaled > self.anomaly_k
+        outside = ~hits[:, 0] if pairs else scaled > self.anomaly_k * self.test_mase
         anomalous = np.flatnonzero(inside)[outside]
         return Scored(step_bucket(k + 1), abs_error, scaled, hits, anomalous)

@@ -27,8 +27,9 @@ class Settings(BaseSettings):
     # Values this many training standard deviations from the training mean are applied and flagged in the answer's
     # `warnings` (wrong units, a sentinel); past 1e6 deviations they are refused, as they would saturate the state.
     warn_beyond_std: float = Field(default=10.0, gt=0)
-    # Live scoring of a point model: an observed value this many training seasonal-naive MAEs from its forecast is
-    # flagged anomalous in the /observe answer (a quantile model flags values outside its widest interval).
+    # Live scoring of a point model: an observed value this many times the model's test error (its test MASE, in
+    # naive MAEs) from its forecast is flagged anomalous in the /observe answer; with Laplace-like errors about
+    # 1 in 400 normal values would be. A quantile model flags values outside its widest interval instead.
     anomaly_k: float = Field(default=6.0, gt=0)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)  # larger request bodies get 413
     # Values over all the items of one request (a list of histories or observes): bounds the work one request

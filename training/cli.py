@@ -173,7 +173,9 @@ def cli(args: list[str] | None = None, **kwargs: Any) -> SeqcastCLI:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    """``argv``: the arguments after the program's name; None reads sys.argv, which fit must keep: a DDP run
+    starts its other processes with the same command line."""
+    given, argv = argv, sys.argv[1:] if argv is None else argv
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
     if command in ("check", "backtest"):
         # They hand their options to LightningCLI as args, which warns when sys.argv holds any besides.
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
 
             print_models(rest)
         else:
-            cli()
+            cli(given)
     except DataError as error:
         sys.exit(f"data: {error}")
     except NonFiniteLoss as error:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,8 +10,8 @@ import pytest
 import torch
 
 from models import load_checkpoint
-from tests.conftest import ROOT, run_module, synthetic_frame
 from tests.conftest import run_training as train
+from tests.conftest import synthetic_frame
 from training.evaluate import method_label
 
 pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
@@ -84,17 +82,6 @@ def test_a_run_stopped_by_its_time_limit_says_so_and_goes_on_with_a_larger_one(t
     resumed = train(tmp_path, *more, "--export", "false")
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] > epochs
     assert f"trained to its epoch limit ({epochs + 2}" in resumed.stdout
-
-
-def test_only_the_commands_that_work_are_offered(tmp_path: Path) -> None:
-    usage = run_module("training.cli", "--help", env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
-    for command in ("fit", "validate", "check", "backtest", "models"):
-        assert f"\n  {command} " in usage
-    for gone in ("test", "predict"):
-        refused = subprocess.run(
-            [sys.executable, "-m", "training.cli", gone], cwd=ROOT, capture_output=True, text=True, timeout=120
-        )
-        assert refused.returncode != 0 and "invalid choice" in refused.stderr
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="DDP on CPU with gloo is checked on Linux")
