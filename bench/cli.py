@@ -43,12 +43,19 @@ def main(argv: list[str] | None = None) -> None:
     streaming.add_argument("--seconds", type=float, default=3.0, help="HTTP: wrk's time per measurement")
     memory = commands.add_parser("memory", help="memory per open session, in-process store and Redis")
     memory.add_argument("--sessions", type=_ints, default=[0, 10_000, 100_000])
-    memory.add_argument("--history", type=int, default=8, help="values each session is opened with")
+    memory.add_argument("--history", type=int, default=48, help="values each session is opened with")
     serve = commands.add_parser("serve", help="req/s and latency of /forecast and /observe vs /noop and in-process")
     serve.add_argument("--sizes", default="small,large", help="comma-separated: small, large")
     serve.add_argument("--clients", type=_ints, default=[1, 8, 64])
     # A large model's batch of 64 forecasts takes about a second: fewer seconds would count a handful of batches.
     serve.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    scoring = commands.add_parser("scoring", help="/observe req/s with live scoring off and on, in one run")
+    scoring.add_argument("--clients", type=int, default=64)
+    scoring.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    scoring.add_argument("--rounds", type=int, default=2, help="off/on pairs")
+    drift = commands.add_parser("drift", help="live MASE per day around a level shift, taylor LSTM")
+    drift.add_argument("--epochs", type=int, default=15)
+    drift.add_argument("--shift", type=float, default=0.15, help="relative level shift halfway through the test part")
     probes = commands.add_parser("probes", help="/readyz latency while clients keep the worker busy")
     probes.add_argument("--clients", type=int, default=64)
     probes.add_argument("--seconds", type=float, default=10.0, help="probing time per load")
@@ -96,6 +103,14 @@ def main(argv: list[str] | None = None) -> None:
 
         sizes = [serve_bench.SIZES[name] for name in args.sizes.split(",")]
         serve_bench.run(sizes, args.clients, args.seconds, args.out).show(args.out)
+    elif args.command == "scoring":
+        from bench import scoring as scoring_bench
+
+        scoring_bench.run(args.clients, args.seconds, args.rounds, args.out).show(args.out)
+    elif args.command == "drift":
+        from bench import drift as drift_bench
+
+        drift_bench.run(args.epochs, args.shift, args.out).show(args.out)
     elif args.command == "probes":
         from bench import probes as probes_bench
 

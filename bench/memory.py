@@ -17,6 +17,7 @@ from bench.report import Table, progress
 from bench.servers import redis_server
 from bench.workload import SMALL, history_body, random_checkpoint
 from service.engine import Engine
+from service.scoring import Scorer
 from service.sessions import Sessions
 from service.store import MemoryStore, RedisStore, SessionStore
 
@@ -43,12 +44,23 @@ async def _open(sessions: Sessions, count: int, history: int) -> int:
     return len(blob or b"")
 
 
+def live_scorer(engine: Engine) -> Scorer:
+    """Live scoring as an exported model enables it, with origins every horizon observations: a session opened
+    with a multiple of the horizon holds the forecast of its origin, as most sessions do once they run."""
+    return Scorer(engine.config.horizon, 0, (), {"series": 1.0}, 1.0, 6.0, origin_every_day=False, scale_in_std=1.0)
+
+
 async def _fill(
-    store: SessionStore, engine: Engine, counts: list[int], history: int, measure: Callable[[], int]
+    store: SessionStore,
+    engine: Engine,
+    counts: list[int],
+    history: int,
+    measure: Callable[[], int],
+    scorer: Scorer | None = None,
 ) -> tuple[list[int], int]:
     """Opens sessions up to each of ``counts`` in turn; returns what ``measure()`` read at each count, and the
     size of one record."""
-    sessions = Sessions(engine, store)
+    sessions = Sessions(engine, store, scorer=scorer)
     readings, held, record = [], 0, 0
     for count in counts:
         if count > held:
@@ -61,20 +73,25 @@ async def _fill(
 def run(counts: list[int], history: int, out: Path) -> Table:
     engine = Engine(random_checkpoint(SMALL), "seqcast-forecaster:bench")
     table = Table("memory", ["store", "sessions", "memory (MiB)", "bytes per session", "record bytes"])
-    memory_store = MemoryStore(ttl_s=3600, max_sessions=max(counts) + 1)
-    resident, record = asyncio.run(_fill(memory_store, engine, counts, history, _resident))
-    _rows(table, "in-process (resident memory)", counts, resident, record)
-    progress("memory: in-process store done")
-    with tempfile.TemporaryDirectory() as workdir, redis_server(Path(workdir)) as url:
-        client = redis.Redis.from_url(url)
-        used_memory = lambda: int(client.info()["used_memory"])  # noqa: E731
-        used, record = asyncio.run(_fill(RedisStore(url, ttl_s=3600), engine, counts, history, used_memory))
-        _rows(table, "Redis (used_memory)", counts, used, record)
-    progress("memory: Redis store done")
+    for scorer in (None, live_scorer(engine)):
+        scoring = "live scoring on" if scorer else "live scoring off"
+        memory_store = MemoryStore(ttl_s=3600, max_sessions=max(counts) + 1)
+        resident, record = asyncio.run(_fill(memory_store, engine, counts, history, _resident, scorer))
+        _rows(table, f"in-process (resident memory), {scoring}", counts, resident, record)
+        del memory_store
+        progress(f"memory: in-process store, {scoring}, done")
+        with tempfile.TemporaryDirectory() as workdir, redis_server(Path(workdir)) as url:
+            client = redis.Redis.from_url(url)
+            used_memory = lambda client=client: int(client.info()["used_memory"])  # type: ignore[misc]  # noqa: E731
+            redis_store = RedisStore(url, ttl_s=3600)
+            used, record = asyncio.run(_fill(redis_store, engine, counts, history, used_memory, scorer))
+            _rows(table, f"Redis (used_memory), {scoring}", counts, used, record)
+        progress(f"memory: Redis store, {scoring}, done")
     table.notes.append(
         f"Model: {SMALL.label}, LSTM: the state is 2 tensors x 2 layers x 64 floats = 1,024 bytes; the record adds "
-        "the last forecast (48 floats), the model tag and a header. Bytes per session = growth since the row "
-        "above / sessions added."
+        "the last forecast (48 floats), the model tag and a header; live scoring, the forecast of the latest "
+        "scoring origin (48 floats more). Sessions opened with 48 values, one horizon: each holds an origin. "
+        "Bytes per session = growth since the row above / sessions added."
     )
     return table
 

@@ -15,6 +15,8 @@ PAGE = Path("docs/benchmarks.md")
 QUESTIONS = {
     "streaming": "What does one new observation cost with a kept session, against re-sending the whole history?",
     "serve": "Requests/s and latency of the endpoints against BentoML's floor (`/noop`) and the engine alone.",
+    "scoring": "What does live scoring cost a served `/observe`, against the same service with it off?",
+    "drift": "Does live accuracy show a level shift, day by day, against the model's test MASE?",
     "probes": "Do health checks stay fast while clients keep a worker busy, or abuse it?",
     "memory": "How much memory does an open session take, in process and in Redis?",
     "soak": "Do many clients observing for minutes see errors, or the service's memory grow?",

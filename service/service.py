@@ -197,8 +197,17 @@ class Seqcast:
         self.store = open_store(settings.session_store, settings.session_ttl_s, settings.max_sessions, dropped)
         self.metadata: dict[str, Any] = dict(stored.info.metadata)
         config = self.engine.config
-        self.scorer = Scorer.from_metadata(
-            self.metadata, config.horizon, config.point_index, config.quantiles, self.engine.step_ns, settings.anomaly_k
+        self.scorer = (
+            Scorer.from_metadata(
+                self.metadata,
+                config.horizon,
+                config.point_index,
+                config.quantiles,
+                self.engine.step_ns,
+                settings.anomaly_k,
+            )
+            if settings.live_scoring
+            else None
         )
         if self.scorer is not None:
             TEST_MASE.labels(tag).set(self.scorer.test_mase)

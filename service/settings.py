@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     # Values this many training standard deviations from the training mean are applied and flagged in the answer's
     # `warnings` (wrong units, a sentinel); past 1e6 deviations they are refused, as they would saturate the state.
     warn_beyond_std: float = Field(default=10.0, gt=0)
+    # Sessions score their forecasts as actual values arrive, for a model exported with what that needs (/info).
+    live_scoring: bool = True
     # Live scoring of a point model: an observed value this many times the model's test error (its test MASE, in
     # naive MAEs) from its forecast is flagged anomalous in the /observe answer; with Laplace-like errors about
     # 1 in 400 normal values would be. A quantile model flags values outside its widest interval instead.

@@ -146,6 +146,9 @@ def test_dashboard_parses_and_covers_what_operators_watch() -> None:
         "seqcast_sessions_active",
         "seqcast_sessions_total",
         "seqcast_rejected_requests_total",
+        "seqcast:live_mase:24h",  # live accuracy beside the test MASE it is judged against
+        "seqcast_model_test_mase",
+        "seqcast:live_coverage:24h",
     ):
         assert metric in queries, metric
     assert "histogram_quantile(0.99" in queries and "histogram_quantile(0.5" in queries
