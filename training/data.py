@@ -220,9 +220,14 @@ def _gaps(timestamps: pd.DatetimeIndex, grid: pd.DatetimeIndex, freq: str) -> li
 
 
 def _values(
-    group: pd.DataFrame, grid: pd.DatetimeIndex, columns: tuple[str, ...], fill: FillPolicy, check: SeriesCheck
+    group: pd.DataFrame,
+    grid: pd.DatetimeIndex,
+    columns: tuple[str, ...],
+    fills: tuple[FillPolicy, FillPolicy],
+    check: SeriesCheck,
 ) -> np.ndarray:
-    """(len(grid), len(columns)) the series' values on its grid, filled by ``fill``; problems go to ``check``."""
+    """(len(grid), len(columns)) the series' values on its grid, the target (the first column) filled by
+    ``fills[0]`` and covariates by ``fills[1]``; problems go to ``check``."""
     table = group.set_index("ds")[list(columns)].astype(float).reindex(grid)
     check.added_rows = len(grid) - len(group)
     values = table.to_numpy()
@@ -230,10 +235,11 @@ def _values(
         missing = np.isnan(values[:, index])
         if not missing.any():
             continue
+        fill, option = (fills[0], "data.fill") if index == 0 else (fills[1], "data.fill_covariates")
         if fill == "error":
             check.problems.append(
                 f"{_count(int(missing.sum()), 'NaN value')} in {column!r}, first at {_first(grid[missing])}; "
-                "set data.fill to zero (or a number), ffill or interpolate to fill them"
+                f"set {option} to zero (or a number), ffill or interpolate to fill them"
             )
             continue
         values[:, index] = fill_values(values[:, index], fill)
@@ -245,10 +251,16 @@ def _values(
 
 
 def check_series(
-    frame: pd.DataFrame, target: str, covariates: tuple[str, ...], fill: FillPolicy, min_length: int = 2
+    frame: pd.DataFrame,
+    target: str,
+    covariates: tuple[str, ...],
+    fill: FillPolicy,
+    min_length: int = 2,
+    fill_covariates: FillPolicy | None = None,
 ) -> CheckedData:
     """Checks every series at once and raises DataError listing every problem of every series; else returns
-    them on their full grid, filled, with their common frequency."""
+    them on their full grid, filled (covariates by ``fill_covariates``, default ``fill``), with their common
+    frequency."""
     missing = [c for c in (target, *covariates) if c not in frame.columns]
     if missing:
         raise DataError(f"columns {missing} are missing from the data (columns: {list(frame.columns)})")
@@ -276,7 +288,8 @@ def check_series(
         if off_grid:
             continue
         # Refusing, the NaN values are counted on the rows given: the missing ones are reported as gaps.
-        values = _values(group, timestamps if fill == "error" else grid, columns, fill, check)
+        fills = (fill, fill if fill_covariates is None else fill_covariates)
+        values = _values(group, timestamps if fill == "error" else grid, columns, fills, check)
         if len(grid) < min_length:
             check.problems.append(
                 f"has {len(grid)} points; one training chunk plus validation and test need {min_length} "

@@ -97,6 +97,7 @@ class SeriesDataModule(L.LightningDataModule):
         future_covariates: list[str] | None = None,
         calendar: list[str] | None = None,
         fill: FillPolicy = "error",
+        fill_covariates: FillPolicy | None = None,
         nonnegative: bool = False,
         per_series_scaling: bool = False,
         mase_weights: bool = False,
@@ -122,6 +123,8 @@ class SeriesDataModule(L.LightningDataModule):
             fill: what to do with missing values, NaN or rows the series' grid lacks: ``error`` lists them;
                 ``zero`` or a number fills them with it (counts); ``ffill`` or ``interpolate`` (levels). Any
                 fill puts each series on its full grid from its first to its last timestamp.
+            fill_covariates: the same for covariates, where they need another fill than the target (counts
+                filled with zero, a temperature beside them interpolated); default: as ``fill``.
             nonnegative: the target is never negative (counts, demand, sales): forecasts are clipped at zero,
                 in the report as in the service.
             per_series_scaling: standardise each series by its own training part rather than all series by
@@ -150,6 +153,7 @@ class SeriesDataModule(L.LightningDataModule):
         self.future_covariates = tuple(future_covariates or ())
         self.calendar = tuple(calendar or ())
         self.fill = fill
+        self.fill_covariates = fill_covariates
         self.nonnegative = nonnegative
         self.per_series_scaling = per_series_scaling
         self.mase_weights = mase_weights
@@ -173,7 +177,12 @@ class SeriesDataModule(L.LightningDataModule):
             return
         covariates = self.past_covariates + self.future_covariates
         self.checked = check_series(
-            read_frame(self.path), self.target, covariates, self.fill, self.min_length + self.drop_last
+            read_frame(self.path),
+            self.target,
+            covariates,
+            self.fill,
+            self.min_length + self.drop_last,
+            self.fill_covariates,
         )
         freq = self.checked.freq
         series = [s.until(len(s) - self.drop_last) for s in self.checked.series]

@@ -161,3 +161,15 @@ def test_a_constant_fill_puts_each_series_on_its_full_grid(fill: str | float, va
         assert (on_grid[given.index] == given).all()  # every given count kept where it was
         assert (on_grid.drop(given.index) == value).all()  # every missing hour filled with the constant
     assert checked.added_rows == sum(len(s) for s in checked.series) - len(frame) > 0
+
+
+def test_covariates_take_a_fill_of_their_own() -> None:
+    frame = _hourly_counts_with_gaps()
+    frame["temperature"] = 10.0 + frame.ds.dt.hour.to_numpy()  # known for the hours that have a row only
+    checked = check_series(frame, "y", ("temperature",), "zero", fill_covariates="interpolate")
+    for series in checked.series:
+        added = ~series.timestamps.isin(frame.ds[frame.unique_id == series.uid])
+        assert (series.target[added] == 0).all()  # no event in an hour without a row
+        assert (series.covariates[added, 0] > 0).all()  # the temperature interpolated, not zero
+    with pytest.raises(DataError, match="set data.fill_covariates to zero"):
+        check_series(frame, "y", ("temperature",), "zero", fill_covariates="error")

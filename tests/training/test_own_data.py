@@ -73,7 +73,7 @@ def test_hourly_counts_with_gaps_from_check_to_a_forecast_over_http(tmp_path: Pa
     row = next(line for line in listed if line.startswith(tag))
     assert " counts " in row and f"{metrics['streaming']['mase']:.4f}" in row and "seasonal_naive_168" in row
 
-    backtest = _seqcast_train(tmp_path, "backtest", *config, "--trainer.max_epochs", "3", "--folds", "2", "--out", "bt")
+    backtest = _seqcast_train(tmp_path, "backtest", *config, "--trainer.max_epochs", "2", "--folds", "2", "--out", "bt")
     _ok(backtest)
     result = json.loads((tmp_path / "bt" / "backtest.json").read_text())
     assert set(result["mase"]) >= {"seqcast LSTM", "seqcast GRU", "seasonal naive, 168 steps (7 days)"}
