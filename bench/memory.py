@@ -47,7 +47,9 @@ async def _open(sessions: Sessions, count: int, history: int) -> int:
 def live_scorer(engine: Engine) -> Scorer:
     """Live scoring as an exported model enables it, with origins every horizon observations: a session opened
     with a multiple of the horizon holds the forecast of its origin, as most sessions do once they run."""
-    return Scorer(engine.config.horizon, 0, (), {"series": 1.0}, 1.0, 6.0, origin_every_day=False, scale_in_std=1.0)
+    return Scorer(
+        engine.config.horizon, 0, (), {"series": 1.0}, 1.0, 6.0, origin_every_day=False, step_ns=0, scale_in_std=1.0
+    )
 
 
 async def _fill(

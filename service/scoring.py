@@ -56,6 +56,7 @@ class Scorer:
     # in scaled errors. Relative to the model, so that a rough model does not flag every value.
     anomaly_k: float
     origin_every_day: bool  # intraday data with timestamps: origins are midnights
+    step_ns: int  # the model's step, 0 where it has none
     # For a series the model did not train on (scaled by its own statistics): the typical training naive MAE in
     # training standard deviations, multiplied by the session's own deviation.
     scale_in_std: float
@@ -85,6 +86,7 @@ class Scorer:
             float(streaming["mase"]),
             anomaly_k,
             origin_every_day=intraday,
+            step_ns=step_ns,
             scale_in_std=float(stds),
         )
 
@@ -95,8 +97,9 @@ class Scorer:
         return tuple(f"{round(100 * (q[-1 - i] - q[i]))}" for i in range(len(q) // 2))
 
     def is_origin(self, seq: int, next_time: int, timed: bool) -> bool:
-        """Whether a forecast answered at ``seq`` with its first step at ``next_time`` is one to score."""
-        if self.origin_every_day and timed:
+        """Whether a forecast answered at ``seq`` with its first step at ``next_time`` is one to score. A session
+        whose steps never fall on midnight (30-minute data from 00:15) counts its origins by steps instead."""
+        if self.origin_every_day and timed and next_time % self.step_ns == 0:
             return next_time % DAY_NS == 0
         return seq % self.horizon == 0
 
@@ -109,10 +112,11 @@ class Scorer:
         return float(np.mean(list(self.naive_scale.values())))
 
     def score(self, origin: np.ndarray, since: int, values: np.ndarray, scale: float) -> Scored:
-        """Values observed ``since`` steps after the origin, against its forecast (horizon, outputs)."""
+        """Values observed ``since`` steps after the origin, against its forecast (horizon, outputs). Nothing
+        is scored by a scale that is not positive (a series constant in training has no naive error)."""
         steps = since + np.arange(len(values))
         inside = steps < self.horizon
-        if not inside.any():
+        if not inside.any() or not scale > 0:
             return NOTHING
         k = steps[inside]
         actual = values[inside]

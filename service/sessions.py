@@ -116,16 +116,17 @@ class Sessions:
     def _origin(
         self, seq: int, next_time: int, forecast: np.ndarray, before: SessionRecord | None, observed: int
     ) -> tuple[np.ndarray | None, int]:
-        """The scoring origin a session holds after a forecast at ``seq``: that forecast if it is an origin's,
-        else the one before while its horizon lasts (``observed`` values on), else none."""
+        """The scoring origin a session holds after a forecast at ``seq``: the one before while its horizon lasts
+        (``observed`` values on), else this forecast if it is an origin's, else none. A horizon longer than a
+        day is thus scored whole, from every other midnight or so, rather than cut short by the next one."""
         if self.scorer is None:
             return None, 0
-        if self.scorer.is_origin(seq, next_time, next_time != NO_TIME):
-            return forecast, 0
         if before is not None and before.origin_forecast is not None:
             since = before.since_origin + observed
             if since < self.engine.config.horizon:
                 return before.origin_forecast, since
+        if self.scorer.is_origin(seq, next_time, next_time != NO_TIME):
+            return forecast, 0
         return None, 0
 
     def _score(self, record: SessionRecord, prepared: Prepared) -> Scored:

@@ -28,7 +28,8 @@ def describe(data: SeriesDataModule) -> list[str]:
     ]
     if checked.added_rows or checked.filled_values:
         lines.append(
-            f"  filled with data.fill={data.fill}: {checked.added_rows} rows missing from the grid, "
+            f"  filled with data.fill={data.fill} (covariates: data.fill_covariates={data.fill_covariates}): "
+            f"{checked.added_rows} rows missing from the grid, "
             f"{checked.filled_values} values in all"
         )
     train = min(data.train_part(s).end for s in data.series)

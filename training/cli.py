@@ -92,8 +92,19 @@ class SeqcastCLI(LightningCLI):
         )
 
     def before_fit(self) -> None:
-        # Before the trainer makes a run folder: data that cannot be trained on leaves nothing behind.
+        # Before the trainer makes a run folder: data that cannot be trained on leaves nothing behind, and a name
+        # the model store would refuse is refused before the training, not after it.
         self.datamodule.setup()
+        self.export_name()
+
+    def export_name(self) -> str:
+        from training.export import model_name
+
+        logger = self.trainer.logger
+        try:
+            return model_name(self.config[self.subcommand]["model_name"], logger.name if logger is not None else None)
+        except ValueError as error:
+            sys.exit(str(error))
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -121,7 +132,6 @@ class SeqcastCLI(LightningCLI):
             data_name,
             export_to_bentoml,
             model_labels,
-            model_name,
         )
 
         try:
@@ -129,8 +139,7 @@ class SeqcastCLI(LightningCLI):
                 check_beats_strongest_naive(report)
         except ExportRefused as refused:
             sys.exit(f"not exported: {refused}")
-        logger = self.trainer.logger
-        name = model_name(options["model_name"], logger.name if logger is not None else None)
+        name = self.export_name()
         data = self.datamodule
         labels = model_labels(checkpoint, report, data_name(data.path), len(data.series))
         print(f"exported {export_to_bentoml(checkpoint, report, name, labels)}")  # noqa: T201

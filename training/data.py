@@ -115,15 +115,22 @@ def _first(stamps: pd.DatetimeIndex | list[pd.Timestamp]) -> str:
     return shown + (", ..." if len(stamps) > SHOWN else "")
 
 
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
 def _month_like(timestamps: pd.DatetimeIndex, days: float) -> str | None:
     """The calendar frequency of month-, quarter- or year-apart stamps that all fall on a period's start or
-    end; None for other steps."""
-    for low, high, start, end in ((28, 31, "MS", "ME"), (89, 92, "QS", "QE"), (365, 366, "YS", "YE")):
+    end, anchored as pandas names a complete series' (quarters: ``QS-OCT`` for January, April, July and
+    October); None for other steps."""
+    first = int(timestamps[0].month)
+    # Quarters are anchored on the month among October to December that they share; years on their own month.
+    anchors = {"M": "", "Q": f"-{MONTHS[9 + (first - 1) % 3]}", "Y": f"-{MONTHS[first - 1]}"}
+    for low, high, kind in ((28, 31, "M"), (89, 92, "Q"), (365, 366, "Y")):
         if low <= days <= high:
             if (timestamps.is_month_start & (timestamps.hour == 0)).all():
-                return start
+                return f"{kind}S{anchors[kind]}"
             if timestamps.is_month_end.all():
-                return end
+                return f"{kind}E{anchors[kind]}"
     return None
 
 
@@ -250,6 +257,12 @@ def _values(
     return values
 
 
+def _covariate_fill(fill: FillPolicy) -> FillPolicy:
+    """Covariates' fill where none is given: the target's, unless it is a constant (no event is a zero count,
+    but a zero temperature is a wrong one): then a missing covariate is listed, naming data.fill_covariates."""
+    return fill if fill in ("error", "ffill", "interpolate") else "error"
+
+
 def check_series(
     frame: pd.DataFrame,
     target: str,
@@ -288,7 +301,7 @@ def check_series(
         if off_grid:
             continue
         # Refusing, the NaN values are counted on the rows given: the missing ones are reported as gaps.
-        fills = (fill, fill if fill_covariates is None else fill_covariates)
+        fills = (fill, _covariate_fill(fill) if fill_covariates is None else fill_covariates)
         values = _values(group, timestamps if fill == "error" else grid, columns, fills, check)
         if len(grid) < min_length:
             check.problems.append(

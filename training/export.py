@@ -43,7 +43,7 @@ def model_name(name: str | None, run_name: str | None) -> str:
     """The name a run exports under: ``name`` as given, else ``seqcast-<run name>`` (the logger's name, which
     each shipped config sets), else the generic ``seqcast-forecaster``."""
     if name is None:
-        if not run_name:
+        if not run_name or run_name == "lightning_logs":  # Lightning's name for a logger given none
             return PUBLISHED_NAME
         name = "seqcast-" + re.sub(r"[^a-z0-9._-]+", "-", run_name.lower()).strip("-._")
     if not MODEL_NAME.match(name):

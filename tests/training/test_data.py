@@ -171,5 +171,16 @@ def test_covariates_take_a_fill_of_their_own() -> None:
         added = ~series.timestamps.isin(frame.ds[frame.unique_id == series.uid])
         assert (series.target[added] == 0).all()  # no event in an hour without a row
         assert (series.covariates[added, 0] > 0).all()  # the temperature interpolated, not zero
-    with pytest.raises(DataError, match="set data.fill_covariates to zero"):
-        check_series(frame, "y", ("temperature",), "zero", fill_covariates="error")
+    with pytest.raises(DataError, match="NaN values in 'temperature'.*set data.fill_covariates to zero"):
+        check_series(frame, "y", ("temperature",), "zero")  # a zero count, but not a zero temperature
+
+
+@pytest.mark.parametrize(("month", "freq"), [(1, "QS-OCT"), (2, "QS-NOV"), (7, "QS-OCT")])
+def test_quarters_with_a_gap_are_named_as_complete_ones(month: int, freq: str) -> None:
+    quarters = pd.date_range(
+        pd.Timestamp(2001, month, 1), periods=40, freq=pd.offsets.QuarterBegin(startingMonth=month)
+    )
+    complete = pd.DataFrame({"unique_id": "a", "ds": quarters, "y": np.arange(40.0), "temperature": 1.0})
+    gap = complete.assign(unique_id="b").drop(index=7)
+    checked = check_series(pd.concat([complete, gap]), "y", ("temperature",), "interpolate")
+    assert checked.freq == freq and {len(s) for s in checked.series} == {40}

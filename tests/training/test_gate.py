@@ -58,6 +58,7 @@ def test_mape_is_undefined_where_an_actual_is_zero_and_the_rest_stay_defined() -
         (None, "lstm", "seqcast-lstm"),
         (None, "My Data_v2", "seqcast-my-data_v2"),
         (None, None, "seqcast-forecaster"),
+        (None, "lightning_logs", "seqcast-forecaster"),
         ("shop-demand", "lstm", "shop-demand"),
     ],
 )
