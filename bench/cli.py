@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     scoring = commands.add_parser("scoring", help="/observe req/s with live scoring off and on, in one run")
     scoring.add_argument("--clients", type=int, default=64)
     scoring.add_argument("--seconds", type=float, default=10.0, help="per measurement")
-    scoring.add_argument("--rounds", type=int, default=2, help="off/on pairs")
+    scoring.add_argument("--rounds", type=int, default=3, help="off/on pairs")
     drift = commands.add_parser("drift", help="live MASE per day around a level shift, taylor LSTM")
     drift.add_argument("--epochs", type=int, default=15)
     drift.add_argument("--shift", type=float, default=0.15, help="relative level shift halfway through the test part")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
+from typing import Any
 
 import bentoml
-import numpy as np
 
 from service.scoring import STEP_LABELS, Scored
 
@@ -108,17 +109,23 @@ TEST_MASE = bentoml.metrics.Gauge(
 )
 
 
+@cache
+def _live_counters(model: str, bucket: int, intervals: tuple[str, ...]) -> tuple[Any, ...]:
+    """The counters of one model's bucket, looked up once: a labels() call costs as much as the scoring."""
+    steps = STEP_LABELS[bucket]
+    hits = tuple(LIVE_INTERVAL_HITS.labels(model, steps, interval) for interval in intervals)
+    scored, absolute, scaled = (c.labels(model, steps) for c in (LIVE_SCORED, LIVE_ABS_ERROR, LIVE_SCALED_ERROR))
+    return scored, absolute, scaled, hits
+
+
 def count_scores(model: str, scored: Scored, intervals: tuple[str, ...]) -> None:
-    """Adds one observe's scores to the live-accuracy counters: a few increments per observe, one per bucket."""
-    if not len(scored.bucket):
-        return
-    for bucket in np.unique(scored.bucket).tolist():
-        inside = scored.bucket == bucket
-        steps = STEP_LABELS[bucket]
-        LIVE_SCORED.labels(model, steps).inc(int(inside.sum()))
-        LIVE_ABS_ERROR.labels(model, steps).inc(float(scored.abs_error[inside].sum()))
-        LIVE_SCALED_ERROR.labels(model, steps).inc(float(scored.scaled_error[inside].sum()))
-        for index, interval in enumerate(intervals):
-            LIVE_INTERVAL_HITS.labels(model, steps, interval).inc(int(scored.hits[inside, index].sum()))
-    if len(scored.anomalous):
+    """Adds one observe's scores to the live-accuracy counters: a few increments per bucket it touched."""
+    for bucket, sums in scored.buckets.items():
+        count, absolute, scaled, hits = _live_counters(model, bucket, intervals)
+        count.inc(sums.count)
+        absolute.inc(sums.abs_error)
+        scaled.inc(sums.scaled_error)
+        for counter, inside in zip(hits, sums.hits, strict=True):
+            counter.inc(inside)
+    if scored.anomalous:
         LIVE_ANOMALIES.labels(model).inc(len(scored.anomalous))

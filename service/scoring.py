@@ -13,6 +13,7 @@ session ends an observe on an origin again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -32,17 +33,25 @@ def step_bucket(steps: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class BucketSums:
+    """Scores of the values that fell on one bucket of horizon steps."""
+
+    count: int
+    abs_error: float
+    scaled_error: float
+    hits: tuple[int, ...]  # values inside each central interval, widest first
+
+
+@dataclass(frozen=True)
 class Scored:
-    """What one observe's values scored, by step bucket, and which of them were anomalous."""
+    """What one observe's values scored, summed by step bucket (STEP_BUCKETS index), and which of them were
+    anomalous (positions in the observe's values)."""
 
-    bucket: np.ndarray  # (n,) STEP_BUCKETS index of each scored value
-    abs_error: np.ndarray  # (n,)
-    scaled_error: np.ndarray  # (n,)
-    hits: np.ndarray  # (n, intervals) bool: inside each central interval, widest first
-    anomalous: np.ndarray  # (n,) indices into the observe's values
+    buckets: dict[int, BucketSums]
+    anomalous: list[int]
 
 
-NOTHING = Scored(np.zeros(0, int), np.zeros(0), np.zeros(0), np.zeros((0, 0), bool), np.zeros(0, int))
+NOTHING = Scored({}, [])
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,7 @@ class Scorer:
             scale_in_std=float(stds),
         )
 
-    @property
+    @cached_property
     def interval_labels(self) -> tuple[str, ...]:
         """Each central interval by its nominal coverage in percent, widest first: (0.1, 0.5, 0.9) has "80"."""
         q = self.quantiles
@@ -108,16 +117,22 @@ class Scorer:
             return self.naive_scale[series]
         if own is not None:
             return self.scale_in_std * own.std[0]
-        # All series scaled alike: a session names none, so it is scored by the mean of their scales.
+        return self.pooled_scale
+
+    @cached_property
+    def pooled_scale(self) -> float:
+        """All series scaled alike: a session names none, so it is scored by the mean of their scales."""
         return float(np.mean(list(self.naive_scale.values())))
 
     def score(self, origin: np.ndarray, since: int, values: np.ndarray, scale: float) -> Scored:
         """Values observed ``since`` steps after the origin, against its forecast (horizon, outputs). Nothing
         is scored by a scale that is not positive (a series constant in training has no naive error)."""
+        if since >= self.horizon or not scale > 0:
+            return NOTHING
+        if len(values) == 1:  # most observes: plain floats, where numpy's per-call cost would dominate
+            return self._score_one(origin[since].tolist(), since, float(values[0]), scale)
         steps = since + np.arange(len(values))
         inside = steps < self.horizon
-        if not inside.any() or not scale > 0:
-            return NOTHING
         k = steps[inside]
         actual = values[inside]
         forecast = origin[k].astype(np.float64)
@@ -128,5 +143,23 @@ class Scorer:
         for i in range(pairs):
             hits[:, i] = (actual >= forecast[:, i]) & (actual <= forecast[:, -1 - i])
         outside = ~hits[:, 0] if pairs else scaled > self.anomaly_k * self.test_mase
-        anomalous = np.flatnonzero(inside)[outside]
-        return Scored(step_bucket(k + 1), abs_error, scaled, hits, anomalous)
+        bucket = step_bucket(k + 1)
+        buckets = {}
+        for b in np.unique(bucket).tolist():
+            at = bucket == b
+            counts = tuple(int(n) for n in hits[at].sum(axis=0))
+            buckets[b] = BucketSums(int(at.sum()), float(abs_error[at].sum()), float(scaled[at].sum()), counts)
+        return Scored(buckets, np.flatnonzero(inside)[outside].tolist())
+
+    def _score_one(self, forecast: list[float], since: int, actual: float, scale: float) -> Scored:
+        abs_error = abs(actual - forecast[self.point])
+        scaled = abs_error / scale
+        pairs = len(self.quantiles) // 2
+        hits = tuple(int(forecast[i] <= actual <= forecast[-1 - i]) for i in range(pairs))
+        outside = not hits[0] if pairs else scaled > self.anomaly_k * self.test_mase
+        bucket = int(step_bucket(np.array([since + 1]))[0]) if since >= 63 else _SMALL_BUCKETS[since]
+        return Scored({bucket: BucketSums(1, abs_error, scaled, hits)}, [0] if outside else [])
+
+
+# The bucket of each of the first 63 steps, looked up rather than searched for one value.
+_SMALL_BUCKETS = step_bucket(np.arange(1, 64)).tolist()

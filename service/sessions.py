@@ -110,7 +110,7 @@ class Sessions:
     ) -> SessionResponse:
         # Built from the service's own values, so pydantic's validation of 48+ floats per answer is skipped.
         fields = self.engine.answer(record.last_forecast, record.next_time, warnings)
-        anomalies = scored.anomalous.tolist() or None
+        anomalies = scored.anomalous or None
         return SessionResponse.model_construct(session_id=session_id, seq=record.seq, anomalies=anomalies, **fields)
 
     def _origin(

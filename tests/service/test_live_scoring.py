@@ -109,9 +109,13 @@ def test_values_far_from_their_forecast_are_flagged_and_still_scored() -> None:
     # One step in: the values fall on steps 2, 3 and 4; the last is 4 from its forecast, 8 scaled errors, over
     # 6 times the model's test MASE of 0.8.
     scored = scorer.score(origin, 1, np.array([11.5, 12.0, 17.0, 99.0]), scale=0.5)
-    assert scored.anomalous.tolist() == [2]  # 99.0 falls past the horizon: neither scored nor flagged
-    np.testing.assert_allclose(scored.scaled_error, [1.0, 0.0, 8.0])
-    assert [STEP_LABELS[b] for b in scored.bucket] == ["2-3", "2-3", "4-7"]
+    assert scored.anomalous == [2]  # 99.0 falls past the horizon: neither scored nor flagged
+    by_label = {STEP_LABELS[b]: (sums.count, sums.scaled_error) for b, sums in scored.buckets.items()}
+    assert by_label == {"2-3": (2, pytest.approx(1.0)), "4-7": (1, pytest.approx(8.0))}
+    # One value at a time (the fast path) scores the same.
+    one_by_one = [scorer.score(origin, 1 + i, np.array([v]), scale=0.5) for i, v in enumerate([11.5, 12.0, 17.0])]
+    assert [s.anomalous for s in one_by_one] == [[], [], [0]]
+    assert sum(sums.scaled_error for s in one_by_one for sums in s.buckets.values()) == pytest.approx(9.0)
 
 
 def test_a_quantile_model_flags_values_outside_its_widest_interval() -> None:
@@ -119,7 +123,9 @@ def test_a_quantile_model_flags_values_outside_its_widest_interval() -> None:
     assert scorer.interval_labels == ("80",)
     origin = np.array([[9.0, 10.0, 11.0]] * 4, dtype=np.float32)
     scored = scorer.score(origin, 0, np.array([10.5, 11.5, 8.0, 9.0]), scale=0.5)
-    assert scored.anomalous.tolist() == [1, 2] and scored.hits[:, 0].tolist() == [True, False, False, True]
+    assert scored.anomalous == [1, 2]
+    assert sum(sums.hits[0] for sums in scored.buckets.values()) == 2
+    assert [scorer.score(origin, k, np.array([v]), 0.5).anomalous for k, v in enumerate([10.5, 11.5])] == [[], [0]]
 
 
 def test_a_model_exported_before_live_scoring_serves_without_it() -> None:
