@@ -145,6 +145,9 @@ def infer_freq(timestamps: pd.DatetimeIndex) -> str | None:
     if len(timestamps) >= 3 and (calendar := pd.infer_freq(timestamps)) is not None:
         return calendar
     common = steps.mode().iloc[0]
+    weekdays_only = bool((timestamps.dayofweek < 5).all()) and (steps >= pd.Timedelta(days=3)).any()
+    if common == pd.Timedelta(days=1) and weekdays_only and (timestamps.normalize() == timestamps).all():
+        return "B"  # business days with a holiday missing: weekends are no gaps
     return _month_like(timestamps, common / pd.Timedelta(days=1)) or str(
         pd.tseries.frequencies.to_offset(common).freqstr
     )

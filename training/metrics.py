@@ -57,12 +57,15 @@ def naive_seasons(freq: str) -> list[int]:
 
 
 def season_length(freq: str) -> int:
-    """Steps per day for intraday data, 7 for daily, 12 for monthly, 4 for quarterly, else 1 (none assumed)."""
+    """Steps per day for intraday data, 7 for daily, 5 for business days, 12 for monthly, 4 for quarterly, else 1
+    (none assumed)."""
     offset = pd.tseries.frequencies.to_offset(freq)
     if isinstance(offset, pd.offsets.MonthBegin | pd.offsets.MonthEnd) and 12 % offset.n == 0:
         return 12 // offset.n
     if isinstance(offset, pd.offsets.QuarterBegin | pd.offsets.QuarterEnd) and offset.n == 1:
         return 4
+    if isinstance(offset, pd.offsets.BusinessDay) and offset.n == 1:
+        return 5  # a working week
     step, day = fixed_step(freq), pd.Timedelta(days=1)
     if step is None:  # other calendar-based steps: years, business days
         return 1

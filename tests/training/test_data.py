@@ -184,3 +184,13 @@ def test_quarters_with_a_gap_are_named_as_complete_ones(month: int, freq: str) -
     gap = complete.assign(unique_id="b").drop(index=7)
     checked = check_series(pd.concat([complete, gap]), "y", ("temperature",), "interpolate")
     assert checked.freq == freq and {len(s) for s in checked.series} == {40}
+
+
+def test_business_days_with_a_holiday_missing_are_business_days() -> None:
+    days = pd.bdate_range("2024-01-01", periods=60)
+    complete = pd.DataFrame({"unique_id": "a", "ds": days, "y": np.arange(60.0), "temperature": 1.0})
+    holiday = complete.assign(unique_id="b").drop(index=12)
+    with pytest.raises(DataError, match=r"series 'b': 1 gap in its B grid \(1 missing row\)"):
+        check_series(pd.concat([complete, holiday]), "y", ("temperature",), "error")
+    checked = check_series(pd.concat([complete, holiday]), "y", ("temperature",), "interpolate")
+    assert checked.freq == "B" and {len(s) for s in checked.series} == {60}  # no weekend filled in

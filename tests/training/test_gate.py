@@ -13,7 +13,8 @@ from training.metrics import naive_seasons, point_metrics
 
 
 @pytest.mark.parametrize(
-    ("freq", "seasons"), [("h", [24, 168]), ("30min", [48, 336]), ("D", [7]), ("7D", [52]), ("MS", [12]), ("YS", [])]
+    ("freq", "seasons"),
+    [("h", [24, 168]), ("30min", [48, 336]), ("D", [7]), ("7D", [52]), ("MS", [12]), ("B", [5]), ("YS", [])],
 )
 def test_seasonal_naive_is_tried_at_each_season_the_frequency_suggests(freq: str, seasons: list[int]) -> None:
     assert naive_seasons(freq) == seasons
