@@ -77,7 +77,7 @@ def backtest(rest: list[str], cells: list[str], folds: int) -> dict[str, Any]:
     """Every cell over every fold, and the baselines of each fold; MASE per method and fold."""
     from training.cli import cli
 
-    test_size = cli([*rest], run=False, save_config_callback=None).datamodule.test_size
+    test_size = cli(rest, run=False, save_config_callback=None).datamodule.test_size
     scores: dict[str, list[float]] = {}
     windows, reports = [], []
     with tempfile.TemporaryDirectory(prefix="seqcast-backtest-") as workdir:

@@ -275,8 +275,8 @@ def check_series(
     fill_covariates: FillPolicy | None = None,
 ) -> CheckedData:
     """Checks every series at once and raises DataError listing every problem of every series; else returns
-    them on their full grid, filled (covariates by ``fill_covariates``, default ``fill``), with their common
-    frequency."""
+    them on their full grid, filled (covariates by ``fill_covariates``, default ``_covariate_fill(fill)``), with
+    their common frequency."""
     missing = [c for c in (target, *covariates) if c not in frame.columns]
     if missing:
         raise DataError(f"columns {missing} are missing from the data (columns: {list(frame.columns)})")
@@ -291,9 +291,9 @@ def check_series(
         checks.append(check)
         timestamps = pd.DatetimeIndex(group["ds"])
         check.problems += _order_problems(timestamps)
-        freq = infer_freq(timestamps) if not check.problems and len(timestamps) >= 2 else None
         if check.problems:
             continue
+        freq = infer_freq(timestamps)
         if freq is None:
             check.problems.append(f"has {len(timestamps)} point(s), too few to read a frequency from")
             continue

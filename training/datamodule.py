@@ -124,7 +124,8 @@ class SeriesDataModule(L.LightningDataModule):
                 ``zero`` or a number fills them with it (counts); ``ffill`` or ``interpolate`` (levels). Any
                 fill puts each series on its full grid from its first to its last timestamp.
             fill_covariates: the same for covariates, where they need another fill than the target (counts
-                filled with zero, a temperature beside them interpolated); default: as ``fill``.
+                filled with zero, a temperature beside them interpolated); default: as ``fill``, except that a
+                constant fill of the target leaves missing covariates listed as errors.
             nonnegative: the target is never negative (counts, demand, sales): forecasts are clipped at zero,
                 in the report as in the service.
             per_series_scaling: standardise each series by its own training part rather than all series by

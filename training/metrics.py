@@ -67,7 +67,7 @@ def season_length(freq: str) -> int:
     if isinstance(offset, pd.offsets.BusinessDay) and offset.n == 1:
         return 5  # a working week
     step, day = fixed_step(freq), pd.Timedelta(days=1)
-    if step is None:  # other calendar-based steps: years, business days
+    if step is None:  # other calendar-based steps: years, weeks anchored on a weekday
         return 1
     if step < day and day % step == pd.Timedelta(0):
         return int(day / step)
