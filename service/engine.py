@@ -18,6 +18,7 @@ import torch
 from models.checkpoint import Checkpoint
 from models.features import RowScaling, Scaling, encode_future, encode_inputs, fixed_step
 from models.forecaster import state_rows
+from service.migration import inputs_of
 from service.records import NO_TIME
 from service.schemas import ForecastFields, Reason, RejectedRequest, Rejection, Rows
 
@@ -55,6 +56,7 @@ class Prepared:
     series: str | None  # the training series whose statistics scaled it, for a model scaled per series
     scaling: Scaling  # those statistics, which also unscale its forecast
     target: np.ndarray  # (T,) the raw target values, which live scoring compares with forecasts
+    covariates: np.ndarray  # (T, covariates) the raw covariates, which a session keeps in its tail with the target
     warnings: tuple[str, ...] = ()  # values far outside the training data's range, applied all the same
 
 
@@ -172,6 +174,7 @@ class Engine:
         self.spec = checkpoint.features
         self.config = checkpoint.config
         self.model = checkpoint.build_model()
+        self.inputs = inputs_of(self.spec, bool(checkpoint.series_scaling))  # what a session records it reads
         # Timestamps follow a series by a fixed step; months and years have none, so their answers carry none.
         freq_step = fixed_step(self.spec.freq) if self.spec.freq is not None else None
         self.step_ns = freq_step.value if freq_step is not None else 0
@@ -256,6 +259,14 @@ class Engine:
             raise RuntimeError("a session of a model scaled per series holds neither a series nor statistics")
         return self._check("values", values, self.max_observe, covariates, next_time, future, series, scaling)
 
+    def after_tail(self, checked: Checked, tail: np.ndarray, next_time: int) -> Checked:
+        """A session's new values read after the raw inputs it kept (``tail``), so that a pass from a zero state
+        rebuilds its state under this model; ``next_time`` is the first new value's timestamp."""
+        first_time = NO_TIME if next_time == NO_TIME else next_time - self.step_ns * len(tail)
+        target = np.concatenate([tail[:, 0], checked.target])
+        past = np.concatenate([tail[:, 1:], checked.past])
+        return Checked(checked.field, target, past, checked.future, first_time, checked.series, checked.scaling)
+
     def own_scaling(self, prepared: Prepared) -> Scaling | None:
         """The statistics fitted on a request's own history (a series the model did not train on), which a
         session opened from it keeps to scale its later values; None when training statistics scaled it."""
@@ -303,7 +314,9 @@ class Engine:
     ) -> Prepared | Rejection:
         if not out_of_range:
             warnings = self._warnings(request, inputs, future) if far else ()
-            return Prepared(inputs, future, next_time, request.series, request.scaling, request.target, warnings)
+            return Prepared(
+                inputs, future, next_time, request.series, request.scaling, request.target, request.past, warnings
+            )
         try:  # name the first value out of range, in field order
             _check_range(request.field, inputs[:, :1], request.target[:, None])
             _check_range("covariates", inputs[:, 1 : 1 + request.past.shape[1]], request.past)
@@ -358,9 +371,12 @@ class Engine:
         statistics to scale its values by (its own, or its training series')."""
         if state != self.state_shape:
             return f"its state is {state}, the model's is {self.state_shape}"
-        expected = (self.config.horizon, self.config.outputs_per_step)
-        if forecast != expected:
-            return f"its forecast is {forecast}, the model's is {expected}"
+        if forecast != self.forecast_shape:
+            return f"its forecast is {forecast}, the model's is {self.forecast_shape}"
+        return self.scaling_misfit(series, scaling)
+
+    def scaling_misfit(self, series: str | None, scaling: Scaling | None) -> str | None:
+        """Why this model cannot scale a session's values by the statistics it names, or None when it can."""
         columns = 1 + len(self.spec.covariates)
         if scaling is not None:
             if len(scaling.mean) != columns:
@@ -377,8 +393,15 @@ class Engine:
     def state_shape(self) -> tuple[int, int]:
         return (sum(state_rows(self.config)), self.config.hidden_size)
 
-    def answer(self, forecast: np.ndarray, next_time: int, warnings: tuple[str, ...] = ()) -> ForecastFields:
-        """Response fields for one (horizon, outputs) forecast whose first step is at ``next_time``."""
+    @property
+    def forecast_shape(self) -> tuple[int, int]:
+        return (self.config.horizon, self.config.outputs_per_step)
+
+    def answer(
+        self, forecast: np.ndarray, next_time: int, warnings: tuple[str, ...] = (), model: str | None = None
+    ) -> ForecastFields:
+        """Response fields for one (horizon, outputs) forecast whose first step is at ``next_time``, made by this
+        model or by ``model``, one of the same outputs that a session was last stepped by."""
         quantiles = self.config.quantiles
         by_quantile = {f"{q:g}": forecast[:, i].tolist() for i, q in enumerate(quantiles)} if quantiles else None
         point = forecast[:, self.config.point_index].tolist()
@@ -387,7 +410,7 @@ class Engine:
             "quantiles": by_quantile,
             "timestamps": self.timestamps(next_time),
             "warnings": list(warnings) or None,
-            "model": self.tag,
+            "model": model or self.tag,
         }
 
     def timestamps(self, next_time: int) -> list[str] | None:

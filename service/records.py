@@ -1,9 +1,11 @@
-"""A session as bytes: a fixed header, then the recurrent state and the last answer as raw float32.
+"""A session as bytes: a fixed header, then the recurrent state, the last answer and the tail as raw float32.
 
 Nothing is pickled, so a session store shared with other processes can never make the service run code.
 The header carries the model tag, so a session opened under one model is refused by another. Under a model
 scaled per series, the record names the training series the session continues, or holds the statistics fitted
 on its opening history (a series the model did not train on), so later values are scaled as the first were.
+A record also carries what its model reads and the last inputs it consumed, so that another model reading the
+same inputs can rebuild it (``service/migration.py``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import numpy as np
 
 from models.features import Scaling
 
-MAGIC = b"SQS5"
+MAGIC = b"SQS6"
 # Each format's header: magic, seq, next timestamp (ns), state rows, hidden size, horizon, outputs per step, tag
-# length, [series length (3+)], [statistics columns (4+)], [scoring origin rows, steps since it (5+)], digest of
-# the last applied observe. Records of earlier formats are still read: sessions live on through an upgrade.
+# length, [series length (3+)], [statistics columns (4+)], [scoring origin rows, steps since it (5+)], [inputs
+# description length, tail rows, tail columns (6+)], digest of the last applied observe. Records of earlier
+# formats are still read: sessions live on through an upgrade.
 _HEADERS = {
-    MAGIC: struct.Struct("<4sQqHIHHHHHHH16s"),  # 5: the forecast made at the latest scoring origin
+    MAGIC: struct.Struct("<4sQqHIHHHHHHHHIH16s"),  # 6: what the model reads, and the last raw inputs
+    b"SQS5": struct.Struct("<4sQqHIHHHHHHH16s"),  # 5: the forecast made at the latest scoring origin
     b"SQS4": struct.Struct("<4sQqHIHHHHH16s"),  # 4: statistics fitted on the opening history
     b"SQS3": struct.Struct("<4sQqHIHHHH16s"),  # 3: the series
     b"SQS2": struct.Struct("<4sQqHIHHH16s"),  # 2: the state is (rows, hidden), rows spanning all state tensors
@@ -48,6 +52,10 @@ class SessionRecord:
     # float32, and how many values the session has observed since; None when there is none to score against.
     origin_forecast: np.ndarray | None = None
     since_origin: int = 0
+    # Migration (service/migration.py): what the model reads, as migration.inputs_of describes it ("" in records
+    # of earlier formats), and the last raw inputs consumed, (rows, 1 + covariates) float32; None when not kept.
+    inputs: str = ""
+    tail: np.ndarray | None = None
 
     def to_bytes(self) -> bytes:
         tag = self.model.encode()
@@ -58,6 +66,9 @@ class SessionRecord:
         stats = b"" if self.scaling is None else np.array([*self.scaling.mean, *self.scaling.std], "<f8").tobytes()
         columns = 0 if self.scaling is None else len(self.scaling.mean)
         origin = b"" if self.origin_forecast is None else np.ascontiguousarray(self.origin_forecast, "<f4").tobytes()
+        inputs = self.inputs.encode()
+        tail_rows, tail_columns = (0, 0) if self.tail is None else self.tail.shape
+        tail = b"" if self.tail is None else np.ascontiguousarray(self.tail, "<f4").tobytes()
         header = _HEADERS[MAGIC].pack(
             MAGIC,
             self.seq,
@@ -71,11 +82,14 @@ class SessionRecord:
             columns,
             0 if self.origin_forecast is None else horizon,
             min(self.since_origin, 0xFFFF),
+            len(inputs),
+            tail_rows,
+            tail_columns,
             self.last_digest,
         )
         state = np.ascontiguousarray(self.state, dtype="<f4").tobytes()
         forecast = np.ascontiguousarray(self.last_forecast, dtype="<f4").tobytes()
-        return header + tag + series + stats + state + forecast + origin
+        return header + tag + series + inputs + stats + state + forecast + origin + tail
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> SessionRecord:
@@ -83,24 +97,28 @@ class SessionRecord:
         if header is None or len(blob) < header.size:
             raise RecordError("not a seqcast session record")
         _, seq, next_time, rows, hidden, horizon, outputs, tag_len, *lengths, digest = header.unpack_from(blob)
-        series_len, columns, origin_rows, since = (*lengths, 0, 0, 0, 0)[:4]  # absent from earlier formats
+        absent_before = (0,) * 7  # what a field missing from an earlier format reads as
+        series_len, columns, origin_rows, since, inputs_len, tail_rows, tail_columns = (*lengths, *absent_before)[:7]
         series_at = header.size + tag_len
-        stats_at = series_at + series_len
+        inputs_at = series_at + series_len
+        stats_at = inputs_at + inputs_len
         state_at = stats_at + 16 * columns
         forecast_at = state_at + 4 * rows * hidden
         origin_at = forecast_at + 4 * horizon * outputs
-        if origin_rows not in (0, horizon) or len(blob) != origin_at + 4 * origin_rows * outputs:
-            raise RecordError(
-                f"session record has {len(blob)} bytes, its header implies {origin_at + 4 * origin_rows * outputs}"
-            )
+        tail_at = origin_at + 4 * origin_rows * outputs
+        implied = tail_at + 4 * tail_rows * tail_columns
+        if origin_rows not in (0, horizon) or len(blob) != implied:
+            raise RecordError(f"session record has {len(blob)} bytes, its header implies {implied}")
         stats = np.frombuffer(blob, dtype="<f8", count=2 * columns, offset=stats_at).tolist()
         state = np.frombuffer(blob, dtype="<f4", count=rows * hidden, offset=state_at)
         forecast = np.frombuffer(blob, dtype="<f4", count=horizon * outputs, offset=forecast_at)
         origin = np.frombuffer(blob, dtype="<f4", count=origin_rows * outputs, offset=origin_at)
+        tail = np.frombuffer(blob, dtype="<f4", count=tail_rows * tail_columns, offset=tail_at)
         try:
-            model, series = blob[header.size : series_at].decode(), blob[series_at:stats_at].decode()
+            model, series = blob[header.size : series_at].decode(), blob[series_at:inputs_at].decode()
+            inputs = blob[inputs_at:stats_at].decode()
         except UnicodeDecodeError:
-            raise RecordError("session record's model tag or series is not UTF-8") from None
+            raise RecordError("session record's model tag, series or inputs are not UTF-8") from None
         return cls(
             model=model,
             seq=seq,
@@ -112,4 +130,6 @@ class SessionRecord:
             scaling=Scaling(tuple(stats[:columns]), tuple(stats[columns:])) if columns else None,
             origin_forecast=origin.reshape(horizon, outputs) if origin_rows else None,
             since_origin=since,
+            inputs=inputs,
+            tail=tail.reshape(tail_rows, tail_columns) if tail_columns else None,
         )

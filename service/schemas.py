@@ -186,6 +186,10 @@ class InfoResponse(BaseModel):
         description="whether sessions score their forecasts as actual values arrive (/metrics: seqcast_live_*); "
         "off for a model exported before seqcast carried what it needs"
     )
+    session_tail: int = Field(
+        description="raw inputs each session keeps, from which a service running another model that reads the same "
+        "inputs rebuilds it on its next observe; 0: none, and a model upgrade ends every session"
+    )
 
 
 class Reason(StrEnum):

@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.responses import Response
 
-from models.checkpoint import PUBLISHED_FILE, load_checkpoint
+from models.checkpoint import PUBLISHED_FILE, Checkpoint, load_checkpoint
 from service import refusals
 from service.abandoned import WatchDeparture
 from service.api_key import ApiKey
@@ -69,6 +69,8 @@ BATCHED: dict[str, Any] = {
     "max_batch_size": settings.max_batch_size,
     "max_latency_ms": settings.max_latency_ms,
 }
+
+DEFAULT_INPUT_SIZE = 336  # training.datamodule's default window
 
 # What one request may hold; Seqcast.__init__ adds the served model's widths (a worker serves one model).
 limits = BodyLimits(max_items=settings.max_batch_size, max_values=settings.max_request_values)
@@ -161,6 +163,14 @@ def _unavailable(error: StoreUnavailable) -> Rejection:
     return Rejection(Reason.STORE_UNAVAILABLE, f"session_store: unavailable, retry shortly ({error})", "session_store")
 
 
+def tail_length(checkpoint: Checkpoint) -> int:
+    """Raw inputs a session keeps: the setting, else the window the model was trained to read (a model exported
+    before checkpoints recorded it read the training default, 336)."""
+    if settings.session_tail is not None:
+        return settings.session_tail
+    return int(checkpoint.metadata.get("input_size", DEFAULT_INPUT_SIZE))
+
+
 def _answered(outcome: BaseModel | Rejection | None) -> BaseModel | Rejection:
     """Every batch item is refused before the pass or answered by it; a gap is a bug, not a client's fault."""
     if outcome is None:
@@ -211,7 +221,9 @@ class Seqcast:
         )
         if self.scorer is not None:
             TEST_MASE.labels(tag).set(self.scorer.test_mase)
-        self.sessions = Sessions(self.engine, self.store, ACTIVE_SESSIONS.labels(tag).set, self.scorer)
+        self.sessions = Sessions(
+            self.engine, self.store, ACTIVE_SESSIONS.labels(tag).set, self.scorer, tail_length(checkpoint)
+        )
         # What is alive now (torch, BentoML, pandas, the model: ~230k objects) lives as long as the worker, and a
         # full collection that walks it takes ~100 ms, during which no request is answered.
         gc.collect()
@@ -316,6 +328,7 @@ class Seqcast:
             max_observe=settings.max_observe,
             test_metrics=self.metadata.get("test_metrics", {}),
             live_scoring=self.scorer is not None,
+            session_tail=self.sessions.tail_length,
         )
 
 

@@ -2,7 +2,8 @@
 
 A session's ``seq`` counts the observations it has consumed. A new state is written only after a
 successful forward pass, and only if the stored session is still at the ``seq`` the pass started from, so
-no failure or concurrent writer can apply an observation twice or lose one.
+no failure or concurrent writer can apply an observation twice or lose one. A session stepped last by another
+model that reads the same inputs is rebuilt from its tail on its next observe (``service/migration.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.features import Scaling
 from service.engine import Checked, Engine, Prepared, RunResult
 from service.metrics import (
     CONFLICTS,
@@ -27,6 +29,7 @@ from service.metrics import (
     count_scores,
     timed,
 )
+from service.migration import differences, kept
 from service.records import NO_TIME, RecordError, SessionRecord
 from service.schemas import CloseResponse, ObserveRequest, Reason, RejectedRequest, Rejection, SessionResponse
 from service.scoring import NOTHING, Scored, Scorer
@@ -49,6 +52,8 @@ class Step:
     record: SessionRecord  # the session as the round found it
     prepared: Prepared
     digest: bytes
+    observed: int  # new values; fewer than the prepared inputs when the session is rebuilt from its tail
+    migrated: bool  # the record is another model's: the pass reads the tail and new values from a zero state
 
 
 def _no_report(count: int) -> None:
@@ -62,11 +67,13 @@ class Sessions:
         store: SessionStore,
         report_count: Callable[[int], None] = _no_report,
         scorer: Scorer | None = None,
+        tail_length: int = 0,
     ) -> None:
         self.engine = engine
         self.store = store
         self.report_count = report_count
         self.scorer = scorer  # None: live scoring off (a model exported before it)
+        self.tail_length = tail_length  # raw inputs each session keeps; 0: none, so no migration
         self._counted_at = -COUNT_EVERY_S
 
     async def _get(self, session_ids: list[str]) -> list[bytes | None]:
@@ -109,7 +116,7 @@ class Sessions:
         self, session_id: str, record: SessionRecord, warnings: tuple[str, ...] = (), scored: Scored = NOTHING
     ) -> SessionResponse:
         # Built from the service's own values, so pydantic's validation of 48+ floats per answer is skipped.
-        fields = self.engine.answer(record.last_forecast, record.next_time, warnings)
+        fields = self.engine.answer(record.last_forecast, record.next_time, warnings, record.model)
         anomalies = scored.anomalous or None
         return SessionResponse.model_construct(session_id=session_id, seq=record.seq, anomalies=anomalies, **fields)
 
@@ -161,14 +168,53 @@ class Sessions:
         except RecordError as error:
             return self._unreadable(str(error))
         if record.model != self.engine.tag:
+            problem = self._unmigratable(record)
+            if problem is None:
+                return record  # rebuilt under this model by its next observe
             return Rejection(
                 Reason.STALE_SESSION,
-                f"session_id: the session was opened under model {record.model}, this service now runs "
-                f"{self.engine.tag}; open a new session",
+                f"session_id: the session was stepped last by model {record.model}, this service runs "
+                f"{self.engine.tag}, and {problem}; open a new session",
                 "session_id",
             )
         problem = self.engine.misfit(record.state.shape, record.last_forecast.shape, record.series, record.scaling)
         return self._unreadable(problem) if problem else record
+
+    def _unmigratable(self, record: SessionRecord) -> str | None:
+        """Why this model cannot rebuild another model's session from its tail, or None when it can."""
+        if record.tail is None or not record.inputs:
+            return "the session kept no inputs to rebuild it from (opened by an earlier release, or session_tail 0)"
+        differ = differences(record.inputs, self.engine.inputs)
+        if differ:
+            return f"the models read different inputs: {'; '.join(differ)}"
+        return self.engine.scaling_misfit(record.series, record.scaling)
+
+    def _record(
+        self,
+        seq: int,
+        prepared: Prepared,
+        result: tuple[np.ndarray, np.ndarray],
+        digest: bytes,
+        tail: np.ndarray | None,
+        scaling: Scaling | None,
+        origin: tuple[np.ndarray | None, int],
+    ) -> SessionRecord:
+        """The session after a pass over ``prepared`` gave (state, forecast) ``result``; ``tail`` is what the
+        session kept before these inputs."""
+        state, forecast = result
+        return SessionRecord(
+            self.engine.tag,
+            seq,
+            prepared.next_time,
+            state,
+            digest,
+            forecast,
+            prepared.series,
+            scaling,
+            *origin,
+            self.engine.inputs,
+            kept(tail, prepared.target, prepared.covariates, self.tail_length),
+        )
 
     async def open(self, prepared: Prepared) -> SessionResponse | Rejection:
         """Runs a checked history from a zero state and keeps the state under a new session id."""
@@ -177,19 +223,9 @@ class Sessions:
             return result.rejection()
         session_id = secrets.token_urlsafe(16)  # 128 random bits: a session id is its own access key
         seq = len(prepared.inputs)
-        origin, since = self._origin(seq, prepared.next_time, result.forecasts[0], None, 0)
-        record = SessionRecord(
-            self.engine.tag,
-            seq,
-            prepared.next_time,
-            result.states[0],
-            NO_DIGEST,
-            result.forecasts[0],
-            prepared.series,
-            self.engine.own_scaling(prepared),
-            origin,
-            since,
-        )
+        origin = self._origin(seq, prepared.next_time, result.forecasts[0], None, 0)
+        outcome = (result.states[0], result.forecasts[0])
+        record = self._record(seq, prepared, outcome, NO_DIGEST, None, self.engine.own_scaling(prepared), origin)
         if not (await self._put([(session_id, record, None)]))[0]:
             raise RuntimeError("a fresh session id was already taken")
         SESSIONS.labels("opened", self.engine.tag).inc()
@@ -206,7 +242,7 @@ class Sessions:
         records = {sid: self._load(sid, blob) for sid, blob in zip(queues, blobs, strict=True)}
         # Each round takes the next observe of every session, so one session's observes chain in order.
         while any(queues.values()):
-            admitted: list[tuple[str, int, SessionRecord, bytes]] = []
+            admitted: list[tuple[str, int, SessionRecord, bytes, int]] = []
             checked: list[Checked] = []
             for sid, indices in queues.items():
                 if not indices:
@@ -219,16 +255,21 @@ class Sessions:
                 digest = _digest(request)
                 outcome = self._admit(request, record, digest)
                 if isinstance(outcome, Checked):
-                    admitted.append((sid, index, record, digest))
+                    admitted.append((sid, index, record, digest, len(outcome.target)))
+                    if record.model != self.engine.tag and record.tail is not None:
+                        outcome = self.engine.after_tail(outcome, record.tail, record.next_time)
                     checked.append(outcome)
                 else:
                     answers[index] = outcome
             steps: list[Step] = []
-            for (sid, index, record, digest), prepared in zip(admitted, self.engine.encode(checked), strict=True):
+            for (sid, index, record, digest, observed), prepared in zip(
+                admitted, self.engine.encode(checked), strict=True
+            ):
                 if isinstance(prepared, Rejection):
                     answers[index] = prepared
                 else:
-                    steps.append(Step(sid, index, record, prepared, digest))
+                    migrated = record.model != self.engine.tag
+                    steps.append(Step(sid, index, record, prepared, digest, observed, migrated))
             if steps:
                 await self._apply(steps, records, answers)
         await self._recount()
@@ -239,9 +280,11 @@ class Sessions:
     ) -> Checked | Rejection | SessionResponse:
         """What to do with one observe: its checked values, a rejection, or the answer it already got."""
         if request.seq != record.seq:
-            if digest == record.last_digest:
+            # A retry of what was just applied gets the same answer; one applied by a model whose forecasts
+            # this one cannot render is told where the session is, as a client that lost the race would be.
+            if digest == record.last_digest and record.last_forecast.shape == self.engine.forecast_shape:
                 REPLAYS.labels(self.engine.tag).inc()
-                return self._answer(request.session_id, record)  # a retry of what was just applied
+                return self._answer(request.session_id, record)
             CONFLICTS.labels(self.engine.tag).inc()
             return Rejection(
                 Reason.SEQ_CONFLICT,
@@ -269,35 +312,28 @@ class Sessions:
     ) -> None:
         """Runs one round of admitted observes in one pass, then stores each new state if its session is still
         where the round found it."""
-        result = await self._run("observe", [s.prepared for s in steps], [s.record.state for s in steps])
+        states = [None if s.migrated else s.record.state for s in steps]
+        result = await self._run("observe", [s.prepared for s in steps], states)
         writes = []
         for k, s in enumerate(steps):
             if not result.finite[k]:
                 answers[s.index] = result.rejection()
                 continue
-            seq = s.record.seq + len(s.prepared.inputs)
-            origin, since = self._origin(
-                seq, s.prepared.next_time, result.forecasts[k], s.record, len(s.prepared.inputs)
-            )
-            new = SessionRecord(
-                self.engine.tag,
-                seq,
-                s.prepared.next_time,
-                result.states[k],
-                s.digest,
-                result.forecasts[k],
-                s.record.series,
-                s.record.scaling,
-                origin,
-                since,
-            )
-            writes.append((s, new))
+            seq = s.record.seq + s.observed
+            # A rebuilt session starts scoring afresh: the origin it held was another model's forecast.
+            before = None if s.migrated else s.record
+            origin = self._origin(seq, s.prepared.next_time, result.forecasts[k], before, s.observed)
+            outcome = (result.states[k], result.forecasts[k])
+            tail = None if s.migrated else s.record.tail  # a rebuilt session's inputs began with its tail
+            writes.append((s, self._record(seq, s.prepared, outcome, s.digest, tail, s.record.scaling, origin)))
         stored = await self._put([(s.session_id, new, s.record.seq) for s, new in writes])
         for (step, new), done in zip(writes, stored, strict=True):
             if done:
                 records[step.session_id] = new
+                if step.migrated:
+                    SESSIONS.labels("migrated", self.engine.tag).inc()
                 # Scored once it is applied: a refused or replayed observe is never counted.
-                scored = self._score(step.record, step.prepared)
+                scored = NOTHING if step.migrated else self._score(step.record, step.prepared)
                 if self.scorer is not None:
                     count_scores(self.engine.tag, scored, self.scorer.interval_labels)
                 answers[step.index] = self._answer(step.session_id, new, step.prepared.warnings, scored)

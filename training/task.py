@@ -135,6 +135,12 @@ class ForecastTask(L.LightningModule):
             features=data.features,
             scaling=data.scaling,
             state_dict=self.network.state_dict(),
-            metadata={"epoch": self.current_epoch, "global_step": self.global_step, "data_path": data.path},
+            # input_size: the window a served session keeps to be rebuilt under a later model (service/migration.py)
+            metadata={
+                "epoch": self.current_epoch,
+                "global_step": self.global_step,
+                "data_path": data.path,
+                "input_size": data.input_size,
+            },
             series_scaling=data.series_scaling,
         ).to_payload()

@@ -9,8 +9,11 @@ from models import Scaling
 from service.records import NO_TIME, RecordError, SessionRecord
 
 
+INPUTS = '["y",[],["temperature"],["time_of_day"],"30min","one for all series"]'
+
+
 def _record(
-    series: str | None = None, scaling: Scaling | None = None, origin: bool = False, since: int = 0
+    series: str | None = None, scaling: Scaling | None = None, origin: bool = False, since: int = 0, tail: int = 0
 ) -> SessionRecord:
     rng = np.random.default_rng(0)
     return SessionRecord(
@@ -24,6 +27,8 @@ def _record(
         scaling=scaling,
         origin_forecast=rng.normal(size=(48, 1)).astype(np.float32) if origin else None,
         since_origin=since,
+        inputs=INPUTS if tail else "",
+        tail=rng.normal(size=(tail, 2)).astype(np.float32) if tail else None,
     )
 
 
@@ -36,9 +41,9 @@ def _record(
         (None, Scaling((1234.5678901234, 0.1), (1 / 3, 2.0))),  # a series the model did not train on
     ],
 )
-@pytest.mark.parametrize(("origin", "since"), [(False, 0), (True, 0), (True, 47)])
-def test_round_trip_is_exact(series: str | None, scaling: Scaling | None, origin: bool, since: int) -> None:
-    original = _record(series, scaling, origin, since)
+@pytest.mark.parametrize(("origin", "since", "tail"), [(False, 0, 0), (True, 0, 0), (True, 47, 336), (False, 0, 1)])
+def test_round_trip_is_exact(series: str | None, scaling: Scaling | None, origin: bool, since: int, tail: int) -> None:
+    original = _record(series, scaling, origin, since, tail)
     restored = SessionRecord.from_bytes(original.to_bytes())
     assert (restored.model, restored.seq, restored.next_time, restored.last_digest, restored.series) == (
         original.model,
@@ -55,27 +60,39 @@ def test_round_trip_is_exact(series: str | None, scaling: Scaling | None, origin
         np.testing.assert_array_equal(restored.origin_forecast, original.origin_forecast)
     else:
         assert restored.origin_forecast is None
+    assert restored.inputs == original.inputs
+    if tail:
+        np.testing.assert_array_equal(restored.tail, original.tail)
+    else:
+        assert restored.tail is None
 
 
 def test_state_is_raw_float32_with_a_small_header() -> None:
     blob = _record().to_bytes()
     state_bytes = 2 * 2 * 64 * 4
     forecast_bytes = 48 * 4
-    assert len(blob) - state_bytes - forecast_bytes < 80
-    assert blob[:4] == b"SQS5"
+    assert len(blob) - state_bytes - forecast_bytes < 90
+    assert blob[:4] == b"SQS6"
     # Live scoring adds one horizon of floats: the forecast made at the latest scoring origin.
     assert len(_record(origin=True).to_bytes()) - len(blob) == forecast_bytes
+    # The tail adds its raw floats and what the model reads, once.
+    assert len(_record(tail=336).to_bytes()) - len(blob) == 336 * 2 * 4 + len(INPUTS)
 
 
-@pytest.mark.parametrize(("magic", "series"), [(b"SQS4", "CEU0500000001"), (b"SQS3", "CEU0500000001"), (b"SQS2", "")])
+@pytest.mark.parametrize(
+    ("magic", "series"),
+    [(b"SQS5", "CEU0500000001"), (b"SQS4", "CEU0500000001"), (b"SQS3", "CEU0500000001"), (b"SQS2", "")],
+)
 def test_records_of_earlier_formats_still_read(magic: bytes, series: str) -> None:
-    """Sessions opened before an upgrade continue after it: format 4 had no scoring origin, format 3 no
-    statistics, format 2 no series."""
+    """Sessions opened before an upgrade continue after it: format 5 had no tail, 4 no scoring origin, 3 no
+    statistics, 2 no series."""
     original = _record()
     tag = original.model.encode()
-    lengths = {b"SQS4": (len(tag), len(series.encode()), 0), b"SQS3": (len(tag), len(series.encode()))}.get(
-        magic, (len(tag),)
-    )
+    lengths = {
+        b"SQS5": (len(tag), len(series.encode()), 0, 0, 0),
+        b"SQS4": (len(tag), len(series.encode()), 0),
+        b"SQS3": (len(tag), len(series.encode())),
+    }.get(magic, (len(tag),))
     layout = "<4sQqHIHHH" + "H" * (len(lengths) - 1) + "16s"
     header = struct.pack(layout, magic, original.seq, original.next_time, 4, 64, 48, 1, *lengths, bytes(16))
     blob = header + tag + series.encode() + original.state.tobytes() + original.last_forecast.tobytes()
@@ -87,6 +104,7 @@ def test_records_of_earlier_formats_still_read(magic: bytes, series: str) -> Non
         None,
         None,
     )
+    assert (restored.inputs, restored.tail) == ("", None)
     np.testing.assert_array_equal(restored.state, original.state)
     np.testing.assert_array_equal(restored.last_forecast, original.last_forecast)
 

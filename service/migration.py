@@ -1,0 +1,61 @@
+"""Sessions that outlive their model: what a session keeps to be rebuilt under another, and when it can be.
+
+A session keeps the last raw inputs it consumed (its *tail*) and a description of what its model reads. A
+service running another model that reads the same inputs rebuilds the session's state by reading the tail from
+a zero state, as a windowed forecast reads its window; the trained state forgets its start within about 100
+steps, so a bounded tail stands for the whole history.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+import numpy as np
+
+from models.features import FeatureSpec
+
+# What must agree for one model's session to be continued by another, in the order a refusal names them.
+_ASPECTS = ("target", "past_covariates", "future_covariates", "calendar", "freq", "scaling")
+
+
+def inputs_of(spec: FeatureSpec, per_series: bool) -> str:
+    """What a model reads, as the compact JSON a session record carries."""
+    described = {**spec.to_dict(), "scaling": "per series" if per_series else "one for all series"}
+    return json.dumps([described[aspect] for aspect in _ASPECTS], separators=(",", ":"))
+
+
+@cache
+def _aspects(inputs: str) -> tuple[object, ...] | None:
+    """The aspects of a record's description; None for bytes that are not one. A worker meets few distinct
+    descriptions (one per model it has followed), so each is parsed once."""
+    try:
+        parsed = json.loads(inputs)
+    except ValueError:
+        return None
+    return tuple(parsed) if isinstance(parsed, list) and len(parsed) == len(_ASPECTS) else None
+
+
+def differences(stored: str, served: str) -> list[str]:
+    """What a session's model reads that the serving model does not, aspect by aspect; empty if they agree."""
+    if stored == served:
+        return []
+    theirs, ours = _aspects(stored), _aspects(served)
+    if theirs is None or ours is None:
+        return ["the session's description of its model's inputs is unreadable"]
+    return [
+        f"{aspect} {mine!r} there, {other!r} here"
+        for aspect, mine, other in zip(_ASPECTS, theirs, ours, strict=True)
+        if mine != other
+    ]
+
+
+def kept(tail: np.ndarray | None, target: np.ndarray, covariates: np.ndarray, length: int) -> np.ndarray | None:
+    """The last ``length`` raw input rows (target, then covariates) once ``target`` and ``covariates`` follow
+    ``tail``; None when no tail is kept (``length`` 0)."""
+    if length == 0:
+        return None
+    rows = np.column_stack([target, covariates]).astype(np.float32)
+    if tail is not None and len(rows) < length:
+        rows = np.concatenate([tail[len(rows) - length :], rows])
+    return rows[-length:]
