@@ -85,6 +85,26 @@ def publish(home: Path, size: ModelSize, cell: str = "lstm") -> str:
     return done.stdout.split()[-1]
 
 
+def publish_retrained(home: Path, seed: int = 1) -> tuple[str, str]:
+    """Stores, next to the only forecaster in ``home``'s model store, a new version of it with perturbed weights:
+    a model retrained on the same inputs, as an upgrade brings. Returns (old tag, new tag)."""
+    code = (
+        "import sys, torch, bentoml; from dataclasses import replace; "
+        "from models.checkpoint import PUBLISHED_FILE, load_checkpoint; "
+        "from training.export import export_to_bentoml; "
+        "[old] = bentoml.models.list(); meta = old.info.metadata; "
+        "checkpoint = load_checkpoint(old.path_of(PUBLISHED_FILE)); torch.manual_seed(int(sys.argv[1])); "
+        "weights = {k: v + 0.05 * torch.randn_like(v) for k, v in checkpoint.state_dict.items()}; "
+        "report = {'metrics': meta['test_metrics'], 'naive_scales': meta.get('naive_scales')}; "
+        "new = export_to_bentoml(replace(checkpoint, state_dict=weights), report, old.tag.name); "
+        "print(old.tag, new)"
+    )
+    env = {**os.environ, "BENTOML_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-c", code, str(seed)], env=env, capture_output=True, text=True, check=True)
+    old, new = done.stdout.split()[-2:]
+    return old, new
+
+
 @dataclass(frozen=True)
 class Rows:
     """The elecdemand series as plain arrays: slicing them is what a load generator does per request, and pandas'

@@ -2,7 +2,8 @@
 
 Each session's observes are sent in order; every one is resent until acknowledged, as a client that lost a
 response, timed out or met a restarting server would. Chaos adds duplicate sends (two copies at once) and
-dropped responses (the request ran, the client never read the answer) on purpose.
+dropped responses (the request ran, the client never read the answer) on purpose. With a second URL, sends
+alternate between two replicas, as a load balancer spreads them during a rolling update.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,7 @@ class Session:
     session_id: str
     seq: int
     forecast: list[float] = field(default_factory=list)
+    model: str = ""  # the model that gave the last acknowledged answer
 
 
 @dataclass
@@ -55,6 +58,7 @@ class RetryingLoad:
     threads: int = 16
     deadline_s: float = 240.0
     seed: int = 0
+    other_url: str | None = None  # a second replica: each send goes to the other one than the last
     values: list[float] = field(init=False)
     temps: list[list[float]] = field(init=False)
     opened: list[Session] = field(init=False, default_factory=list)
@@ -65,8 +69,8 @@ class RetryingLoad:
     def __post_init__(self) -> None:
         self.values, self.temps = series(self.history + self.steps * self.chunk + 1, seed=self.seed)
 
-    def _client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0))
+    def _client(self, url: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=url or self.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0))
 
     def open(self) -> None:
         with self._client() as client:
@@ -87,12 +91,16 @@ class RetryingLoad:
             self._note(type(error).__name__)
             return None
 
-    def _step(self, client: httpx.Client, twin: ThreadPoolExecutor, rng: random.Random, session: Session) -> None:
+    def _step(
+        self, clients: list[httpx.Client], twin: ThreadPoolExecutor, rng: random.Random, session: Session
+    ) -> None:
         lo = session.seq
         body = observe_body(session.session_id, lo, self.values[lo : lo + self.chunk], self.temps[lo : lo + self.chunk])
         expected = lo + self.chunk
         give_up = time.monotonic() + self.deadline_s
         while time.monotonic() < give_up:
+            clients.reverse()  # with two replicas, every send (a retry too) goes to the other one
+            client = clients[0]
             if rng.random() < self.duplicate:
                 copy = twin.submit(self._send, self._client(), body)
                 answer, other = self._send(client, body), copy.result()
@@ -114,7 +122,7 @@ class RetryingLoad:
             self._note("200")
             reply = answer.json()
             assert reply["seq"] == expected, reply
-            session.seq, session.forecast = expected, reply["forecast"]
+            session.seq, session.forecast, session.model = expected, reply["forecast"], reply["model"]
             with self._lock:
                 self.acknowledged += 1
             return
@@ -122,10 +130,14 @@ class RetryingLoad:
 
     def _drive(self, share: list[Session], seed: int) -> None:
         rng = random.Random(seed)
-        with self._client() as client, ThreadPoolExecutor(1) as twin:
+        urls = [self.url] if self.other_url is None else [self.url, self.other_url]
+        clients = [self._client(url) for url in urls]
+        with ThreadPoolExecutor(1) as twin:
             for _ in range(self.steps):
                 for session in share:
-                    self._step(client, twin, rng, session)
+                    self._step(clients, twin, rng, session)
+        for client in clients:
+            client.close()
 
     def run(self) -> None:
         shares = [self.opened[k :: self.threads] for k in range(self.threads)]
@@ -153,23 +165,29 @@ class RetryingLoad:
         )
         return engine.run([prepared], [None]).forecasts[0][:, engine.config.point_index]
 
-    def verify(self, engine: Engine) -> None:
+    def verify(self, engines: Engine | Mapping[str, Engine]) -> None:
         """Every session is where its acknowledged observes put it, and its stored state is the offline one:
-        one more observe must give the forecast of reading all values at once."""
+        one more observe must give the forecast of reading all values at once. ``engines`` by model tag: each
+        answer is checked against the model that gave it."""
+
+        def pick(tag: str) -> Engine:
+            return engines[tag] if isinstance(engines, Mapping) else engines
+
         with self._client() as client:
             for session in self.opened:
                 assert session.seq == self.history + self.steps * self.chunk
-                np.testing.assert_allclose(session.forecast, self.offline(engine, session.seq), rtol=1e-4, atol=1e-4)
+                expected = self.offline(pick(session.model), session.seq)
+                np.testing.assert_allclose(session.forecast, expected, rtol=1e-4, atol=1e-4)
                 lo = session.seq
                 body = observe_body(session.session_id, lo, self.values[lo : lo + 1], self.temps[lo : lo + 1])
                 answer = client.post("/observe", json=body)
                 assert answer.status_code == 200 and answer.json()["seq"] == lo + 1, answer.text
-                np.testing.assert_allclose(
-                    answer.json()["forecast"], self.offline(engine, lo + 1), rtol=1e-4, atol=1e-4
-                )
+                expected = self.offline(pick(answer.json()["model"]), lo + 1)
+                np.testing.assert_allclose(answer.json()["forecast"], expected, rtol=1e-4, atol=1e-4)
 
 
-def stored_engine(bentoml_home: Path) -> Engine:
-    """An in-process engine over the forecaster that ``bentoml_home``'s model store serves."""
-    path = next(bentoml_home.glob("models/*/*/checkpoint.pt"))
-    return Engine(load_checkpoint(path), "offline")
+def stored_engine(bentoml_home: Path, tag: str | None = None) -> Engine:
+    """An in-process engine over the forecaster ``tag`` of ``bentoml_home``'s model store, or its only one."""
+    name, version = tag.split(":") if tag else ("*", "*")
+    path = next(bentoml_home.glob(f"models/{name}/{version}/checkpoint.pt"))
+    return Engine(load_checkpoint(path), tag or "offline")

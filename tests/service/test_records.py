@@ -8,7 +8,6 @@ import pytest
 from models import Scaling
 from service.records import NO_TIME, RecordError, SessionRecord
 
-
 INPUTS = '["y",[],["temperature"],["time_of_day"],"30min","one for all series"]'
 
 

@@ -1,0 +1,54 @@
+"""A rolling upgrade over HTTP: two `bentoml serve` replicas over one real Redis, one serving the old model and
+one the new, with a careful client's sends alternating between them, duplicated and their answers dropped."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from bench.servers import bentoml_serve, metric, redis_server
+from bench.workload import publish_retrained
+from tests.service.retrying import RetryingLoad, stored_engine
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def test_sessions_live_through_a_rolling_upgrade_each_answer_exact_for_its_model(
+    model_home: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "bentoml"
+    shutil.copytree(model_home, home, symlinks=True)
+    old, new = publish_retrained(home)
+    engines = {old: stored_engine(home, old), new: stored_engine(home, new)}
+    # The whole history (48 opening values, 8 observes of 2, one more to verify) fits in the tail, so a
+    # session rebuilt under either model is exactly that model's forecast of everything it observed.
+    tail = {"session_tail": 100}
+    with (
+        redis_server(tmp_path / "redis") as url,
+        bentoml_serve(home, tmp_path / "old.log", session_store=url, model_tag=old, **tail) as before,
+        bentoml_serve(home, tmp_path / "new.log", session_store=url, model_tag=new, **tail) as after,
+    ):
+        load = RetryingLoad(before.url, sessions=60, steps=8, duplicate=0.1, drop=0.1, other_url=after.url)
+        load.open()
+        load.run()
+        load.verify(engines)
+        migrated = {
+            tag: metric(server.url, "seqcast_sessions", "_total", event="migrated", model=tag)
+            for tag, server in ((old, before), (new, after))
+        }
+        info = httpx.post(after.url + "/info", json={}).json()
+    assert load.acknowledged == 480
+    # Sends alternate, so most observes reached the replica that had not stepped the session last.
+    assert migrated[old] > 50 and migrated[new] > 100, migrated
+    assert info["session_tail"] == 100
+    assert load.statuses["dropped"] > 10 and sum(v for k, v in load.statuses.items() if "duplicate" in k) > 10
+    # The two models answer differently, so an answer checked against the wrong one would have failed.
+    assert not np.allclose(load.offline(engines[old], 60), load.offline(engines[new], 60), atol=1e-3)
+
+
+def test_a_session_keeps_the_models_training_window_by_default(client: httpx.Client) -> None:
+    assert client.post("/info").json()["session_tail"] == 48  # the test model's data.input_size
