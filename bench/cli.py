@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     drift = commands.add_parser("drift", help="live MASE per day around a level shift, taylor LSTM")
     drift.add_argument("--epochs", type=int, default=15)
     drift.add_argument("--shift", type=float, default=0.15, help="relative level shift halfway through the test part")
+    migration = commands.add_parser("migration", help="sessions rebuilt from a tail of N vs the whole history, cost")
+    migration.add_argument("--epochs", type=int, default=10)
+    migration.add_argument("--tails", type=_ints, default=[24, 48, 96, 168, 336])
     probes = commands.add_parser("probes", help="/readyz latency while clients keep the worker busy")
     probes.add_argument("--clients", type=int, default=64)
     probes.add_argument("--seconds", type=float, default=10.0, help="probing time per load")
@@ -111,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
         from bench import drift as drift_bench
 
         drift_bench.run(args.epochs, args.shift, args.out).show(args.out)
+    elif args.command == "migration":
+        from bench import migration as migration_bench
+
+        migration_bench.run(args.epochs, args.tails, args.out).show(args.out)
     elif args.command == "probes":
         from bench import probes as probes_bench
 

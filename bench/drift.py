@@ -5,9 +5,6 @@ threshold (1.5x it)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import Table, figure, progress
+from bench.workload import data_options, train_checkpoint
 from models.checkpoint import load_checkpoint
 from service.engine import Engine
 from service.metrics import LIVE_ANOMALIES, LIVE_SCALED_ERROR, LIVE_SCORED
@@ -28,16 +26,6 @@ from training.export import live_scoring
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "taylor.yaml"
 TAG = "seqcast-taylor:drift"
-
-
-def _train(workdir: Path, epochs: int) -> tuple[Path, dict]:
-    run = workdir / "runs"
-    command = [sys.executable, "-m", "training.cli", "fit", "--config", str(CONFIG), "--export", "false"]
-    command += ["--trainer.max_epochs", str(epochs), "--trainer.max_time", "null"]
-    command += ["--trainer.logger.init_args.save_dir", str(run), "--checkpoint.dirpath", str(workdir / "checkpoints")]
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
-    folder = next(run.glob("*/version_0"))
-    return folder / "checkpoint.pt", json.loads((folder / "report.json").read_text())
 
 
 def _counted(counter: object, *labels: str) -> float:
@@ -71,9 +59,9 @@ def run(epochs: int, shift: float, out: Path) -> Table:
 
     with tempfile.TemporaryDirectory() as workdir:
         progress(f"drift: training the taylor LSTM for {epochs} epochs")
-        path, report = _train(Path(workdir), epochs)
+        path, report = train_checkpoint(CONFIG, Path(workdir), epochs)
         checkpoint = load_checkpoint(path)
-    data = SeriesDataModule(**_data_options())
+    data = SeriesDataModule(**data_options(CONFIG))
     data.setup()
     series = data.series[0]
     start, horizon = data.test_part(series).start, checkpoint.config.horizon
@@ -99,12 +87,6 @@ def run(epochs: int, shift: float, out: Path) -> Table:
     )
     _plot(days, test_mase, (half - start) / horizon, out / "drift.png")
     return table
-
-
-def _data_options() -> dict:
-    import yaml
-
-    return dict(yaml.safe_load(CONFIG.read_text())["data"])
 
 
 def _plot(days: list[tuple[float, int]], test_mase: float, shift_day: float, path: Path) -> None:

@@ -59,10 +59,11 @@ async def _fill(
     history: int,
     measure: Callable[[], int],
     scorer: Scorer | None = None,
+    tail: int = 0,
 ) -> tuple[list[int], int]:
     """Opens sessions up to each of ``counts`` in turn; returns what ``measure()`` read at each count, and the
     size of one record."""
-    sessions = Sessions(engine, store, scorer=scorer)
+    sessions = Sessions(engine, store, scorer=scorer, tail_length=tail)
     readings, held, record = [], 0, 0
     for count in counts:
         if count > held:
@@ -72,27 +73,35 @@ async def _fill(
     return readings, record
 
 
-def run(counts: list[int], history: int, out: Path) -> Table:
+def run(counts: list[int], history: int, out: Path, tail: int = 336) -> Table:
     engine = Engine(random_checkpoint(SMALL), "seqcast-forecaster:bench")
     table = Table("memory", ["store", "sessions", "memory (MiB)", "bytes per session", "record bytes"])
-    for scorer in (None, live_scorer(engine)):
-        scoring = "live scoring on" if scorer else "live scoring off"
+    scorer = live_scorer(engine)
+    # (what the rows are, live scorer, tail kept, history opened with): a tail holds at most what was observed
+    variants = [
+        ("live scoring off, no tail", None, 0, history),
+        ("live scoring on, no tail", scorer, 0, history),
+        (f"live scoring on, tail {tail}", scorer, tail, max(history, tail)),
+    ]
+    for what, live, kept, opened_with in variants:
         memory_store = MemoryStore(ttl_s=3600, max_sessions=max(counts) + 1)
-        resident, record = asyncio.run(_fill(memory_store, engine, counts, history, _resident, scorer))
-        _rows(table, f"in-process (resident memory), {scoring}", counts, resident, record)
+        resident, record = asyncio.run(_fill(memory_store, engine, counts, opened_with, _resident, live, kept))
+        _rows(table, f"in-process (resident memory), {what}", counts, resident, record)
         del memory_store
-        progress(f"memory: in-process store, {scoring}, done")
+        progress(f"memory: in-process store, {what}, done")
         with tempfile.TemporaryDirectory() as workdir, redis_server(Path(workdir)) as url:
             client = redis.Redis.from_url(url)
             used_memory = lambda client=client: int(client.info()["used_memory"])  # type: ignore[misc]  # noqa: E731
             redis_store = RedisStore(url, ttl_s=3600)
-            used, record = asyncio.run(_fill(redis_store, engine, counts, history, used_memory, scorer))
-            _rows(table, f"Redis (used_memory), {scoring}", counts, used, record)
-        progress(f"memory: Redis store, {scoring}, done")
+            used, record = asyncio.run(_fill(redis_store, engine, counts, opened_with, used_memory, live, kept))
+            _rows(table, f"Redis (used_memory), {what}", counts, used, record)
+        progress(f"memory: Redis store, {what}, done")
     table.notes.append(
         f"Model: {SMALL.label}, LSTM: the state is 2 tensors x 2 layers x 64 floats = 1,024 bytes; the record adds "
         "the last forecast (48 floats), the model tag and a header; live scoring, the forecast of the latest "
-        "scoring origin (48 floats more). Sessions opened with 48 values, one horizon: each holds an origin. "
+        f"scoring origin (48 floats more); the tail, {tail} rows of target and 2 covariates as float32 "
+        f"({tail * 3 * 4:,} bytes) and what the model reads (~100 bytes). Sessions opened with {history} values "
+        f"({max(history, tail)} with the tail, so it is full), whole horizons: each holds an origin. "
         "Bytes per session = growth since the row above / sessions added."
     )
     return table

@@ -4,6 +4,7 @@ a trained one is named."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import torch
 
 from models import Checkpoint, FeatureSpec, Forecaster, ForecasterConfig, Scaling
 from training.data import read_frame
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SPEC = FeatureSpec("y", (), ("Temperature", "WorkDay"), ("time_of_day", "day_of_week", "day_of_year"), "30min")
 HORIZON = 48
@@ -83,6 +86,25 @@ def publish(home: Path, size: ModelSize, cell: str = "lstm") -> str:
     args = [size.name, str(size.hidden), str(size.layers), str(size.history), cell]
     done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True)
     return done.stdout.split()[-1]
+
+
+def train_checkpoint(config: Path, workdir: Path, epochs: int) -> tuple[Path, dict[str, Any]]:
+    """Trains ``config`` by `seqcast-train fit` for ``epochs`` in ``workdir``, without exporting; returns the run's
+    checkpoint and its report."""
+    run = workdir / "runs"
+    command = [sys.executable, "-m", "training.cli", "fit", "--config", str(config), "--export", "false"]
+    command += ["--trainer.max_epochs", str(epochs), "--trainer.max_time", "null"]
+    command += ["--trainer.logger.init_args.save_dir", str(run), "--checkpoint.dirpath", str(workdir / "checkpoints")]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
+    folder = next(run.glob("*/version_0"))
+    return folder / "checkpoint.pt", json.loads((folder / "report.json").read_text())
+
+
+def data_options(config: Path) -> dict[str, Any]:
+    """The ``data`` section of a training config: what SeriesDataModule takes."""
+    import yaml
+
+    return dict(yaml.safe_load(config.read_text())["data"])
 
 
 def publish_retrained(home: Path, seed: int = 1) -> tuple[str, str]:

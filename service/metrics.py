@@ -101,6 +101,8 @@ LIVE_INTERVAL_HITS = bentoml.metrics.Counter(
 LIVE_ANOMALIES = bentoml.metrics.Counter(
     "seqcast_live_anomalies", "Observed values flagged anomalous (applied all the same)", ["model"]
 )
+# 1 for each model a worker loaded, by what it does: "served" answers, "shadow" follows every session unseen.
+MODEL_ROLE = bentoml.metrics.Gauge("seqcast_model_role", "Models loaded, by role: served or shadow", ["model", "role"])
 TEST_MASE = bentoml.metrics.Gauge(
     "seqcast_model_test_mase",
     "The served model's streaming test MASE, from its report",

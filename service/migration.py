@@ -52,10 +52,16 @@ def differences(stored: str, served: str) -> list[str]:
 
 def kept(tail: np.ndarray | None, target: np.ndarray, covariates: np.ndarray, length: int) -> np.ndarray | None:
     """The last ``length`` raw input rows (target, then covariates) once ``target`` and ``covariates`` follow
-    ``tail``; None when no tail is kept (``length`` 0)."""
-    if length == 0:
+    ``tail``. None when no tail is kept: ``length`` 0, or a session that kept none (``tail`` None, a record of an
+    earlier format), whose tail would miss its start and so rebuild it wrong."""
+    if length == 0 or tail is None:
         return None
     rows = np.column_stack([target, covariates]).astype(np.float32)
-    if tail is not None and len(rows) < length:
+    if len(rows) < length:
         rows = np.concatenate([tail[len(rows) - length :], rows])
     return rows[-length:]
+
+
+def empty(columns: int) -> np.ndarray:
+    """The tail of a session that has consumed nothing yet."""
+    return np.zeros((0, columns), dtype=np.float32)

@@ -20,10 +20,10 @@ from models.features import Scaling
 MAGIC = b"SQS6"
 # Each format's header: magic, seq, next timestamp (ns), state rows, hidden size, horizon, outputs per step, tag
 # length, [series length (3+)], [statistics columns (4+)], [scoring origin rows, steps since it (5+)], [inputs
-# description length, tail rows, tail columns (6+)], digest of the last applied observe. Records of earlier
-# formats are still read: sessions live on through an upgrade.
+# description length, tail rows, tail columns, shadow record length (6+)], digest of the last applied observe.
+# Records of earlier formats are still read: sessions live on through an upgrade.
 _HEADERS = {
-    MAGIC: struct.Struct("<4sQqHIHHHHHHHHIH16s"),  # 6: what the model reads, and the last raw inputs
+    MAGIC: struct.Struct("<4sQqHIHHHHHHHHIHI16s"),  # 6: what the model reads, the last raw inputs, a shadow
     b"SQS5": struct.Struct("<4sQqHIHHHHHHH16s"),  # 5: the forecast made at the latest scoring origin
     b"SQS4": struct.Struct("<4sQqHIHHHHH16s"),  # 4: statistics fitted on the opening history
     b"SQS3": struct.Struct("<4sQqHIHHHH16s"),  # 3: the series
@@ -56,6 +56,9 @@ class SessionRecord:
     # of earlier formats), and the last raw inputs consumed, (rows, 1 + covariates) float32; None when not kept.
     inputs: str = ""
     tail: np.ndarray | None = None
+    # The candidate model that follows the session in shadow: its own record (model, state, forecast, scoring
+    # origin; no tail or shadow of its own), at the same seq; None when none follows it.
+    shadow: SessionRecord | None = None
 
     def to_bytes(self) -> bytes:
         tag = self.model.encode()
@@ -69,6 +72,7 @@ class SessionRecord:
         inputs = self.inputs.encode()
         tail_rows, tail_columns = (0, 0) if self.tail is None else self.tail.shape
         tail = b"" if self.tail is None else np.ascontiguousarray(self.tail, "<f4").tobytes()
+        shadow = b"" if self.shadow is None else self.shadow.to_bytes()
         header = _HEADERS[MAGIC].pack(
             MAGIC,
             self.seq,
@@ -85,11 +89,12 @@ class SessionRecord:
             len(inputs),
             tail_rows,
             tail_columns,
+            len(shadow),
             self.last_digest,
         )
         state = np.ascontiguousarray(self.state, dtype="<f4").tobytes()
         forecast = np.ascontiguousarray(self.last_forecast, dtype="<f4").tobytes()
-        return header + tag + series + inputs + stats + state + forecast + origin + tail
+        return header + tag + series + inputs + stats + state + forecast + origin + tail + shadow
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> SessionRecord:
@@ -97,8 +102,11 @@ class SessionRecord:
         if header is None or len(blob) < header.size:
             raise RecordError("not a seqcast session record")
         _, seq, next_time, rows, hidden, horizon, outputs, tag_len, *lengths, digest = header.unpack_from(blob)
-        absent_before = (0,) * 7  # what a field missing from an earlier format reads as
-        series_len, columns, origin_rows, since, inputs_len, tail_rows, tail_columns = (*lengths, *absent_before)[:7]
+        absent_before = (0,) * 8  # what a field missing from an earlier format reads as
+        series_len, columns, origin_rows, since, inputs_len, tail_rows, tail_columns, shadow_len = (
+            *lengths,
+            *absent_before,
+        )[:8]
         series_at = header.size + tag_len
         inputs_at = series_at + series_len
         stats_at = inputs_at + inputs_len
@@ -106,7 +114,8 @@ class SessionRecord:
         forecast_at = state_at + 4 * rows * hidden
         origin_at = forecast_at + 4 * horizon * outputs
         tail_at = origin_at + 4 * origin_rows * outputs
-        implied = tail_at + 4 * tail_rows * tail_columns
+        shadow_at = tail_at + 4 * tail_rows * tail_columns
+        implied = shadow_at + shadow_len
         if origin_rows not in (0, horizon) or len(blob) != implied:
             raise RecordError(f"session record has {len(blob)} bytes, its header implies {implied}")
         stats = np.frombuffer(blob, dtype="<f8", count=2 * columns, offset=stats_at).tolist()
@@ -132,4 +141,12 @@ class SessionRecord:
             since_origin=since,
             inputs=inputs,
             tail=tail.reshape(tail_rows, tail_columns) if tail_columns else None,
+            shadow=cls._shadow(blob[shadow_at:]) if shadow_len else None,
         )
+
+    @classmethod
+    def _shadow(cls, blob: bytes) -> SessionRecord:
+        shadow = cls.from_bytes(blob)
+        if shadow.shadow is not None or shadow.tail is not None:
+            raise RecordError("a shadow record holds a tail or a shadow of its own")
+        return shadow

@@ -186,6 +186,11 @@ class InfoResponse(BaseModel):
         description="whether sessions score their forecasts as actual values arrive (/metrics: seqcast_live_*); "
         "off for a model exported before seqcast carried what it needs"
     )
+    shadow_model: str | None = Field(
+        default=None,
+        description="the candidate model that follows every session in shadow (scored live, never answering); "
+        "null when none",
+    )
     session_tail: int = Field(
         description="raw inputs each session keeps, from which a service running another model that reads the same "
         "inputs rebuilds it on its next observe; 0: none, and a model upgrade ends every session"

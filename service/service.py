@@ -27,16 +27,19 @@ from service.bentoml_compat import Hooks, parse_bodies_with
 from service.bentoml_compat import install as install_bentoml_workarounds
 from service.body_limit import BodyLimit
 from service.engine import Checked, Engine, Prepared
+from service.follower import Follower
 from service.metrics import (
     BATCH_SIZE,
     BATCH_WAIT,
     FORWARD,
+    MODEL_ROLE,
     REJECTED,
     SESSIONS,
     TEST_MASE,
     active_sessions_gauge,
     timed,
 )
+from service.migration import differences
 from service.model_choice import chosen_tag
 from service.routes import route_label
 from service.schemas import (
@@ -171,6 +174,37 @@ def tail_length(checkpoint: Checkpoint) -> int:
     return int(checkpoint.metadata.get("input_size", DEFAULT_INPUT_SIZE))
 
 
+def _follower(stored: bentoml.Model, role: str) -> Follower:
+    """A stored model, ready to step sessions: its engine and, with what live scoring needs, its scorer."""
+    checkpoint = load_checkpoint(stored.path_of(PUBLISHED_FILE))
+    engine = Engine(checkpoint, str(stored.tag), settings.max_history, settings.max_observe, settings.warn_beyond_std)
+    config = engine.config
+    metadata = dict(stored.info.metadata)
+    scorer = (
+        Scorer.from_metadata(
+            metadata, config.horizon, config.point_index, config.quantiles, engine.step_ns, settings.anomaly_k
+        )
+        if settings.live_scoring
+        else None
+    )
+    if scorer is not None:
+        TEST_MASE.labels(engine.tag).set(scorer.test_mase)
+    MODEL_ROLE.labels(engine.tag, role).set(1)
+    return Follower(engine, scorer)
+
+
+def _check_shadow(served: Engine, shadow: Engine) -> None:
+    """A shadow model follows sessions on the values the served one reads: it must read the same inputs."""
+    if shadow.tag == served.tag:
+        raise ValueError(f"shadow_model_tag: {shadow.tag} is the served model itself; name a candidate")
+    differ = differences(served.inputs, shadow.inputs)
+    if differ:
+        raise ValueError(
+            f"shadow_model_tag: {shadow.tag} reads other inputs than the served {served.tag} ({'; '.join(differ)}), "
+            "so it cannot follow its sessions"
+        )
+
+
 def _answered(outcome: BaseModel | Rejection | None) -> BaseModel | Rejection:
     """Every batch item is refused before the pass or answered by it; a gap is a bug, not a client's fault."""
     if outcome is None:
@@ -187,15 +221,18 @@ def _answered(outcome: BaseModel | Rejection | None) -> BaseModel | Rejection:
 )
 class Seqcast:
     model_ref = bentoml.models.BentoModel(chosen_tag(settings.model_tag))
+    # A candidate that follows every session in shadow: scored live beside the served model, never answering.
+    shadow_ref = bentoml.models.BentoModel(settings.shadow_model_tag) if settings.shadow_model_tag else None
 
     def __init__(self) -> None:
         # One thread per worker: with more, small batches contend for the two cores under concurrent load.
         torch.set_num_threads(1)
         stored: bentoml.Model = self.model_ref  # type: ignore[assignment]  # BentoML resolves it per instance
-        checkpoint = load_checkpoint(stored.path_of(PUBLISHED_FILE))
-        self.engine = Engine(
-            checkpoint, str(stored.tag), settings.max_history, settings.max_observe, settings.warn_beyond_std
-        )
+        served = _follower(stored, "served")
+        self.engine, self.scorer = served.engine, served.scorer
+        self.shadow = _follower(self.shadow_ref, "shadow") if self.shadow_ref is not None else None  # type: ignore[arg-type]
+        if self.shadow is not None:
+            _check_shadow(self.engine, self.shadow.engine)
         tag = self.engine.tag
         global limits  # read by every body's parser, which BentoML calls as a classmethod of the input spec
         spec = self.engine.spec
@@ -206,23 +243,13 @@ class Seqcast:
 
         self.store = open_store(settings.session_store, settings.session_ttl_s, settings.max_sessions, dropped)
         self.metadata: dict[str, Any] = dict(stored.info.metadata)
-        config = self.engine.config
-        self.scorer = (
-            Scorer.from_metadata(
-                self.metadata,
-                config.horizon,
-                config.point_index,
-                config.quantiles,
-                self.engine.step_ns,
-                settings.anomaly_k,
-            )
-            if settings.live_scoring
-            else None
-        )
-        if self.scorer is not None:
-            TEST_MASE.labels(tag).set(self.scorer.test_mase)
         self.sessions = Sessions(
-            self.engine, self.store, ACTIVE_SESSIONS.labels(tag).set, self.scorer, tail_length(checkpoint)
+            self.engine,
+            self.store,
+            ACTIVE_SESSIONS.labels(tag).set,
+            self.scorer,
+            tail_length(self.engine.checkpoint),
+            self.shadow,
         )
         # What is alive now (torch, BentoML, pandas, the model: ~230k objects) lives as long as the worker, and a
         # full collection that walks it takes ~100 ms, during which no request is answered.
@@ -239,15 +266,24 @@ class Seqcast:
         for request in requests:
             wait.observe(now - request._received)
 
-    def _check(self, request: HistoryRequest) -> Checked | Rejection:
+    def _check(self, request: HistoryRequest, engine: Engine | None = None) -> Checked | Rejection:
+        """A history checked for the served model, or for ``engine`` (the shadow)."""
         if request.abandoned:
             return ABANDONED
         try:
-            return self.engine.check_history(
+            return (engine or self.engine).check_history(
                 request.history, request.covariates, request.start, request.future_covariates, request.series
             )
         except RejectedRequest as rejected:
             return rejected.rejection
+
+    def _shadowed(self, request: OpenRequest) -> Prepared | None:
+        """The opening history as the shadow model reads it; None without one, or if it refuses it (a series it
+        did not train on): the session then goes on without it."""
+        if self.shadow is None:
+            return None
+        prepared = self.shadow.engine.encode([self._check(request, self.shadow.engine)])[0]
+        return None if isinstance(prepared, Rejection) else prepared
 
     @bentoml.api(output_spec=_answer_spec(ForecastResponse, "forecast"), **BATCHED)
     async def forecast(self, requests: one_or_many(ForecastRequest), /) -> list[Answer]:  # type: ignore[valid-type]
@@ -275,7 +311,7 @@ class Seqcast:
         if isinstance(prepared, Rejection):
             return Answer(prepared)
         try:
-            return Answer(await self.sessions.open(prepared))
+            return Answer(await self.sessions.open(prepared, self._shadowed(request)))
         except StoreUnavailable as error:
             return Answer(_unavailable(error))
 
@@ -329,6 +365,7 @@ class Seqcast:
             test_metrics=self.metadata.get("test_metrics", {}),
             live_scoring=self.scorer is not None,
             session_tail=self.sessions.tail_length,
+            shadow_model=self.shadow.tag if self.shadow is not None else None,
         )
 
 

@@ -8,16 +8,18 @@ model that reads the same inputs is rebuilt from its tail on its next observe (`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from models.features import Scaling
 from service.engine import Checked, Engine, Prepared, RunResult
+from service.follower import Follower
 from service.metrics import (
     CONFLICTS,
     FORWARD,
@@ -26,15 +28,17 @@ from service.metrics import (
     STORE,
     STORE_EVICTED,
     STORE_MEMORY,
-    count_scores,
     timed,
 )
-from service.migration import differences, kept
-from service.records import NO_TIME, RecordError, SessionRecord
+from service.migration import empty, kept
+from service.records import RecordError, SessionRecord
 from service.schemas import CloseResponse, ObserveRequest, Reason, RejectedRequest, Rejection, SessionResponse
 from service.scoring import NOTHING, Scored, Scorer
 from service.store import Put, SessionStore, StoreUnavailable
 
+LOG = logging.getLogger("seqcast")
+# Stands for an observe the shadow model does not follow, so that its encode keeps the batch's order.
+NOT_FOLLOWED = Rejection(Reason.BAD_INPUT, "not followed in shadow")
 COUNT_EVERY_S = 1.0  # how often the active-session count is refreshed, at most
 NO_DIGEST = bytes(16)  # a fresh session has applied no observe yet
 
@@ -43,7 +47,15 @@ def _digest(request: ObserveRequest) -> bytes:
     return hashlib.blake2b(request.model_dump_json().encode(), digest_size=16).digest()
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
+class Follow:
+    """What the shadow model runs for an admitted observe."""
+
+    prepared: Prepared
+    part: SessionRecord | None  # its own part of the record; None: it rebuilds the session from the tail
+
+
+@dataclasses.dataclass(frozen=True)
 class Step:
     """An observe admitted to a round: where it came from and what it will run."""
 
@@ -53,7 +65,17 @@ class Step:
     prepared: Prepared
     digest: bytes
     observed: int  # new values; fewer than the prepared inputs when the session is rebuilt from its tail
-    migrated: bool  # the record is another model's: the pass reads the tail and new values from a zero state
+    # The served model's part of the record (the record, or its shadow once the shadow is promoted); None: the
+    # record is another model's, and the pass reads the tail and the new values from a zero state.
+    part: SessionRecord | None
+    follow: Follow | None = None  # what the shadow model runs; None without one, or if it cannot follow
+
+
+def _checked(engine: Engine, request: ObserveRequest, record: SessionRecord) -> Checked:
+    """An observe's new values checked for ``engine``, as the session's series and statistics scale them."""
+    return engine.check_observe(
+        request.values, request.covariates, record.next_time, request.future_covariates, record.series, record.scaling
+    )
 
 
 def _no_report(count: int) -> None:
@@ -68,11 +90,13 @@ class Sessions:
         report_count: Callable[[int], None] = _no_report,
         scorer: Scorer | None = None,
         tail_length: int = 0,
+        shadow: Follower | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.report_count = report_count
-        self.scorer = scorer  # None: live scoring off (a model exported before it)
+        self.served = Follower(engine, scorer)
+        self.shadow = shadow  # a candidate model that follows every session, never answering
         self.tail_length = tail_length  # raw inputs each session keeps; 0: none, so no migration
         self._counted_at = -COUNT_EVERY_S
 
@@ -120,28 +144,6 @@ class Sessions:
         anomalies = scored.anomalous or None
         return SessionResponse.model_construct(session_id=session_id, seq=record.seq, anomalies=anomalies, **fields)
 
-    def _origin(
-        self, seq: int, next_time: int, forecast: np.ndarray, before: SessionRecord | None, observed: int
-    ) -> tuple[np.ndarray | None, int]:
-        """The scoring origin a session holds after a forecast at ``seq``: the one before while its horizon lasts
-        (``observed`` values on), else this forecast if it is an origin's, else none. A horizon longer than a
-        day is thus scored whole, from every other midnight or so, rather than cut short by the next one."""
-        if self.scorer is None:
-            return None, 0
-        if before is not None and before.origin_forecast is not None:
-            since = before.since_origin + observed
-            if since < self.engine.config.horizon:
-                return before.origin_forecast, since
-        if self.scorer.is_origin(seq, next_time, next_time != NO_TIME):
-            return forecast, 0
-        return None, 0
-
-    def _score(self, record: SessionRecord, prepared: Prepared) -> Scored:
-        if self.scorer is None or record.origin_forecast is None:
-            return NOTHING
-        scale = self.scorer.scale_for(record.series, record.scaling)
-        return self.scorer.score(record.origin_forecast, record.since_origin, prepared.target, scale)
-
     @staticmethod
     def _missing(session_id: str) -> Rejection:
         return Rejection(
@@ -167,8 +169,9 @@ class Sessions:
             record = SessionRecord.from_bytes(blob)
         except RecordError as error:
             return self._unreadable(str(error))
-        if record.model != self.engine.tag:
-            problem = self._unmigratable(record)
+        part = self.served.part(record)
+        if part is None:
+            problem = self.served.unrebuildable(record)
             if problem is None:
                 return record  # rebuilt under this model by its next observe
             return Rejection(
@@ -177,17 +180,8 @@ class Sessions:
                 f"{self.engine.tag}, and {problem}; open a new session",
                 "session_id",
             )
-        problem = self.engine.misfit(record.state.shape, record.last_forecast.shape, record.series, record.scaling)
+        problem = self.engine.misfit(part.state.shape, part.last_forecast.shape, record.series, record.scaling)
         return self._unreadable(problem) if problem else record
-
-    def _unmigratable(self, record: SessionRecord) -> str | None:
-        """Why this model cannot rebuild another model's session from its tail, or None when it can."""
-        if record.tail is None or not record.inputs:
-            return "the session kept no inputs to rebuild it from (opened by an earlier release, or session_tail 0)"
-        differ = differences(record.inputs, self.engine.inputs)
-        if differ:
-            return f"the models read different inputs: {'; '.join(differ)}"
-        return self.engine.scaling_misfit(record.series, record.scaling)
 
     def _record(
         self,
@@ -198,9 +192,10 @@ class Sessions:
         tail: np.ndarray | None,
         scaling: Scaling | None,
         origin: tuple[np.ndarray | None, int],
+        shadow: SessionRecord | None = None,
     ) -> SessionRecord:
         """The session after a pass over ``prepared`` gave (state, forecast) ``result``; ``tail`` is what the
-        session kept before these inputs."""
+        session kept before these inputs (None: it kept none, and keeps none)."""
         state, forecast = result
         return SessionRecord(
             self.engine.tag,
@@ -214,18 +209,25 @@ class Sessions:
             *origin,
             self.engine.inputs,
             kept(tail, prepared.target, prepared.covariates, self.tail_length),
+            shadow,
         )
 
-    async def open(self, prepared: Prepared) -> SessionResponse | Rejection:
-        """Runs a checked history from a zero state and keeps the state under a new session id."""
+    async def open(self, prepared: Prepared, shadowed: Prepared | None = None) -> SessionResponse | Rejection:
+        """Runs a checked history from a zero state and keeps the state under a new session id; ``shadowed`` is
+        the history as the shadow model reads it, which then follows the session from its start."""
         result = await self._run("open", [prepared], [None])
         if not result.finite[0]:
             return result.rejection()
+        follow = None if shadowed is None else Follow(shadowed, None)
+        shadow_outcome = (await self._shadow_pass([follow])).get(0)
         session_id = secrets.token_urlsafe(16)  # 128 random bits: a session id is its own access key
         seq = len(prepared.inputs)
-        origin = self._origin(seq, prepared.next_time, result.forecasts[0], None, 0)
+        origin = self.served.origin(seq, prepared.next_time, result.forecasts[0], None, 0)
         outcome = (result.states[0], result.forecasts[0])
-        record = self._record(seq, prepared, outcome, NO_DIGEST, None, self.engine.own_scaling(prepared), origin)
+        start = empty(1 + prepared.covariates.shape[1])
+        record = self._record(seq, prepared, outcome, NO_DIGEST, start, self.engine.own_scaling(prepared), origin)
+        shadow = self._shadow_record(follow, seq, 0, NO_DIGEST, record, shadow_outcome)
+        record = dataclasses.replace(record, shadow=shadow)
         if not (await self._put([(session_id, record, None)]))[0]:
             raise RuntimeError("a fresh session id was already taken")
         SESSIONS.labels("opened", self.engine.tag).inc()
@@ -242,7 +244,7 @@ class Sessions:
         records = {sid: self._load(sid, blob) for sid, blob in zip(queues, blobs, strict=True)}
         # Each round takes the next observe of every session, so one session's observes chain in order.
         while any(queues.values()):
-            admitted: list[tuple[str, int, SessionRecord, bytes, int]] = []
+            admitted: list[tuple[str, int, SessionRecord, bytes, int, SessionRecord | None]] = []
             checked: list[Checked] = []
             for sid, indices in queues.items():
                 if not indices:
@@ -255,21 +257,22 @@ class Sessions:
                 digest = _digest(request)
                 outcome = self._admit(request, record, digest)
                 if isinstance(outcome, Checked):
-                    admitted.append((sid, index, record, digest, len(outcome.target)))
-                    if record.model != self.engine.tag and record.tail is not None:
+                    part = self.served.part(record)
+                    admitted.append((sid, index, record, digest, len(outcome.target), part))
+                    if part is None and record.tail is not None:
                         outcome = self.engine.after_tail(outcome, record.tail, record.next_time)
                     checked.append(outcome)
                 else:
                     answers[index] = outcome
+            follows = self._follows([(requests[index], record) for _, index, record, *_ in admitted])
             steps: list[Step] = []
-            for (sid, index, record, digest, observed), prepared in zip(
-                admitted, self.engine.encode(checked), strict=True
+            for (sid, index, record, digest, observed, part), prepared, follow in zip(
+                admitted, self.engine.encode(checked), follows, strict=True
             ):
                 if isinstance(prepared, Rejection):
                     answers[index] = prepared
                 else:
-                    migrated = record.model != self.engine.tag
-                    steps.append(Step(sid, index, record, prepared, digest, observed, migrated))
+                    steps.append(Step(sid, index, record, prepared, digest, observed, part, follow))
             if steps:
                 await self._apply(steps, records, answers)
         await self._recount()
@@ -293,16 +296,77 @@ class Sessions:
                 record.seq,
             )
         try:
-            return self.engine.check_observe(
-                request.values,
-                request.covariates,
-                record.next_time,
-                request.future_covariates,
-                record.series,
-                record.scaling,
-            )
+            return _checked(self.engine, request, record)
         except RejectedRequest as rejected:
             return rejected.rejection
+
+    def _follows(self, admitted: list[tuple[ObserveRequest, SessionRecord]]) -> list[Follow | None]:
+        """What the shadow model runs for each admitted observe: the same values, scaled as it scales them, from
+        its own state or rebuilt from the tail. A session it cannot follow (no tail, a series it lacks, a value
+        it refuses) goes on without it."""
+        shadow = self.shadow
+        if shadow is None:
+            return [None] * len(admitted)
+        checked: list[Checked | Rejection] = []
+        parts: list[SessionRecord | None] = []
+        for request, record in admitted:
+            part = shadow.part(record)
+            if part is not None and shadow.engine.misfit(
+                part.state.shape, part.last_forecast.shape, record.series, record.scaling
+            ):
+                part = None
+            parts.append(part)
+            tail = record.tail if part is None and not shadow.unrebuildable(record) else None
+            if part is None and tail is None:
+                checked.append(NOT_FOLLOWED)
+                continue
+            try:
+                values = _checked(shadow.engine, request, record)
+            except RejectedRequest:
+                checked.append(NOT_FOLLOWED)
+                continue
+            checked.append(values if tail is None else shadow.engine.after_tail(values, tail, record.next_time))
+        return [
+            None if isinstance(prepared, Rejection) else Follow(prepared, part)
+            for prepared, part in zip(shadow.engine.encode(checked), parts, strict=True)
+        ]
+
+    async def _shadow_pass(self, follows: list[Follow | None]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The shadow model's (state, forecast) for each observe it follows, by position. Its failure never
+        fails what the served model answers: the sessions then go on without it."""
+        shadow = self.shadow
+        followed = [(k, f) for k, f in enumerate(follows) if f is not None]
+        if shadow is None or not followed:
+            return {}
+        prepared = [f.prepared for _, f in followed]
+        states = [None if f.part is None else f.part.state for _, f in followed]
+        try:
+            with timed(FORWARD, "shadow", shadow.tag):
+                result = await shadow.engine.run_async(prepared, states)
+        except Exception as error:  # noqa: BLE001  # a candidate's fault is logged, the served answers stand
+            LOG.warning("shadow model %s failed a pass of %d observes: %s", shadow.tag, len(prepared), error)
+            return {}
+        return {k: (result.states[j], result.forecasts[j]) for j, (k, _) in enumerate(followed) if result.finite[j]}
+
+    def _shadow_record(
+        self,
+        follow: Follow | None,
+        seq: int,
+        observed: int,
+        digest: bytes,
+        served: SessionRecord,
+        outcome: tuple[np.ndarray, np.ndarray] | None,
+    ) -> SessionRecord | None:
+        """The shadow model's part of the session after it followed ``observed`` values (None when it did not),
+        beside the served model's part ``served`` (whose series and statistics it shares)."""
+        if self.shadow is None or follow is None or outcome is None:
+            return None
+        state, forecast = outcome
+        next_time = follow.prepared.next_time
+        origin = self.shadow.origin(seq, next_time, forecast, follow.part, observed)
+        return SessionRecord(
+            self.shadow.tag, seq, next_time, state, digest, forecast, served.series, served.scaling, *origin
+        )
 
     async def _apply(
         self,
@@ -310,10 +374,11 @@ class Sessions:
         records: dict[str, SessionRecord | Rejection],
         answers: list[SessionResponse | Rejection | None],
     ) -> None:
-        """Runs one round of admitted observes in one pass, then stores each new state if its session is still
-        where the round found it."""
-        states = [None if s.migrated else s.record.state for s in steps]
+        """Runs one round of admitted observes in one pass (and the shadow model's in another), then stores each
+        new state if its session is still where the round found it."""
+        states = [None if s.part is None else s.part.state for s in steps]
         result = await self._run("observe", [s.prepared for s in steps], states)
+        shadowed = await self._shadow_pass([s.follow for s in steps])
         writes = []
         for k, s in enumerate(steps):
             if not result.finite[k]:
@@ -321,21 +386,21 @@ class Sessions:
                 continue
             seq = s.record.seq + s.observed
             # A rebuilt session starts scoring afresh: the origin it held was another model's forecast.
-            before = None if s.migrated else s.record
-            origin = self._origin(seq, s.prepared.next_time, result.forecasts[k], before, s.observed)
+            origin = self.served.origin(seq, s.prepared.next_time, result.forecasts[k], s.part, s.observed)
             outcome = (result.states[k], result.forecasts[k])
-            tail = None if s.migrated else s.record.tail  # a rebuilt session's inputs began with its tail
-            writes.append((s, self._record(seq, s.prepared, outcome, s.digest, tail, s.record.scaling, origin)))
+            # A rebuilt session's inputs began with its tail.
+            rebuilt = s.part is None and s.record.tail is not None
+            tail = empty(s.record.tail.shape[1]) if rebuilt else s.record.tail  # type: ignore[union-attr]
+            shadow = self._shadow_record(s.follow, seq, s.observed, s.digest, s.record, shadowed.get(k))
+            new = self._record(seq, s.prepared, outcome, s.digest, tail, s.record.scaling, origin, shadow)
+            writes.append((s, new))
         stored = await self._put([(s.session_id, new, s.record.seq) for s, new in writes])
         for (step, new), done in zip(writes, stored, strict=True):
             if done:
                 records[step.session_id] = new
-                if step.migrated:
-                    SESSIONS.labels("migrated", self.engine.tag).inc()
+                self._count(step, new)
                 # Scored once it is applied: a refused or replayed observe is never counted.
-                scored = NOTHING if step.migrated else self._score(step.record, step.prepared)
-                if self.scorer is not None:
-                    count_scores(self.engine.tag, scored, self.scorer.interval_labels)
+                scored = self.served.score(step.part, step.record, step.prepared.target)
                 answers[step.index] = self._answer(step.session_id, new, step.prepared.warnings, scored)
                 continue
             # Another worker stepped the session meanwhile: nothing was written; report where it is now.
@@ -346,6 +411,15 @@ class Sessions:
             answers[step.index] = Rejection(
                 Reason.SEQ_CONFLICT, "seq: the session changed while this request ran", "seq", now
             )
+
+    def _count(self, step: Step, new: SessionRecord) -> None:
+        """Counts how the served model took the session over, and scores the shadow's forecasts."""
+        if step.part is None:
+            SESSIONS.labels("migrated", self.engine.tag).inc()
+        elif step.part is step.record.shadow:
+            SESSIONS.labels("promoted", self.engine.tag).inc()  # the candidate's own state: nothing replayed
+        if self.shadow is not None and step.follow is not None and new.shadow is not None:
+            self.shadow.score(step.follow.part, step.record, step.follow.prepared.target)
 
     async def close(self, session_id: str) -> CloseResponse | Rejection:
         blob = (await self._get([session_id]))[0]

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     session_store: str = "memory"  # "memory" (one worker only) or a redis:// URL shared by workers and replicas
     session_ttl_s: float = Field(default=3600.0, ge=1, le=MAX_TTL_S)  # an idle session expires after this long
     max_sessions: int = Field(default=100_000, gt=0)  # in-memory store: past it, the least recently used go
+    # A candidate model (a BentoML tag) that follows every session in shadow: its state is kept in the session and
+    # its forecasts are scored live, never returned; served later, it finds each session's state ready.
+    shadow_model_tag: str | None = None
     # Raw inputs a session keeps, from which a service running another model that reads the same inputs rebuilds
     # it (a model upgrade keeps sessions); unset, the model's training window (input_size); 0, none (no migration).
     session_tail: int | None = Field(default=None, ge=0, le=20_000)

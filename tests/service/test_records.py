@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import numpy as np
@@ -70,7 +71,7 @@ def test_state_is_raw_float32_with_a_small_header() -> None:
     blob = _record().to_bytes()
     state_bytes = 2 * 2 * 64 * 4
     forecast_bytes = 48 * 4
-    assert len(blob) - state_bytes - forecast_bytes < 90
+    assert len(blob) - state_bytes - forecast_bytes < 96
     assert blob[:4] == b"SQS6"
     # Live scoring adds one horizon of floats: the forecast made at the latest scoring origin.
     assert len(_record(origin=True).to_bytes()) - len(blob) == forecast_bytes
@@ -117,3 +118,20 @@ def test_foreign_bytes_are_refused(blob: bytes) -> None:
 def test_truncated_record_is_refused() -> None:
     with pytest.raises(RecordError, match="header implies"):
         SessionRecord.from_bytes(_record().to_bytes()[:-3])
+
+
+def test_a_shadow_travels_inside_its_session_record() -> None:
+    shadow = dataclasses.replace(_record(origin=True, since=5), model="seqcast-forecaster:candidate")
+    original = dataclasses.replace(_record(tail=48), shadow=shadow)
+    restored = SessionRecord.from_bytes(original.to_bytes())
+    assert restored.shadow is not None and restored.shadow.model == "seqcast-forecaster:candidate"
+    np.testing.assert_array_equal(restored.shadow.state, shadow.state)
+    np.testing.assert_array_equal(restored.shadow.origin_forecast, shadow.origin_forecast)
+    assert restored.shadow.since_origin == 5 and restored.shadow.shadow is None
+    np.testing.assert_array_equal(restored.tail, original.tail)
+
+
+def test_a_shadow_of_a_shadow_is_refused() -> None:
+    inner = dataclasses.replace(_record(), shadow=_record())
+    with pytest.raises(RecordError, match="shadow"):
+        SessionRecord.from_bytes(dataclasses.replace(_record(), shadow=inner).to_bytes())

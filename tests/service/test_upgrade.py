@@ -17,12 +17,17 @@ from tests.service.retrying import RetryingLoad, stored_engine
 pytestmark = pytest.mark.timeout(600)
 
 
+def _old_and_new(model_home: Path, tmp_path: Path) -> tuple[Path, str, str]:
+    """A model store of the test's own holding the test model and a retrain of it; their tags."""
+    home = tmp_path / "bentoml"
+    shutil.copytree(model_home, home, symlinks=True)
+    return home, *publish_retrained(home)
+
+
 def test_sessions_live_through_a_rolling_upgrade_each_answer_exact_for_its_model(
     model_home: Path, tmp_path: Path
 ) -> None:
-    home = tmp_path / "bentoml"
-    shutil.copytree(model_home, home, symlinks=True)
-    old, new = publish_retrained(home)
+    home, old, new = _old_and_new(model_home, tmp_path)
     engines = {old: stored_engine(home, old), new: stored_engine(home, new)}
     # The whole history (48 opening values, 8 observes of 2, one more to verify) fits in the tail, so a
     # session rebuilt under either model is exactly that model's forecast of everything it observed.
@@ -52,3 +57,35 @@ def test_sessions_live_through_a_rolling_upgrade_each_answer_exact_for_its_model
 
 def test_a_session_keeps_the_models_training_window_by_default(client: httpx.Client) -> None:
     assert client.post("/info").json()["session_tail"] == 48  # the test model's data.input_size
+
+
+def test_a_shadow_is_scored_beside_the_served_model_and_promoted_without_replay(
+    model_home: Path, tmp_path: Path
+) -> None:
+    home, old, new = _old_and_new(model_home, tmp_path)
+    engines = {old: stored_engine(home, old), new: stored_engine(home, new)}
+    tail = {"session_tail": 100}
+    with redis_server(tmp_path / "redis") as url:
+        with bentoml_serve(
+            home, tmp_path / "shadow.log", session_store=url, model_tag=old, shadow_model_tag=new, **tail
+        ) as shadowed:
+            load = RetryingLoad(shadowed.url, sessions=20, steps=12, chunk=4)
+            load.open()
+            load.run()
+            scored = {tag: metric(shadowed.url, "seqcast_live_scored", "_total", model=tag) for tag in (old, new)}
+            errors = {tag: metric(shadowed.url, "seqcast_live_scaled_error", "_total", model=tag) for tag in (old, new)}
+            role = metric(shadowed.url, "seqcast_model_role", model=new, role="shadow")
+            info = httpx.post(shadowed.url + "/info", json={}).json()
+        # The candidate is promoted: the next replica serves it, with no shadow.
+        with bentoml_serve(home, tmp_path / "promoted.log", session_store=url, model_tag=new, **tail) as promoted:
+            load.url = promoted.url
+            load.verify(engines)  # each answer before exact for the old model, the one after for the new
+            events = {
+                event: metric(promoted.url, "seqcast_sessions", "_total", event=event, model=new)
+                for event in ("promoted", "migrated")
+            }
+    # Both models were scored on the same live values, side by side; only the served one answered.
+    assert scored[old] == scored[new] > 0, scored
+    assert errors[old] != errors[new]
+    assert (info["shadow_model"], role) == (new, 1)
+    assert events == {"promoted": 20, "migrated": 0}

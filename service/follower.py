@@ -1,0 +1,72 @@
+"""A model that steps sessions: the one served, or a candidate that follows every session in shadow.
+
+Each keeps its own part of a session record (its state and the forecast of its latest scoring origin) and
+scores its own forecasts live, so two models are compared on the same live values before one is promoted; a
+promoted candidate finds its state in every session it followed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.engine import Engine
+from service.metrics import count_scores
+from service.migration import differences
+from service.records import NO_TIME, SessionRecord
+from service.scoring import NOTHING, Scored, Scorer
+
+
+@dataclass(frozen=True)
+class Follower:
+    engine: Engine
+    scorer: Scorer | None  # None: live scoring off (a model exported before it, or the setting)
+
+    @property
+    def tag(self) -> str:
+        return self.engine.tag
+
+    def part(self, record: SessionRecord) -> SessionRecord | None:
+        """The part of a stored session this model stepped last: the record itself or its shadow; None when
+        neither is this model's, and it can only rebuild the session from its tail."""
+        if record.model == self.engine.tag:
+            return record
+        if record.shadow is not None and record.shadow.model == self.engine.tag:
+            return record.shadow
+        return None
+
+    def unrebuildable(self, record: SessionRecord) -> str | None:
+        """Why this model cannot rebuild a session from its tail, or None when it can."""
+        if record.tail is None or not record.inputs:
+            return "the session kept no inputs to rebuild it from (opened by an earlier release, or session_tail 0)"
+        differ = differences(record.inputs, self.engine.inputs)
+        if differ:
+            return f"the models read different inputs: {'; '.join(differ)}"
+        return self.engine.scaling_misfit(record.series, record.scaling)
+
+    def origin(
+        self, seq: int, next_time: int, forecast: np.ndarray, before: SessionRecord | None, observed: int
+    ) -> tuple[np.ndarray | None, int]:
+        """The scoring origin this model's part holds after a forecast at ``seq``: the one before (``before``'s,
+        ``observed`` values ago) while its horizon lasts, else this forecast if it is an origin's, else none. A
+        horizon longer than a day is thus scored whole, from every other midnight or so, rather than cut short
+        by the next one."""
+        if self.scorer is None:
+            return None, 0
+        if before is not None and before.origin_forecast is not None:
+            since = before.since_origin + observed
+            if since < self.engine.config.horizon:
+                return before.origin_forecast, since
+        if self.scorer.is_origin(seq, next_time, next_time != NO_TIME):
+            return forecast, 0
+        return None, 0
+
+    def score(self, part: SessionRecord | None, record: SessionRecord, target: np.ndarray) -> Scored:
+        """What newly observed ``target`` values score against this model's part of ``record``, and counts it."""
+        if self.scorer is None or part is None or part.origin_forecast is None:
+            return NOTHING
+        scale = self.scorer.scale_for(record.series, record.scaling)
+        scored = self.scorer.score(part.origin_forecast, part.since_origin, target, scale)
+        count_scores(self.engine.tag, scored, self.scorer.interval_labels)
+        return scored
