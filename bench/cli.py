@@ -53,12 +53,17 @@ def main(argv: list[str] | None = None) -> None:
     scoring.add_argument("--clients", type=int, default=64)
     scoring.add_argument("--seconds", type=float, default=10.0, help="per measurement")
     scoring.add_argument("--rounds", type=int, default=3, help="off/on pairs")
+    shadow = commands.add_parser("shadow", help="/observe req/s without and with a model in shadow, in one run")
+    shadow.add_argument("--clients", type=int, default=64)
+    shadow.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    shadow.add_argument("--rounds", type=int, default=2, help="off/on pairs")
     drift = commands.add_parser("drift", help="live MASE per day around a level shift, taylor LSTM")
     drift.add_argument("--epochs", type=int, default=15)
     drift.add_argument("--shift", type=float, default=0.15, help="relative level shift halfway through the test part")
     migration = commands.add_parser("migration", help="sessions rebuilt from a tail of N vs the whole history, cost")
     migration.add_argument("--epochs", type=int, default=10)
     migration.add_argument("--tails", type=_ints, default=[24, 48, 96, 168, 336])
+    migration.add_argument("--wave", type=int, default=10_000, help="sessions migrated in one wave")
     probes = commands.add_parser("probes", help="/readyz latency while clients keep the worker busy")
     probes.add_argument("--clients", type=int, default=64)
     probes.add_argument("--seconds", type=float, default=10.0, help="probing time per load")
@@ -110,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
         from bench import scoring as scoring_bench
 
         scoring_bench.run(args.clients, args.seconds, args.rounds, args.out).show(args.out)
+    elif args.command == "shadow":
+        from bench import scoring as scoring_bench
+
+        scoring_bench.run_shadow(args.clients, args.seconds, args.rounds, args.out).show(args.out)
     elif args.command == "drift":
         from bench import drift as drift_bench
 
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "migration":
         from bench import migration as migration_bench
 
-        migration_bench.run(args.epochs, args.tails, args.out).show(args.out)
+        migration_bench.run(args.epochs, args.tails, args.wave, args.out).show(args.out)
     elif args.command == "probes":
         from bench import probes as probes_bench
 

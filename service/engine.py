@@ -18,7 +18,7 @@ import torch
 from models.checkpoint import Checkpoint
 from models.features import RowScaling, Scaling, encode_future, encode_inputs, fixed_step
 from models.forecaster import state_rows
-from service.migration import inputs_of
+from service.migration import what_it_reads
 from service.records import NO_TIME
 from service.schemas import ForecastFields, Reason, RejectedRequest, Rejection, Rows
 
@@ -174,7 +174,7 @@ class Engine:
         self.spec = checkpoint.features
         self.config = checkpoint.config
         self.model = checkpoint.build_model()
-        self.inputs = inputs_of(self.spec, bool(checkpoint.series_scaling))  # what a session records it reads
+        self.reads = what_it_reads(self.spec, bool(checkpoint.series_scaling))  # kept in each session
         # Timestamps follow a series by a fixed step; months and years have none, so their answers carry none.
         freq_step = fixed_step(self.spec.freq) if self.spec.freq is not None else None
         self.step_ns = freq_step.value if freq_step is not None else 0

@@ -38,7 +38,10 @@ STORE = bentoml.metrics.Histogram(
     "seqcast_session_store_duration_seconds", "Session store round trip", ["operation"], buckets=SECONDS
 )
 SESSIONS = bentoml.metrics.Counter(
-    "seqcast_sessions", "Sessions by what happened to them: opened, closed, expired, evicted", ["event", "model"]
+    "seqcast_sessions",
+    "Sessions by what happened to them: opened, closed, expired, evicted, migrated (rebuilt from their tail under "
+    "this model), promoted (this model's shadow state taken over)",
+    ["event", "model"],
 )
 CONFLICTS = bentoml.metrics.Counter("seqcast_seq_conflicts", "Observes refused for a stale or future seq", ["model"])
 REPLAYS = bentoml.metrics.Counter("seqcast_replays", "Retried observes answered again without applying them", ["model"])
@@ -105,7 +108,7 @@ LIVE_ANOMALIES = bentoml.metrics.Counter(
 MODEL_ROLE = bentoml.metrics.Gauge("seqcast_model_role", "Models loaded, by role: served or shadow", ["model", "role"])
 TEST_MASE = bentoml.metrics.Gauge(
     "seqcast_model_test_mase",
-    "The served model's streaming test MASE, from its report",
+    "Each loaded model's streaming test MASE (served and shadow), from its report",
     ["model"],
     multiprocess_mode="livemax",
 )

@@ -9,29 +9,37 @@ steps, so a bounded tail stands for the whole history.
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 
 from models.features import FeatureSpec
 
 # What must agree for one model's session to be continued by another, in the order a refusal names them.
-_ASPECTS = ("target", "past_covariates", "future_covariates", "calendar", "freq", "scaling")
+# Calendar features are not among them: they come from timestamps, which a timed session's tail has.
+_ASPECTS = ("target", "past_covariates", "future_covariates", "freq", "scaling")
 
 
-def inputs_of(spec: FeatureSpec, per_series: bool) -> str:
+def what_it_reads(spec: FeatureSpec, per_series: bool) -> str:
     """What a model reads, as the compact JSON a session record carries."""
     described = {**spec.to_dict(), "scaling": "per series" if per_series else "one for all series"}
     return json.dumps([described[aspect] for aspect in _ASPECTS], separators=(",", ":"))
 
 
-@cache
-def _aspects(inputs: str) -> tuple[object, ...] | None:
-    """The aspects of a record's description; None for bytes that are not one. A worker meets few distinct
+# Longer than any description a model makes (a few hundred characters with a dozen covariates): a record that
+# holds more was not written by seqcast, and is not parsed.
+MAX_DESCRIPTION = 4_096
+
+
+@lru_cache(maxsize=16)
+def _aspects(reads: str) -> tuple[object, ...] | None:
+    """The aspects of a record's description; None for text that is not one. A worker meets few distinct
     descriptions (one per model it has followed), so each is parsed once."""
+    if len(reads) > MAX_DESCRIPTION:
+        return None
     try:
-        parsed = json.loads(inputs)
-    except ValueError:
+        parsed = json.loads(reads)
+    except (ValueError, RecursionError):
         return None
     return tuple(parsed) if isinstance(parsed, list) and len(parsed) == len(_ASPECTS) else None
 

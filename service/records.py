@@ -1,11 +1,11 @@
 """A session as bytes: a fixed header, then the recurrent state, the last answer and the tail as raw float32.
 
 Nothing is pickled, so a session store shared with other processes can never make the service run code.
-The header carries the model tag, so a session opened under one model is refused by another. Under a model
-scaled per series, the record names the training series the session continues, or holds the statistics fitted
-on its opening history (a series the model did not train on), so later values are scaled as the first were.
-A record also carries what its model reads and the last inputs it consumed, so that another model reading the
-same inputs can rebuild it (``service/migration.py``).
+The header carries the tag of the model that stepped the session last. Under a model scaled per series, the
+record names the training series the session continues, or holds the statistics fitted on its opening history
+(a series the model did not train on), so later values are scaled as the first were. A record also carries
+what its model reads and the last inputs it consumed, so that another model reading the same inputs can rebuild
+it (``service/migration.py``), and the part of a candidate model following it in shadow (``service/stepper.py``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True)
 class SessionRecord:
-    model: str  # tag of the model that opened the session
+    model: str  # tag of the model that stepped the session last
     seq: int  # observations consumed so far
     next_time: int  # ns since the epoch of the next observation's timestamp, or NO_TIME
     state: np.ndarray  # (state rows, hidden) float32, as Engine.run gives it
@@ -52,9 +52,9 @@ class SessionRecord:
     # float32, and how many values the session has observed since; None when there is none to score against.
     origin_forecast: np.ndarray | None = None
     since_origin: int = 0
-    # Migration (service/migration.py): what the model reads, as migration.inputs_of describes it ("" in records
+    # Migration (service/migration.py): what the model reads, as migration.what_it_reads describes it ("" in records
     # of earlier formats), and the last raw inputs consumed, (rows, 1 + covariates) float32; None when not kept.
-    inputs: str = ""
+    reads: str = ""
     tail: np.ndarray | None = None
     # The candidate model that follows the session in shadow: its own record (model, state, forecast, scoring
     # origin; no tail or shadow of its own), at the same seq; None when none follows it.
@@ -69,7 +69,7 @@ class SessionRecord:
         stats = b"" if self.scaling is None else np.array([*self.scaling.mean, *self.scaling.std], "<f8").tobytes()
         columns = 0 if self.scaling is None else len(self.scaling.mean)
         origin = b"" if self.origin_forecast is None else np.ascontiguousarray(self.origin_forecast, "<f4").tobytes()
-        inputs = self.inputs.encode()
+        inputs = self.reads.encode()
         tail_rows, tail_columns = (0, 0) if self.tail is None else self.tail.shape
         tail = b"" if self.tail is None else np.ascontiguousarray(self.tail, "<f4").tobytes()
         shadow = b"" if self.shadow is None else self.shadow.to_bytes()
@@ -97,7 +97,8 @@ class SessionRecord:
         return header + tag + series + inputs + stats + state + forecast + origin + tail + shadow
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> SessionRecord:
+    def from_bytes(cls, blob: bytes, nested: bool = False) -> SessionRecord:
+        """The record in ``blob``; ``nested``: a shadow's, inside another record, which holds no tail or shadow."""
         header = _HEADERS.get(blob[:4])
         if header is None or len(blob) < header.size:
             raise RecordError("not a seqcast session record")
@@ -107,6 +108,8 @@ class SessionRecord:
             *lengths,
             *absent_before,
         )[:8]
+        if nested and (shadow_len or tail_columns):  # refused before it is read: nesting stops at one level
+            raise RecordError("a shadow record holds a tail or a shadow of its own")
         series_at = header.size + tag_len
         inputs_at = series_at + series_len
         stats_at = inputs_at + inputs_len
@@ -139,14 +142,17 @@ class SessionRecord:
             scaling=Scaling(tuple(stats[:columns]), tuple(stats[columns:])) if columns else None,
             origin_forecast=origin.reshape(horizon, outputs) if origin_rows else None,
             since_origin=since,
-            inputs=inputs,
+            reads=inputs,
             tail=tail.reshape(tail_rows, tail_columns) if tail_columns else None,
-            shadow=cls._shadow(blob[shadow_at:]) if shadow_len else None,
+            shadow=cls._shadow(blob[shadow_at:], seq, next_time) if shadow_len else None,
         )
 
     @classmethod
-    def _shadow(cls, blob: bytes) -> SessionRecord:
-        shadow = cls.from_bytes(blob)
-        if shadow.shadow is not None or shadow.tail is not None:
-            raise RecordError("a shadow record holds a tail or a shadow of its own")
-        return shadow
+    def _shadow(cls, blob: bytes, seq: int, next_time: int) -> SessionRecord | None:
+        """The shadow's part, which must stand where the session does; None when it cannot be read: a candidate's
+        part lost costs it a rebuild from the tail, never the served session."""
+        try:
+            shadow = cls.from_bytes(blob, nested=True)
+        except RecordError:
+            return None
+        return shadow if (shadow.seq, shadow.next_time) == (seq, next_time) else None

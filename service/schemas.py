@@ -204,7 +204,7 @@ class Reason(StrEnum):
     BAD_INPUT = "bad_input"  # a value, type or size the service cannot take, named by its field
     UNKNOWN_SESSION = "unknown_session"  # never opened, closed or expired
     SEQ_CONFLICT = "seq_conflict"  # a stale or future seq, or another writer got there first
-    STALE_SESSION = "stale_session"  # opened under another model, or a record that cannot be read
+    STALE_SESSION = "stale_session"  # of a model this one cannot take it over from, or a record that cannot be read
     NON_FINITE_FORECAST = "non_finite_forecast"  # the model's answer overflowed; nothing was stored
     STORE_UNAVAILABLE = "store_unavailable"  # the session store did not answer; retrying is safe
     SHED = "shed"  # adaptive batching would have kept it waiting too long; nothing was applied

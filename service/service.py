@@ -27,7 +27,6 @@ from service.bentoml_compat import Hooks, parse_bodies_with
 from service.bentoml_compat import install as install_bentoml_workarounds
 from service.body_limit import BodyLimit
 from service.engine import Checked, Engine, Prepared
-from service.follower import Follower
 from service.metrics import (
     BATCH_SIZE,
     BATCH_WAIT,
@@ -60,6 +59,7 @@ from service.schemas import (
 from service.scoring import Scorer
 from service.sessions import Sessions
 from service.settings import Settings, unknown_variables
+from service.stepper import Stepper
 from service.store import StoreUnavailable, open_store
 from service.validation import BodyLimits, invalid_body, parse_items
 
@@ -174,7 +174,7 @@ def tail_length(checkpoint: Checkpoint) -> int:
     return int(checkpoint.metadata.get("input_size", DEFAULT_INPUT_SIZE))
 
 
-def _follower(stored: bentoml.Model, role: str) -> Follower:
+def _follower(stored: bentoml.Model, role: str) -> Stepper:
     """A stored model, ready to step sessions: its engine and, with what live scoring needs, its scorer."""
     checkpoint = load_checkpoint(stored.path_of(PUBLISHED_FILE))
     engine = Engine(checkpoint, str(stored.tag), settings.max_history, settings.max_observe, settings.warn_beyond_std)
@@ -190,14 +190,19 @@ def _follower(stored: bentoml.Model, role: str) -> Follower:
     if scorer is not None:
         TEST_MASE.labels(engine.tag).set(scorer.test_mase)
     MODEL_ROLE.labels(engine.tag, role).set(1)
-    return Follower(engine, scorer)
+    return Stepper(engine, scorer)
 
 
 def _check_shadow(served: Engine, shadow: Engine) -> None:
     """A shadow model follows sessions on the values the served one reads: it must read the same inputs."""
     if shadow.tag == served.tag:
         raise ValueError(f"shadow_model_tag: {shadow.tag} is the served model itself; name a candidate")
-    differ = differences(served.inputs, shadow.inputs)
+    if shadow.config.horizon != served.config.horizon and served.spec.future_covariates:
+        raise ValueError(
+            f"shadow_model_tag: {shadow.tag} forecasts {shadow.config.horizon} steps, the served {served.tag} "
+            f"{served.config.horizon}: the future covariates clients send would fit only one of them"
+        )
+    differ = differences(served.reads, shadow.reads)
     if differ:
         raise ValueError(
             f"shadow_model_tag: {shadow.tag} reads other inputs than the served {served.tag} ({'; '.join(differ)}), "

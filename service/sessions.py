@@ -19,7 +19,6 @@ import numpy as np
 
 from models.features import Scaling
 from service.engine import Checked, Engine, Prepared, RunResult
-from service.follower import Follower
 from service.metrics import (
     CONFLICTS,
     FORWARD,
@@ -34,6 +33,7 @@ from service.migration import empty, kept
 from service.records import RecordError, SessionRecord
 from service.schemas import CloseResponse, ObserveRequest, Reason, RejectedRequest, Rejection, SessionResponse
 from service.scoring import NOTHING, Scored, Scorer
+from service.stepper import Stepper
 from service.store import Put, SessionStore, StoreUnavailable
 
 LOG = logging.getLogger("seqcast")
@@ -48,7 +48,7 @@ def _digest(request: ObserveRequest) -> bytes:
 
 
 @dataclasses.dataclass(frozen=True)
-class Follow:
+class ShadowRun:
     """What the shadow model runs for an admitted observe."""
 
     prepared: Prepared
@@ -68,7 +68,7 @@ class Step:
     # The served model's part of the record (the record, or its shadow once the shadow is promoted); None: the
     # record is another model's, and the pass reads the tail and the new values from a zero state.
     part: SessionRecord | None
-    follow: Follow | None = None  # what the shadow model runs; None without one, or if it cannot follow
+    shadow_run: ShadowRun | None = None  # what the shadow model runs; None without one, or if it cannot follow
 
 
 def _checked(engine: Engine, request: ObserveRequest, record: SessionRecord) -> Checked:
@@ -90,12 +90,12 @@ class Sessions:
         report_count: Callable[[int], None] = _no_report,
         scorer: Scorer | None = None,
         tail_length: int = 0,
-        shadow: Follower | None = None,
+        shadow: Stepper | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.report_count = report_count
-        self.served = Follower(engine, scorer)
+        self.served = Stepper(engine, scorer)
         self.shadow = shadow  # a candidate model that follows every session, never answering
         self.tail_length = tail_length  # raw inputs each session keeps; 0: none, so no migration
         self._counted_at = -COUNT_EVERY_S
@@ -181,6 +181,7 @@ class Sessions:
                 "session_id",
             )
         problem = self.engine.misfit(part.state.shape, part.last_forecast.shape, record.series, record.scaling)
+        problem = problem or self.served.tail_misfit(record)
         return self._unreadable(problem) if problem else record
 
     def _record(
@@ -207,7 +208,7 @@ class Sessions:
             prepared.series,
             scaling,
             *origin,
-            self.engine.inputs,
+            self.engine.reads,
             kept(tail, prepared.target, prepared.covariates, self.tail_length),
             shadow,
         )
@@ -218,15 +219,15 @@ class Sessions:
         result = await self._run("open", [prepared], [None])
         if not result.finite[0]:
             return result.rejection()
-        follow = None if shadowed is None else Follow(shadowed, None)
-        shadow_outcome = (await self._shadow_pass([follow])).get(0)
+        shadow_run = None if shadowed is None else ShadowRun(shadowed, None)
+        shadow_outcome = (await self._shadow_pass([shadow_run])).get(0)
         session_id = secrets.token_urlsafe(16)  # 128 random bits: a session id is its own access key
         seq = len(prepared.inputs)
         origin = self.served.origin(seq, prepared.next_time, result.forecasts[0], None, 0)
         outcome = (result.states[0], result.forecasts[0])
         start = empty(1 + prepared.covariates.shape[1])
         record = self._record(seq, prepared, outcome, NO_DIGEST, start, self.engine.own_scaling(prepared), origin)
-        shadow = self._shadow_record(follow, seq, 0, NO_DIGEST, record, shadow_outcome)
+        shadow = self._shadow_record(shadow_run, seq, 0, NO_DIGEST, record, shadow_outcome)
         record = dataclasses.replace(record, shadow=shadow)
         if not (await self._put([(session_id, record, None)]))[0]:
             raise RuntimeError("a fresh session id was already taken")
@@ -264,15 +265,15 @@ class Sessions:
                     checked.append(outcome)
                 else:
                     answers[index] = outcome
-            follows = self._follows([(requests[index], record) for _, index, record, *_ in admitted])
+            shadow_runs = self._shadow_runs([(requests[index], record) for _, index, record, *_ in admitted])
             steps: list[Step] = []
-            for (sid, index, record, digest, observed, part), prepared, follow in zip(
-                admitted, self.engine.encode(checked), follows, strict=True
+            for (sid, index, record, digest, observed, part), prepared, shadow_run in zip(
+                admitted, self.engine.encode(checked), shadow_runs, strict=True
             ):
                 if isinstance(prepared, Rejection):
                     answers[index] = prepared
                 else:
-                    steps.append(Step(sid, index, record, prepared, digest, observed, part, follow))
+                    steps.append(Step(sid, index, record, prepared, digest, observed, part, shadow_run))
             if steps:
                 await self._apply(steps, records, answers)
         await self._recount()
@@ -300,42 +301,49 @@ class Sessions:
         except RejectedRequest as rejected:
             return rejected.rejection
 
-    def _follows(self, admitted: list[tuple[ObserveRequest, SessionRecord]]) -> list[Follow | None]:
+    def _shadow_runs(self, admitted: list[tuple[ObserveRequest, SessionRecord]]) -> list[ShadowRun | None]:
         """What the shadow model runs for each admitted observe: the same values, scaled as it scales them, from
         its own state or rebuilt from the tail. A session it cannot follow (no tail, a series it lacks, a value
-        it refuses) goes on without it."""
-        shadow = self.shadow
-        if shadow is None:
+        it refuses) goes on without it, and so does every session when preparing them fails."""
+        if self.shadow is None:
             return [None] * len(admitted)
-        checked: list[Checked | Rejection] = []
-        parts: list[SessionRecord | None] = []
-        for request, record in admitted:
-            part = shadow.part(record)
-            if part is not None and shadow.engine.misfit(
-                part.state.shape, part.last_forecast.shape, record.series, record.scaling
-            ):
-                part = None
-            parts.append(part)
-            tail = record.tail if part is None and not shadow.unrebuildable(record) else None
-            if part is None and tail is None:
-                checked.append(NOT_FOLLOWED)
-                continue
-            try:
-                values = _checked(shadow.engine, request, record)
-            except RejectedRequest:
-                checked.append(NOT_FOLLOWED)
-                continue
-            checked.append(values if tail is None else shadow.engine.after_tail(values, tail, record.next_time))
+        try:
+            runs = [self._shadow_input(request, record) for request, record in admitted]
+            prepared = self.shadow.engine.encode([checked for checked, _ in runs])
+        except Exception as error:  # a candidate's fault is logged; the served answers stand
+            LOG.warning("shadow model %s could not prepare %d observes: %s", self.shadow.tag, len(admitted), error)
+            return [None] * len(admitted)
         return [
-            None if isinstance(prepared, Rejection) else Follow(prepared, part)
-            for prepared, part in zip(shadow.engine.encode(checked), parts, strict=True)
+            None if isinstance(inputs, Rejection) else ShadowRun(inputs, part)
+            for inputs, (_, part) in zip(prepared, runs, strict=True)
         ]
 
-    async def _shadow_pass(self, follows: list[Follow | None]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    def _shadow_input(
+        self, request: ObserveRequest, record: SessionRecord
+    ) -> tuple[Checked | Rejection, SessionRecord | None]:
+        """One observe's values as the shadow model reads them, and its part of the record they follow (None:
+        rebuilt from the tail); NOT_FOLLOWED when it cannot follow the session."""
+        shadow = self.shadow
+        assert shadow is not None
+        part = shadow.part(record)
+        if part is not None and shadow.engine.misfit(
+            part.state.shape, part.last_forecast.shape, record.series, record.scaling
+        ):
+            part = None
+        tail = record.tail if part is None and not shadow.unrebuildable(record) else None
+        if part is None and tail is None:
+            return NOT_FOLLOWED, None
+        try:
+            values = _checked(shadow.engine, request, record)
+        except RejectedRequest:
+            return NOT_FOLLOWED, None
+        return (values if tail is None else shadow.engine.after_tail(values, tail, record.next_time)), part
+
+    async def _shadow_pass(self, shadow_runs: list[ShadowRun | None]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """The shadow model's (state, forecast) for each observe it follows, by position. Its failure never
         fails what the served model answers: the sessions then go on without it."""
         shadow = self.shadow
-        followed = [(k, f) for k, f in enumerate(follows) if f is not None]
+        followed = [(k, f) for k, f in enumerate(shadow_runs) if f is not None]
         if shadow is None or not followed:
             return {}
         prepared = [f.prepared for _, f in followed]
@@ -343,29 +351,29 @@ class Sessions:
         try:
             with timed(FORWARD, "shadow", shadow.tag):
                 result = await shadow.engine.run_async(prepared, states)
-        except Exception as error:  # noqa: BLE001  # a candidate's fault is logged, the served answers stand
+        except Exception as error:  # a candidate's fault is logged; the served answers stand
             LOG.warning("shadow model %s failed a pass of %d observes: %s", shadow.tag, len(prepared), error)
             return {}
         return {k: (result.states[j], result.forecasts[j]) for j, (k, _) in enumerate(followed) if result.finite[j]}
 
     def _shadow_record(
         self,
-        follow: Follow | None,
+        shadow_run: ShadowRun | None,
         seq: int,
         observed: int,
         digest: bytes,
-        served: SessionRecord,
+        session: SessionRecord,
         outcome: tuple[np.ndarray, np.ndarray] | None,
     ) -> SessionRecord | None:
-        """The shadow model's part of the session after it followed ``observed`` values (None when it did not),
-        beside the served model's part ``served`` (whose series and statistics it shares)."""
-        if self.shadow is None or follow is None or outcome is None:
+        """The shadow model's part of ``session`` (whose series and statistics it shares) after it followed
+        ``observed`` more values, from ``outcome`` (state, forecast); None when it did not follow them."""
+        if self.shadow is None or shadow_run is None or outcome is None:
             return None
         state, forecast = outcome
-        next_time = follow.prepared.next_time
-        origin = self.shadow.origin(seq, next_time, forecast, follow.part, observed)
+        next_time = shadow_run.prepared.next_time
+        origin = self.shadow.origin(seq, next_time, forecast, shadow_run.part, observed)
         return SessionRecord(
-            self.shadow.tag, seq, next_time, state, digest, forecast, served.series, served.scaling, *origin
+            self.shadow.tag, seq, next_time, state, digest, forecast, session.series, session.scaling, *origin
         )
 
     async def _apply(
@@ -378,7 +386,7 @@ class Sessions:
         new state if its session is still where the round found it."""
         states = [None if s.part is None else s.part.state for s in steps]
         result = await self._run("observe", [s.prepared for s in steps], states)
-        shadowed = await self._shadow_pass([s.follow for s in steps])
+        shadowed = await self._shadow_pass([s.shadow_run for s in steps])
         writes = []
         for k, s in enumerate(steps):
             if not result.finite[k]:
@@ -391,14 +399,15 @@ class Sessions:
             # A rebuilt session's inputs began with its tail.
             rebuilt = s.part is None and s.record.tail is not None
             tail = empty(s.record.tail.shape[1]) if rebuilt else s.record.tail  # type: ignore[union-attr]
-            shadow = self._shadow_record(s.follow, seq, s.observed, s.digest, s.record, shadowed.get(k))
+            shadow = self._shadow_record(s.shadow_run, seq, s.observed, s.digest, s.record, shadowed.get(k))
             new = self._record(seq, s.prepared, outcome, s.digest, tail, s.record.scaling, origin, shadow)
             writes.append((s, new))
         stored = await self._put([(s.session_id, new, s.record.seq) for s, new in writes])
         for (step, new), done in zip(writes, stored, strict=True):
             if done:
                 records[step.session_id] = new
-                self._count(step, new)
+                self._count_take_over(step)
+                self._score_shadow(step, new)
                 # Scored once it is applied: a refused or replayed observe is never counted.
                 scored = self.served.score(step.part, step.record, step.prepared.target)
                 answers[step.index] = self._answer(step.session_id, new, step.prepared.warnings, scored)
@@ -412,14 +421,22 @@ class Sessions:
                 Reason.SEQ_CONFLICT, "seq: the session changed while this request ran", "seq", now
             )
 
-    def _count(self, step: Step, new: SessionRecord) -> None:
-        """Counts how the served model took the session over, and scores the shadow's forecasts."""
+    def _count_take_over(self, step: Step) -> None:
+        """Counts a session the served model took over from another: rebuilt from its tail, or promoted."""
         if step.part is None:
             SESSIONS.labels("migrated", self.engine.tag).inc()
         elif step.part is step.record.shadow:
             SESSIONS.labels("promoted", self.engine.tag).inc()  # the candidate's own state: nothing replayed
-        if self.shadow is not None and step.follow is not None and new.shadow is not None:
-            self.shadow.score(step.follow.part, step.record, step.follow.prepared.target)
+
+    def _score_shadow(self, step: Step, new: SessionRecord) -> None:
+        """Scores the shadow's forecasts on a stored observe; its fault is logged, the served answers stand."""
+        run = step.shadow_run
+        if self.shadow is None or run is None or new.shadow is None:
+            return
+        try:
+            self.shadow.score(run.part, step.record, run.prepared.target)
+        except Exception as error:
+            LOG.warning("shadow model %s could not be scored: %s", self.shadow.tag, error)
 
     async def close(self, session_id: str) -> CloseResponse | Rejection:
         blob = (await self._get([session_id]))[0]

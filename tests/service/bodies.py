@@ -59,9 +59,9 @@ def make_engine(
     statistics of two series (SERIES_SCALING)."""
     torch.manual_seed(0)
     config = ForecasterConfig(
-        input_dim=ENGINE_SPEC.input_dim,
+        input_dim=spec.input_dim,
         horizon=6,
-        future_dim=ENGINE_SPEC.future_dim,
+        future_dim=spec.future_dim,
         cell=cell,  # type: ignore[arg-type]
         hidden_size=16,
         num_layers=2,

@@ -42,6 +42,7 @@ class Session:
     seq: int
     forecast: list[float] = field(default_factory=list)
     model: str = ""  # the model that gave the last acknowledged answer
+    sends: int = 0  # observes sent, retries too: with two replicas, each goes to the other one than the last
 
 
 @dataclass
@@ -91,6 +92,10 @@ class RetryingLoad:
             self._note(type(error).__name__)
             return None
 
+    def _send_alone(self, url: str, body: dict[str, Any]) -> httpx.Response | None:
+        with self._client(url) as client:
+            return self._send(client, body)
+
     def _step(
         self, clients: list[httpx.Client], twin: ThreadPoolExecutor, rng: random.Random, session: Session
     ) -> None:
@@ -99,10 +104,10 @@ class RetryingLoad:
         expected = lo + self.chunk
         give_up = time.monotonic() + self.deadline_s
         while time.monotonic() < give_up:
-            clients.reverse()  # with two replicas, every send (a retry too) goes to the other one
-            client = clients[0]
-            if rng.random() < self.duplicate:
-                copy = twin.submit(self._send, self._client(), body)
+            client, other_client = (clients[(session.sends + k) % len(clients)] for k in (0, 1))
+            session.sends += 1
+            if rng.random() < self.duplicate:  # the twin races from the other replica, if there are two
+                copy = twin.submit(self._send_alone, str(other_client.base_url), body)
                 answer, other = self._send(client, body), copy.result()
                 self._note(f"duplicate {other.status_code if other is not None else 'lost'}")
             else:

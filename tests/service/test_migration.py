@@ -13,10 +13,11 @@ import pytest
 from models import FeatureSpec
 from service.engine import Engine, RunResult
 from service.metrics import SESSIONS
-from service.records import SessionRecord
+from service.records import NO_TIME, SessionRecord
 from service.schemas import Reason, Rejection, SessionResponse
 from service.sessions import Sessions
-from service.store import MemoryStore
+from service.stepper import Stepper
+from service.store import MemoryStore, Put
 from tests.service.bodies import ENGINE_SPEC, make_engine
 from tests.service.upgrades import (
     AHEAD,
@@ -100,7 +101,7 @@ def test_a_retry_of_the_observe_that_migrated_gets_the_stored_answer_from_either
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        ({"calendar": ("time_of_day",)}, "calendar ['time_of_day', 'day_of_week'] there, ['time_of_day'] here"),
+        ({"future_covariates": ("humidity",)}, "future_covariates ['temperature'] there, ['humidity'] here"),
         ({"past_covariates": ("power",)}, "past_covariates ['load'] there, ['power'] here"),
         ({"freq": "15min"}, "freq '30min' there, '15min' here"),
     ],
@@ -193,6 +194,46 @@ def test_a_session_scaled_for_a_series_the_new_model_lacks_is_refused_by_name() 
 
 
 def test_a_spec_describes_what_migration_compares() -> None:
-    spec = FeatureSpec("y", ("load",), ("temperature",), ("time_of_day",), "30min")
-    assert make_engine(spec=spec).inputs != make_engine().inputs
-    assert make_engine(per_series=True).inputs != make_engine().inputs
+    spec = FeatureSpec("y", ("load",), ("humidity",), ("time_of_day",), "30min")
+    assert make_engine(spec=spec).reads != make_engine().reads
+    calendar = FeatureSpec("y", ("load",), ("temperature",), ("time_of_day",), "30min")
+    assert make_engine(spec=calendar).reads == make_engine().reads  # derived from timestamps, not kept
+    assert make_engine(per_series=True).reads != make_engine().reads
+
+
+def test_a_model_with_other_calendar_features_rebuilds_from_the_sessions_timestamps() -> None:
+    """Calendar features come from timestamps, which a timed session's tail has: no refusal for them."""
+    store, old, _ = two_models()
+    new = make_engine(spec=dataclasses.replace(ENGINE_SPEC, calendar=("time_of_day",)))
+    new.tag = NEW
+    values, covariates = series_values(30)
+
+    async def scenario() -> None:
+        session = await open_session(Sessions(old, store, tail_length=64), values[:20], covariates[:20])
+        request = observe(session, 20, values[20:22], covariates[20:22])
+        answer = applied(await Sessions(new, store, tail_length=64).observe([request]))
+        np.testing.assert_allclose(quantiles(new, answer), offline(new, values[:22], covariates[:22]), atol=1e-5)
+        # Without timestamps, the new model's calendar could not be derived.
+        record = SessionRecord.from_bytes((await store.get_many([session]))[0] or b"")
+        untimed = dataclasses.replace(record, model=OLD, next_time=NO_TIME)
+        assert "no timestamps" in (Stepper(new, None).unrebuildable(untimed) or "")
+
+    asyncio.run(scenario())
+
+
+def test_a_kept_tail_that_does_not_fit_the_model_is_refused_alone() -> None:
+    store, old, new = two_models()
+    values, covariates = series_values(30)
+
+    async def scenario() -> None:
+        session = await open_session(Sessions(old, store, tail_length=64), values[:20], covariates[:20])
+        record = SessionRecord.from_bytes((await store.get_many([session]))[0] or b"")
+        assert record.tail is not None
+        for bad in (record.tail[:, :2], np.concatenate([record.tail, record.tail])):  # a column short; past seq
+            assert await store.put_many_if([Put(session, dataclasses.replace(record, tail=bad).to_bytes(), 20, 20)])
+            for sessions in (Sessions(old, store, tail_length=64), Sessions(new, store, tail_length=64)):
+                [refused] = await sessions.observe([observe(session, 20, values[20:21], covariates[20:21])])
+                assert isinstance(refused, Rejection) and refused.reason == Reason.STALE_SESSION, refused
+                assert "kept inputs" in refused.error
+
+    asyncio.run(scenario())

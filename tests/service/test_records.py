@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from models import Scaling
-from service.records import NO_TIME, RecordError, SessionRecord
+from service.records import _HEADERS, MAGIC, NO_TIME, RecordError, SessionRecord
 
-INPUTS = '["y",[],["temperature"],["time_of_day"],"30min","one for all series"]'
+READS = '["y",[],["temperature"],["time_of_day"],"30min","one for all series"]'
 
 
 def _record(
@@ -27,7 +27,7 @@ def _record(
         scaling=scaling,
         origin_forecast=rng.normal(size=(48, 1)).astype(np.float32) if origin else None,
         since_origin=since,
-        inputs=INPUTS if tail else "",
+        reads=READS if tail else "",
         tail=rng.normal(size=(tail, 2)).astype(np.float32) if tail else None,
     )
 
@@ -60,7 +60,7 @@ def test_round_trip_is_exact(series: str | None, scaling: Scaling | None, origin
         np.testing.assert_array_equal(restored.origin_forecast, original.origin_forecast)
     else:
         assert restored.origin_forecast is None
-    assert restored.inputs == original.inputs
+    assert restored.reads == original.reads
     if tail:
         np.testing.assert_array_equal(restored.tail, original.tail)
     else:
@@ -76,7 +76,7 @@ def test_state_is_raw_float32_with_a_small_header() -> None:
     # Live scoring adds one horizon of floats: the forecast made at the latest scoring origin.
     assert len(_record(origin=True).to_bytes()) - len(blob) == forecast_bytes
     # The tail adds its raw floats and what the model reads, once.
-    assert len(_record(tail=336).to_bytes()) - len(blob) == 336 * 2 * 4 + len(INPUTS)
+    assert len(_record(tail=336).to_bytes()) - len(blob) == 336 * 2 * 4 + len(READS)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def test_records_of_earlier_formats_still_read(magic: bytes, series: str) -> Non
         None,
         None,
     )
-    assert (restored.inputs, restored.tail) == ("", None)
+    assert (restored.reads, restored.tail) == ("", None)
     np.testing.assert_array_equal(restored.state, original.state)
     np.testing.assert_array_equal(restored.last_forecast, original.last_forecast)
 
@@ -131,7 +131,23 @@ def test_a_shadow_travels_inside_its_session_record() -> None:
     np.testing.assert_array_equal(restored.tail, original.tail)
 
 
-def test_a_shadow_of_a_shadow_is_refused() -> None:
-    inner = dataclasses.replace(_record(), shadow=_record())
-    with pytest.raises(RecordError, match="shadow"):
-        SessionRecord.from_bytes(dataclasses.replace(_record(), shadow=inner).to_bytes())
+def test_a_nested_or_displaced_shadow_is_dropped_and_the_session_kept() -> None:
+    """A shadow part nested deeper, or at another seq than its session, was not written by seqcast: the
+    candidate loses it (it rebuilds from the tail), the served session stands."""
+    deep = dataclasses.replace(_record(), shadow=dataclasses.replace(_record(), shadow=_record()))
+    restored = SessionRecord.from_bytes(dataclasses.replace(_record(), shadow=deep).to_bytes())
+    assert restored.shadow is None and restored.seq == 12_345
+    displaced = dataclasses.replace(_record(), seq=12_000)
+    assert SessionRecord.from_bytes(dataclasses.replace(_record(), shadow=displaced).to_bytes()).shadow is None
+
+
+def test_a_deeply_nested_blob_is_refused_without_recursing() -> None:
+    """Each level a crafted header: from_bytes reads the nested header's lengths before going in."""
+    base = _record().to_bytes()
+    size = _HEADERS[MAGIC].size
+    fields = list(_HEADERS[MAGIC].unpack(base[:size]))
+    blob = base
+    for _ in range(2_000):  # far past Python's recursion limit
+        fields[-2] = len(blob)  # the shadow record's length
+        blob = _HEADERS[MAGIC].pack(*fields) + base[size:] + blob
+    assert SessionRecord.from_bytes(blob).shadow is None

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.servers import batches_by_worker, bentoml_serve, free_port, wait_for_workers
-from tests.conftest import run_training
+from bench.workload import SMALL, publish
 from tests.service.bodies import history_body, observe_body, series
 
 
@@ -53,20 +53,28 @@ def test_two_workers_share_sessions_and_a_restart_keeps_them(model_home: Path, r
             np.testing.assert_allclose(after["forecast"], whole["forecast"], rtol=1e-4)
 
 
-def test_a_session_of_another_model_is_refused(model_home: Path, redis_url: str, tmp_path: Path) -> None:
+def test_a_session_of_a_model_that_reads_other_inputs_is_refused_by_name(
+    model_home: Path, redis_url: str, tmp_path: Path
+) -> None:
+    """A model that reads the same inputs takes sessions over (tests/service/test_upgrade.py); one that reads
+    others cannot, and says what differs."""
     values, temps = series(60)
     with bentoml_serve(model_home, tmp_path / "a.log", session_store=redis_url) as running:
         with httpx.Client(base_url=running.url, timeout=30) as client:
             opened = _post(client, "/open", history_body(values[:40], temps[:40]))
     other = tmp_path / "other"
-    other.mkdir()
-    run_training(other, "--trainer.max_epochs", "1", "--force_export", "true", config="configs/lstm.yaml")
-    with bentoml_serve(other / "bentoml", tmp_path / "b.log", session_store=redis_url) as running:
+    publish(other, SMALL)  # elecdemand's inputs: Temperature and WorkDay known ahead, three calendar features
+    with bentoml_serve(other, tmp_path / "b.log", session_store=redis_url) as running:
         with httpx.Client(base_url=running.url, timeout=30) as client:
             refused = client.post("/observe", json=observe_body(opened["session_id"], 40, values[40:41], temps[40:41]))
+            kept = client.post("/info").json()["model"]
     assert refused.status_code == 409
-    assert f"opened under model {opened['model']}" in refused.json()["error"]
-    assert "open a new session" in refused.json()["error"]
+    error = refused.json()["error"]
+    assert f"stepped last by model {opened['model']}, this service runs {kept}" in error
+    assert (
+        "the models read different inputs: future_covariates ['temperature'] there, ['Temperature', 'WorkDay']" in error
+    )
+    assert "open a new session" in error
 
 
 @pytest.mark.parametrize("url", ["postgres://x", "mem"])

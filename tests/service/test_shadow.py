@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from service.engine import Engine, RunResult
-from service.follower import Follower
 from service.metrics import LIVE_SCORED, SESSIONS
 from service.records import SessionRecord
 from service.scoring import STEP_LABELS, Scorer
 from service.sessions import Sessions
+from service.stepper import Stepper
 from service.store import MemoryStore
 from tests.service.upgrades import (
     NEW,
@@ -50,9 +50,9 @@ async def _stored(store: MemoryStore, session: str) -> SessionRecord:
 
 def test_a_shadow_follows_unseen_is_scored_and_once_promoted_replays_nothing() -> None:
     store, old, new = two_models()
-    shadowed = Sessions(old, store, scorer=_scorer(old), tail_length=100, shadow=Follower(new, _scorer(new)))
-    promoted = Sessions(new, store, scorer=_scorer(new), tail_length=100, shadow=Follower(old, _scorer(old)))
-    rolled_back = Sessions(old, store, scorer=_scorer(old), tail_length=100, shadow=Follower(new, _scorer(new)))
+    shadowed = Sessions(old, store, scorer=_scorer(old), tail_length=100, shadow=Stepper(new, _scorer(new)))
+    promoted = Sessions(new, store, scorer=_scorer(new), tail_length=100, shadow=Stepper(old, _scorer(old)))
+    rolled_back = Sessions(old, store, scorer=_scorer(old), tail_length=100, shadow=Stepper(new, _scorer(new)))
     values, covariates = series_values(60)
     scored_before = _count(LIVE_SCORED, NEW)
     before = {event: (_event(event, NEW), _event(event, OLD)) for event in ("promoted", "migrated")}
@@ -81,8 +81,8 @@ def test_a_shadow_follows_unseen_is_scored_and_once_promoted_replays_nothing() -
         np.testing.assert_allclose(quantiles(old, answer), offline(old, values[:42], covariates[:42]), atol=1e-5)
 
     asyncio.run(scenario())
-    # The shadow's first observe rebuilt it from the tail (not counted as a migration: nothing was served from
-    # it), then it was scored on every value after its first origin, as the served model is.
+    # The shadow followed from the opening and was scored on every value after its first origin, as the served
+    # model is; the take-overs were promotions, with nothing rebuilt.
     assert _count(LIVE_SCORED, NEW) - scored_before >= 12
     assert (_event("promoted", NEW) - before["promoted"][0], _event("promoted", OLD) - before["promoted"][1]) == (1, 1)
     assert (_event("migrated", NEW), _event("migrated", OLD)) == before["migrated"]
@@ -90,7 +90,7 @@ def test_a_shadow_follows_unseen_is_scored_and_once_promoted_replays_nothing() -
 
 def test_a_failing_shadow_never_fails_the_served_answer_and_catches_up_from_the_tail() -> None:
     store, old, new = two_models()
-    sessions = Sessions(old, store, tail_length=100, shadow=Follower(new, None))
+    sessions = Sessions(old, store, tail_length=100, shadow=Stepper(new, None))
     values, covariates = series_values(30)
     working = new.run
 
@@ -111,17 +111,41 @@ def test_a_failing_shadow_never_fails_the_served_answer_and_catches_up_from_the_
         answer = applied(await promoted.observe([observe(session, 16, values[16:17], covariates[16:17])]))
         np.testing.assert_allclose(quantiles(new, answer), offline(new, values[:17], covariates[:17]), atol=1e-5)
 
+    promoted_before = _event("promoted", NEW)
     asyncio.run(scenario())
+    assert _event("promoted", NEW) - promoted_before == 1  # its state, caught up from the tail, was taken over
 
 
-def test_without_a_tail_a_shadow_cannot_follow_and_the_session_goes_on() -> None:
+def test_without_a_tail_a_shadow_added_later_cannot_follow_and_the_session_goes_on() -> None:
     store, old, new = two_models()
-    sessions = Sessions(old, store, tail_length=0, shadow=Follower(new, None))
     values, covariates = series_values(20)
 
     async def scenario() -> None:
-        session = await open_session(sessions, values[:12], covariates[:12])
-        applied(await sessions.observe([observe(session, 12, values[12:14], covariates[12:14])]))
+        session = await open_session(Sessions(old, store, tail_length=0), values[:12], covariates[:12])
+        shadowed = Sessions(old, store, tail_length=0, shadow=Stepper(new, None))
+        applied(await shadowed.observe([observe(session, 12, values[12:14], covariates[12:14])]))
         assert (await _stored(store, session)).shadow is None
 
     asyncio.run(scenario())
+
+
+def test_a_shadow_opened_with_the_session_is_exact_for_the_whole_history_beyond_the_tail() -> None:
+    """Tail 8, history 40: a rebuild would read the last 8 values only, so an answer equal to the candidate's
+    forecast of all 43 shows that its own state, followed from the opening, was taken over."""
+    store, old, new = two_models()
+    shadowed = Sessions(old, store, tail_length=8, shadow=Stepper(new, None))
+    values, covariates = series_values(50)
+    promoted_before = _event("promoted", NEW)
+
+    async def scenario() -> None:
+        session = await open_session(shadowed, values[:40], covariates[:40])
+        applied(await shadowed.observe([observe(session, 40, values[40:42], covariates[40:42])]))
+        answer = applied(
+            await Sessions(new, store, tail_length=8).observe([observe(session, 42, values[42:43], covariates[42:43])])
+        )
+        whole = offline(new, values[:43], covariates[:43])
+        np.testing.assert_allclose(quantiles(new, answer), whole, atol=1e-5)
+        assert not np.allclose(offline(new, values[:43], covariates[:43], 35), whole, atol=1e-4)
+
+    asyncio.run(scenario())
+    assert _event("promoted", NEW) - promoted_before == 1

@@ -17,17 +17,18 @@ from tests.service.retrying import RetryingLoad, stored_engine
 pytestmark = pytest.mark.timeout(600)
 
 
-def _old_and_new(model_home: Path, tmp_path: Path) -> tuple[Path, str, str]:
-    """A model store of the test's own holding the test model and a retrain of it; their tags."""
-    home = tmp_path / "bentoml"
+@pytest.fixture(scope="module")
+def old_and_new(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A model store of the module's own holding the test model and a retrain of it; their tags."""
+    home = tmp_path_factory.mktemp("upgrade") / "bentoml"
     shutil.copytree(model_home, home, symlinks=True)
     return home, *publish_retrained(home)
 
 
 def test_sessions_live_through_a_rolling_upgrade_each_answer_exact_for_its_model(
-    model_home: Path, tmp_path: Path
+    old_and_new: tuple[Path, str, str], tmp_path: Path
 ) -> None:
-    home, old, new = _old_and_new(model_home, tmp_path)
+    home, old, new = old_and_new
     engines = {old: stored_engine(home, old), new: stored_engine(home, new)}
     # The whole history (48 opening values, 8 observes of 2, one more to verify) fits in the tail, so a
     # session rebuilt under either model is exactly that model's forecast of everything it observed.
@@ -47,8 +48,8 @@ def test_sessions_live_through_a_rolling_upgrade_each_answer_exact_for_its_model
         }
         info = httpx.post(after.url + "/info", json={}).json()
     assert load.acknowledged == 480
-    # Sends alternate, so most observes reached the replica that had not stepped the session last.
-    assert migrated[old] > 50 and migrated[new] > 100, migrated
+    # A session's sends alternate, so most observes reached the replica that had not stepped it last.
+    assert sum(migrated.values()) > 240 and min(migrated.values()) > 60, migrated
     assert info["session_tail"] == 100
     assert load.statuses["dropped"] > 10 and sum(v for k, v in load.statuses.items() if "duplicate" in k) > 10
     # The two models answer differently, so an answer checked against the wrong one would have failed.
@@ -60,9 +61,9 @@ def test_a_session_keeps_the_models_training_window_by_default(client: httpx.Cli
 
 
 def test_a_shadow_is_scored_beside_the_served_model_and_promoted_without_replay(
-    model_home: Path, tmp_path: Path
+    old_and_new: tuple[Path, str, str], tmp_path: Path
 ) -> None:
-    home, old, new = _old_and_new(model_home, tmp_path)
+    home, old, new = old_and_new
     engines = {old: stored_engine(home, old), new: stored_engine(home, new)}
     tail = {"session_tail": 100}
     with redis_server(tmp_path / "redis") as url:

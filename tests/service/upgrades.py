@@ -50,8 +50,12 @@ def observe(session: str, seq: int, values: list[float], covariates: list[list[f
 
 
 async def open_session(sessions: Sessions, values: list[float], covariates: list[list[float]]) -> str:
-    engine = sessions.engine
-    opened = await sessions.open(engine.prepare(engine.check_history(values, covariates, START, AHEAD)))
+    """Opens a session as the service does: the history prepared for the served model and for its shadow."""
+    prepared = [
+        engine.prepare(engine.check_history(values, covariates, START, AHEAD))
+        for engine in (sessions.engine, *([sessions.shadow.engine] if sessions.shadow else []))
+    ]
+    opened = await sessions.open(*prepared)
     assert isinstance(opened, SessionResponse)
     return opened.session_id
 

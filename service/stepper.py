@@ -19,7 +19,7 @@ from service.scoring import NOTHING, Scored, Scorer
 
 
 @dataclass(frozen=True)
-class Follower:
+class Stepper:
     engine: Engine
     scorer: Scorer | None  # None: live scoring off (a model exported before it, or the setting)
 
@@ -38,12 +38,30 @@ class Follower:
 
     def unrebuildable(self, record: SessionRecord) -> str | None:
         """Why this model cannot rebuild a session from its tail, or None when it can."""
-        if record.tail is None or not record.inputs:
+        if record.tail is None or not record.reads:
             return "the session kept no inputs to rebuild it from (opened by an earlier release, or session_tail 0)"
-        differ = differences(record.inputs, self.engine.inputs)
+        differ = differences(record.reads, self.engine.reads)
         if differ:
             return f"the models read different inputs: {'; '.join(differ)}"
+        problem = self.tail_misfit(record)
+        if problem is not None:
+            return problem
+        if not np.isfinite(record.tail).all():
+            return "its kept inputs are not all finite"
+        calendar = self.engine.spec.calendar
+        if calendar and record.next_time == NO_TIME:
+            return f"it has no timestamps, which the model's calendar features ({', '.join(calendar)}) need"
         return self.engine.scaling_misfit(record.series, record.scaling)
+
+    def tail_misfit(self, record: SessionRecord) -> str | None:
+        """Why a session's tail cannot be this model's inputs, or None when it can (or it keeps none)."""
+        if record.tail is None:
+            return None
+        rows, columns = record.tail.shape
+        expected = 1 + len(self.engine.spec.covariates)
+        if columns != expected or rows > record.seq:
+            return f"its kept inputs are {rows} rows of {columns} values, the model reads {expected} a step"
+        return None
 
     def origin(
         self, seq: int, next_time: int, forecast: np.ndarray, before: SessionRecord | None, observed: int
