@@ -17,9 +17,9 @@ from bench.report import Table, progress
 from bench.servers import redis_server
 from bench.workload import SMALL, history_body, random_checkpoint
 from service.engine import Engine
-from service.stepper import Stepper
 from service.scoring import Scorer
 from service.sessions import Sessions
+from service.stepper import Stepper
 from service.store import MemoryStore, RedisStore, SessionStore
 
 

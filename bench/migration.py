@@ -24,9 +24,9 @@ from bench.report import Table, figure, progress
 from bench.workload import data_options, train_checkpoint
 from models.checkpoint import load_checkpoint
 from service.engine import Engine
-from service.stepper import Stepper
 from service.schemas import ObserveRequest, SessionResponse
 from service.sessions import Sessions
+from service.stepper import Stepper
 from service.store import MemoryStore, Put
 from training.data import Series
 from training.datamodule import SeriesDataModule

@@ -92,10 +92,6 @@ class RetryingLoad:
             self._note(type(error).__name__)
             return None
 
-    def _send_alone(self, url: str, body: dict[str, Any]) -> httpx.Response | None:
-        with self._client(url) as client:
-            return self._send(client, body)
-
     def _step(
         self, clients: list[httpx.Client], twin: ThreadPoolExecutor, rng: random.Random, session: Session
     ) -> None:
@@ -107,8 +103,11 @@ class RetryingLoad:
             client, other_client = (clients[(session.sends + k) % len(clients)] for k in (0, 1))
             session.sends += 1
             if rng.random() < self.duplicate:  # the twin races from the other replica, if there are two
-                copy = twin.submit(self._send_alone, str(other_client.base_url), body)
-                answer, other = self._send(client, body), copy.result()
+                # Its client is made here, not on the twin's thread: making one takes milliseconds, which would
+                # let this send win every race.
+                with self._client(str(other_client.base_url)) as twin_client:
+                    copy = twin.submit(self._send, twin_client, body)
+                    answer, other = self._send(client, body), copy.result()
                 self._note(f"duplicate {other.status_code if other is not None else 'lost'}")
             else:
                 answer = self._send(client, body)
