@@ -70,6 +70,8 @@ def run(sizes: list[ModelSize], concurrencies: list[int], seconds: float, out: P
                             limit = in_process_rps(size, kind, clients, seconds / 2)
                             _add(table, size, batching, f"/{kind}", clients, measured, floor, limit)
                         progress(f"serve: {size.name}, batching {'on' if batching else 'off'}, {clients} clients")
+                    if len(concurrencies) > 1 and min(concurrencies) == 1:
+                        _after_burst(table, size, batching, running.url, max(concurrencies), seconds)
             # The session store's cost: /observe with one client over a Redis store.
             with bentoml_serve(home, home / "serve.log", model_tag=tag, session_store=redis_url) as running:
                 measured = load(running.url, "observe", 1, seconds, size.history)
@@ -80,9 +82,23 @@ def run(sizes: list[ModelSize], concurrencies: list[int], seconds: float, out: P
         "API worker with one torch thread; wrk shares the machine's 2 cores. vs /noop: this row's "
         "req/s over the mean of /noop's two runs (before and after the endpoints) at the same clients and "
         "batching. vs in-process: over the engine alone serving the "
-        "same number of requests per pass, on one torch thread as the worker."
+        "same number of requests per pass, on one torch thread as the worker. 'after': one client as soon as the "
+        "endpoints' last loads (the most clients) end, in two windows."
     )
     return table
+
+
+def _after_burst(table: Table, size: ModelSize, batching: bool, url: str, burst_clients: int, seconds: float) -> None:
+    """One client right after the loads of ``burst_clients``: adaptive batching must not keep waiting as if the
+    burst were still on. Two windows each, so that the rows show how soon latency comes back; each endpoint's
+    batches were last formed under the burst."""
+    half = max(1.0, seconds / 2)
+    for kind in ("noop", "forecast"):
+        for window in ("first", "next"):
+            measured = load(url, kind, 1, half, size.history)
+            name = f"/{kind}, 1 client after {burst_clients}, {window} {half:g} s"
+            _add(table, size, batching, name, 1, measured, None, None)
+    progress(f"serve: {size.name}, batching {'on' if batching else 'off'}, one client after {burst_clients}")
 
 
 def _add(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ TOUCHED = (
     ("_bentoml_impl.server.app", "ServiceAppFactory.__init__"),
     ("_bentoml_impl.server.app", "ServiceAppFactory.api_endpoint"),
     ("bentoml._internal.marshal.dispatcher", "CorkDispatcher._get_inputs"),
+    ("bentoml._internal.marshal.dispatcher", "Optimizer.log_outbound"),
     ("_bentoml_sdk.io_models", "IODescriptor.from_http_request"),
 )
 
@@ -90,6 +92,7 @@ def install(hooks: Hooks) -> None:
     _bounded_metric_labels(hooks.route_label)
     _shed_answer(hooks.shed_answer)
     _whole_requests_per_batch()
+    _no_wait_learnt_from_lone_requests()
     _quiet_refusals(hooks.answer_refused)
 
 
@@ -163,6 +166,27 @@ def _whole_requests_per_batch() -> None:
     answered 503, cannot tell which observes took. Here a request that does not fit waits for the next pass; the
     service refuses lists longer than ``max_batch_size``, so every request fits in a pass of its own."""
     import_module("bentoml._internal.marshal.dispatcher").CorkDispatcher._get_inputs = whole_inputs
+
+
+def without_lone_waits(log_outbound: Callable[..., None]) -> Callable[..., None]:
+    """``Optimizer.log_outbound`` that learns no wait from a pass of one request (see below)."""
+
+    @functools.wraps(log_outbound)
+    def log(self: Any, n: int, wait: float, duration: float) -> None:
+        log_outbound(self, n, wait if n > 1 else 0.0, duration)
+
+    return log
+
+
+def _no_wait_learnt_from_lone_requests() -> None:
+    """Wraps ``Optimizer.log_outbound``. The dispatcher holds a request while the queue is short and its wait is
+    under the mean wait of its last 50 passes, refreshed every 5 s, and each pass logs its own wait into that
+    mean. After a burst the mean is the burst's; a lone client's request is then held about that long, logs
+    about that, and the mean falls by some 5% a refresh. Measured here (/noop, one worker, 5 s of 64 clients):
+    one client's p50 went from 1.0 ms to 30 ms and stayed over 26 ms; with this, 26 ms in the first seconds,
+    then back to 1.0-1.4 ms. A pass of one request gained nothing by waiting, so here it teaches no wait."""
+    optimizer = import_module("bentoml._internal.marshal.dispatcher").Optimizer
+    optimizer.log_outbound = without_lone_waits(optimizer.log_outbound)
 
 
 class BodyRefused(Exception):

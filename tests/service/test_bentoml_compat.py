@@ -54,3 +54,28 @@ def test_the_running_service_counts_unknown_paths_as_other(service: Service) -> 
         httpx.get(service.url + path, timeout=10)
     text = httpx.get(service.url + "/metrics", timeout=10).text
     assert 'endpoint="other"' in text and 'endpoint="/a"' not in text and 'endpoint="/b/c"' not in text
+
+
+def _mean_wait(log_outbound: object, passes: list[tuple[int, float]]) -> float:
+    """The wait BentoML's optimizer learns from ``passes`` of (requests, wait) after a burst of 64 clients."""
+    from bentoml._internal.marshal.dispatcher import Optimizer
+
+    optimizer = Optimizer(max_latency=2.0)
+    for n, wait in [(64, 0.010)] * 60 + passes:
+        log_outbound(optimizer, n, wait, 0.002)  # type: ignore[operator]
+    optimizer.trigger_refresh()
+    return float(optimizer.wait)
+
+
+def test_a_lone_request_teaches_the_dispatcher_no_wait_after_a_burst() -> None:
+    import inspect
+
+    from bentoml._internal.marshal.dispatcher import Optimizer
+
+    stock = inspect.unwrap(Optimizer.log_outbound)
+    # After the burst, a lone client: each request held about as long as the wait learnt so far.
+    lone = [(1, 0.0095)] * 60
+    assert _mean_wait(stock, lone) > 0.009  # upstream: the burst's wait stays, fed by the lone requests
+    assert _mean_wait(bentoml_compat.without_lone_waits(stock), lone) == 0
+    # Passes that did gather several requests still teach their wait.
+    assert _mean_wait(bentoml_compat.without_lone_waits(stock), [(8, 0.004)] * 60) == pytest.approx(0.004)
