@@ -79,3 +79,10 @@ def test_a_lone_request_teaches_the_dispatcher_no_wait_after_a_burst() -> None:
     assert _mean_wait(bentoml_compat.without_lone_waits(stock), lone) == 0
     # Passes that did gather several requests still teach their wait.
     assert _mean_wait(bentoml_compat.without_lone_waits(stock), [(8, 0.004)] * 60) == pytest.approx(0.004)
+    # The first lone request after a burst halves the wait at once, without waiting for a refresh.
+    burst = Optimizer(max_latency=2.0)
+    for _ in range(60):
+        stock(burst, 64, 0.010, 0.002)
+    burst.trigger_refresh()
+    bentoml_compat.without_lone_waits(stock)(burst, 1, 0.0095, 0.0001)
+    assert burst.wait == pytest.approx(0.005)
