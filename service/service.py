@@ -287,7 +287,13 @@ class Seqcast:
         did not train on): the session then goes on without it."""
         if self.shadow is None:
             return None
-        prepared = self.shadow.engine.encode([self._check(request, self.shadow.engine)])[0]
+        try:
+            prepared = self.shadow.engine.encode([self._check(request, self.shadow.engine)])[0]
+        except Exception as error:  # a candidate's fault is logged; the served answer stands
+            logging.getLogger("seqcast").warning(
+                "shadow model %s could not prepare an open: %s", self.shadow.tag, error
+            )
+            return None
         return None if isinstance(prepared, Rejection) else prepared
 
     @bentoml.api(output_spec=_answer_spec(ForecastResponse, "forecast"), **BATCHED)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from service.engine import Engine
 from service.metrics import count_scores
@@ -48,6 +49,9 @@ class Stepper:
             return problem
         if not np.isfinite(record.tail).all():
             return "its kept inputs are not all finite"
+        first = record.next_time - self.engine.step_ns * len(record.tail)
+        if record.next_time != NO_TIME and first < pd.Timestamp.min.value:
+            return "its kept inputs would begin before the first timestamp there is"
         calendar = self.engine.spec.calendar
         if calendar and record.next_time == NO_TIME:
             return f"it has no timestamps, which the model's calendar features ({', '.join(calendar)}) need"
@@ -59,7 +63,7 @@ class Stepper:
             return None
         rows, columns = record.tail.shape
         expected = 1 + len(self.engine.spec.covariates)
-        if columns != expected or rows > record.seq:
+        if columns != expected or rows > min(record.seq, self.engine.max_history):
             return f"its kept inputs are {rows} rows of {columns} values, the model reads {expected} a step"
         return None
 

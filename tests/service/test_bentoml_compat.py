@@ -86,3 +86,5 @@ def test_a_lone_request_teaches_the_dispatcher_no_wait_after_a_burst() -> None:
     burst.trigger_refresh()
     bentoml_compat.without_lone_waits(stock)(burst, 1, 0.0095, 0.0001)
     assert burst.wait == pytest.approx(0.005)
+    burst.trigger_refresh()  # and the refresh, from the halved waits, does not bring the burst's back
+    assert burst.wait < 0.0051
