@@ -13,7 +13,10 @@ NEEDS = {
     "darts-blockrnn": {"darts": "peers"},
     "nf-lstm": {"neuralforecast": "peers"},
     "nf-gru": {"neuralforecast": "peers"},
+    "litserve": {"litserve": "peers"},
+    "rayserve": {"ray.serve": "peers", "grpc": "peers"},
 }
+SERVE_PEERS = ("starlette", "litserve", "rayserve")  # bench/peers/
 
 
 def _require(parser: argparse.ArgumentParser, *needs: str) -> None:
@@ -49,6 +52,14 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--clients", type=_ints, default=[1, 8, 64])
     # A large model's batch of 64 forecasts takes about a second: fewer seconds would count a handful of batches.
     serve.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    serve.add_argument(
+        "--peers",
+        nargs="?",
+        const=",".join(SERVE_PEERS),
+        help=f"instead: seqcast next to other servers of the same model (default all: {','.join(SERVE_PEERS)})",
+    )
+    serve.add_argument("--lists", type=_ints, default=[16, 64], help="with --peers: items per list request")
+    serve.add_argument("--list-clients", type=int, default=8, help="with --peers: clients sending lists")
     scoring = commands.add_parser("scoring", help="/observe req/s with live scoring off and on, in one run")
     scoring.add_argument("--clients", type=int, default=64)
     scoring.add_argument("--seconds", type=float, default=10.0, help="per measurement")
@@ -106,6 +117,15 @@ def main(argv: list[str] | None = None) -> None:
         from bench import memory as memory_bench
 
         memory_bench.run(args.sessions, args.history, args.out).show(args.out)
+    elif args.command == "serve" and args.peers is not None:
+        peers = [peer for peer in args.peers.split(",") if peer]
+        unknown = set(peers) - set(SERVE_PEERS)
+        if unknown:
+            parser.error(f"--peers: unknown {sorted(unknown)}; choose from {', '.join(SERVE_PEERS)}")
+        _require(parser, *peers)
+        from bench import serve_peers
+
+        serve_peers.run(args.clients, args.lists, args.list_clients, args.seconds, peers, args.out).show(args.out)
     elif args.command == "serve":
         from bench import serve as serve_bench
 

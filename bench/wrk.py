@@ -13,6 +13,7 @@ import math
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +45,20 @@ def _open_sessions(url: str, count: int, history: int) -> list[tuple[str, int]]:
 
 
 def _wrk(
-    url: str, kind: str, concurrency: int, seconds: int, workdir: Path, history: int, body: Any = None
+    url: str, kind: str, concurrency: int, seconds: int, workdir: Path, history: int, body: Any, items: int
 ) -> dict[str, Any]:
     bodies = workdir / "bodies.txt"
-    arguments = [kind, str(bodies)]
+    arguments = [kind, str(items), str(bodies)]
     if body is not None:
         bodies.write_text(_compact(body) + "\n")
     elif kind == "forecast":
-        bodies.write_text("".join(_compact(history_body(history, 7 * k)) + "\n" for k in range(max(concurrency, 8))))
+        count = max(concurrency * items, 8)
+        bodies.write_text("".join(_compact(history_body(history, 7 * k)) + "\n" for k in range(count)))
     else:
         bodies.write_text("".join(_observation(seq) + "\n" for seq in range(OBSERVATIONS)))
         sessions = workdir / "sessions.txt"
-        # One more than connections: wrk calls request() once before it connects, to check the script.
-        opened = _open_sessions(url, concurrency + 1, history)
+        # One request's more than connections: wrk calls request() once before it connects, to check the script.
+        opened = _open_sessions(url, (concurrency + 1) * items, history)
         sessions.write_text("".join(f"{id_} {seq}\n" for id_, seq in opened))
         arguments.append(str(sessions))
     binary = shutil.which("wrk")
@@ -71,21 +73,34 @@ def _wrk(
     return json.loads(lines[-1][4:])  # type: ignore[no-any-return]
 
 
-def measure(url: str, kind: str, concurrency: int, seconds: float, history: int, body: Any = None) -> dict[str, Any]:
-    """Requests, errors by kind, requests/s and latency percentiles in ms, after a 1 s warm-up of its own.
-    ``body``: one /forecast body every request sends instead of elecdemand's histories."""
+def measure(
+    url: str,
+    kind: str,
+    concurrency: int,
+    seconds: float,
+    history: int,
+    body: Any = None,
+    items: int = 1,
+    idle: Callable[[str], None] = wait_until_idle,
+) -> dict[str, Any]:
+    """Requests, errors by kind, requests/s, items/s and latency percentiles in ms, after a 1 s warm-up of its
+    own. ``body``: one /forecast body every request sends instead of elecdemand's histories. ``items`` > 1 sends
+    lists of that many. ``idle`` waits for the server to finish what wrk left (seqcast's way reads /metrics)."""
     with tempfile.TemporaryDirectory() as workdir:
         # Warm-up outside the measurement: connections, first-call allocations, the batcher's estimates.
-        _wrk(url, kind, concurrency, 1, Path(workdir), history, body)
-        wait_until_idle(url)
-        summary = _wrk(url, kind, concurrency, math.ceil(seconds), Path(workdir), history, body)
-        wait_until_idle(url)
+        _wrk(url, kind, concurrency, 1, Path(workdir), history, body, items)
+        idle(url)
+        summary = _wrk(url, kind, concurrency, math.ceil(seconds), Path(workdir), history, body, items)
+        idle(url)
     failures = {error: summary[error] for error in ERRORS if summary[error]}
+    seconds_run = summary["duration_us"] / 1e6
     return {
         "requests": summary["requests"],
         "errors": sum(failures.values()),
         "error_kinds": failures,
-        "rps": summary["requests"] / (summary["duration_us"] / 1e6),
+        "refused_items": summary["refused_items"],
+        "rps": summary["requests"] / seconds_run,
+        "items_per_s": (summary["requests"] * items - summary["refused_items"]) / seconds_run,
         "p50": summary["p50_us"] / 1000,
         "p95": summary["p95_us"] / 1000,
         "p99": summary["p99_us"] / 1000,
