@@ -15,6 +15,7 @@ PAGE = Path("docs/benchmarks.md")
 QUESTIONS = {
     "streaming": "What does one new observation cost with a kept session, against re-sending the whole history?",
     "serve": "Requests/s and latency of the endpoints against BentoML's floor (`/noop`) and the engine alone.",
+    "serve-peers": "seqcast next to LitServe, Ray Serve and a plain Starlette app serving the same model, and lists.",
     "scoring": "What does live scoring cost a served `/observe`, against the same service with it off?",
     "shadow": "What does a candidate model in shadow cost a served `/observe`, against the same service without?",
     "drift": "Does live accuracy show a level shift, day by day, against the model's test MASE?",

@@ -163,5 +163,7 @@ def _plot(table: Table, path: Path) -> None:
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", label=server)
         ax.set(title=question, xlabel="clients", ylabel="answers/s", xscale="log")
+        counts = sorted({row[index["clients"]] for row in table.rows})
+        ax.set_xticks(counts, [str(count) for count in counts])
         ax.legend()
     save_figure(fig, path)
