@@ -6,22 +6,28 @@ one request, against the engine alone serving passes of the same size."""
 
 from __future__ import annotations
 
+import gc
+import json
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+from pydantic import TypeAdapter
 
 from bench.peers.serving import peer_serve, settle
 from bench.report import Table, figure, progress, save_figure
 from bench.serve import in_process_rps
 from bench.servers import bentoml_serve, metric
-from bench.workload import SMALL, history_body, publish, random_checkpoint
+from bench.workload import SMALL, history_body, observe_body, publish, random_checkpoint
 from bench.wrk import measure as load
 from models import save_checkpoint
+from service.schemas import ForecastRequest, ObserveRequest, one_or_many
 
 COLUMNS = ["question", "server", "endpoint", "clients", "items", "req/s", "items/s", "p50 ms", "p99 ms", "errors"]
 MAX_PASS = 64  # seqcast's max_batch_size, and the peers' batch limit
@@ -36,12 +42,34 @@ def _passes(url: str, endpoint: str) -> tuple[float, float, float]:
     return items, requests, metric(url, family, "_count", method_name=endpoint)
 
 
+@cache
+def parse_rate(kind: str, items: int, seconds: float) -> float:
+    """Items/s a worker would reach if it only parsed the bodies wrk sends (the service's pydantic models, as
+    seqcast and every peer parse them): a ceiling below the engine's for one-value observes."""
+    model = ObserveRequest if kind == "observe" else ForecastRequest
+    one = observe_body("a-session", 7, 0) if kind == "observe" else history_body(SMALL.history)
+    body = json.dumps([one] * items if items > 1 else one).encode()
+    parser = TypeAdapter(one_or_many(model))
+    # Without collections: this process holds every object the benchmark made, which a worker freezes out of
+    # its collections (service.service), and walking them would be most of what this measures.
+    gc.disable()
+    try:
+        parsed, began = 0, time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            parser.validate_json(body)
+            parsed += items
+        return parsed / (time.perf_counter() - began)
+    finally:
+        gc.enable()
+
+
 class Rows:
     """The table and what the plot draws: items/s by server and question."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.table = Table("serve-peers", COLUMNS + ["items/pass in requests", "engine items/s", "vs engine"])
+        extra = ["items/pass in requests", "engine items/s", "vs engine", "parse items/s"]
+        self.table = Table("serve-peers", COLUMNS + extra)
 
     def measure(
         self,
@@ -92,6 +120,7 @@ class Rows:
             f"{per_pass[0]:.1f} in {per_pass[1]:.1f}" if per_pass is not None else "",
             round(engine),
             f"{measured['items_per_s'] / engine:.0%}",
+            round(parse_rate(kind, items, self.seconds / 4)),
         )
 
 
@@ -128,7 +157,8 @@ def run(clients: list[int], lists: list[int], list_clients: int, seconds: float,
         "their covariates, an observation one. wrk closed-loop on loopback (one thread, sharing the 2 cores), "
         f"{seconds:g} s per row after a 1 s warm-up. Peers: Starlette on uvicorn (no batching), LitServe (batches "
         f"of up to {MAX_PASS}, 5 ms timeout), Ray Serve (@serve.batch up to {MAX_PASS}, its default 10 ms wait). "
-        "items/pass: the mean pass seqcast formed, in items, and in how many requests (lists) BentoML merged. "
+        "parse items/s: the bodies' pydantic parse alone, in process. items/pass: the mean pass seqcast formed, "
+        "in items, and in how many requests (lists) BentoML merged. "
         "engine items/s: the engine alone in passes of "
         f"clients x items (at most {MAX_PASS}); vs engine: items/s over it. errors: failed requests and refused "
         "items."
