@@ -10,13 +10,14 @@ import gc
 import logging
 import os
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import bentoml
 import torch
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from models.checkpoint import PUBLISHED_FILE, Checkpoint, load_checkpoint
@@ -61,7 +62,7 @@ from service.sessions import Sessions
 from service.settings import Settings, unknown_variables
 from service.stepper import Stepper
 from service.store import StoreUnavailable, open_store
-from service.validation import BodyLimits, invalid_body, parse_items
+from service.validation import BodyLimits, ItemParser, invalid_body, parse_items
 
 settings = Settings()  # read at import, so a bad setting stops `bentoml serve` before it listens
 for _warning in unknown_variables(os.environ):
@@ -383,9 +384,8 @@ class Seqcast:
 def _root_parser(spec: type[bentoml.IODescriptor]) -> Callable[[bytes], object]:
     """A batchable endpoint's body (one request or a list, wrapped by BentoML in a model with one ``root`` field),
     validated by pydantic's own JSON parser and bounded by ``limits``."""
-    root = spec.model_fields["root"]
-    typ = Annotated[(root.annotation, *root.metadata)] if root.metadata else root.annotation
-    items: TypeAdapter[list[BaseModel]] = TypeAdapter(typ)  # type: ignore[arg-type]
+    [item] = typing.get_args(spec.model_fields["root"].annotation)  # list[item]
+    items = ItemParser(item)
     return lambda body: spec.model_construct(root=parse_items(items, body, limits))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from service.schemas import BatchItem, Reason, RejectedRequest, Rejection
 
@@ -52,7 +52,24 @@ def invalid_body(error: ValidationError, listed: bool = False) -> Rejection:
     return Rejection(Reason.BAD_INPUT, f"{_path(loc)}: {first['msg']}{where}{more}", field)
 
 
-def parse_items(items: TypeAdapter[list[BaseModel]], body: bytes, limits: BodyLimits) -> list[BaseModel]:
+class ItemParser:
+    """A batchable endpoint's body, one request object or a list of them, parsed by pydantic straight from JSON.
+    schemas.one_or_many accepts both in one type for BentoML's schema and clients, but its wrap validator makes
+    pydantic build Python objects first and validate them after: a quarter slower per item, measured here."""
+
+    def __init__(self, item: type[BatchItem]) -> None:
+        self.one: TypeAdapter[BatchItem] = TypeAdapter(item)
+        self.many: TypeAdapter[list[BatchItem]] = TypeAdapter(list[item])  # type: ignore[valid-type]
+
+    def __call__(self, body: bytes, listed: bool) -> list[BatchItem]:
+        if listed:
+            return self.many.validate_json(body)
+        parsed = self.one.validate_json(body)
+        parsed._single = True
+        return [parsed]
+
+
+def parse_items(items: ItemParser, body: bytes, limits: BodyLimits) -> list[BatchItem]:
     """A batchable endpoint's body (one request or a list of them) as its items; raises RejectedRequest."""
     listed = LISTED.match(body) is not None
     if limits.max_commas is not None and body.count(b",") > limits.max_commas:
@@ -65,7 +82,7 @@ def parse_items(items: TypeAdapter[list[BaseModel]], body: bytes, limits: BodyLi
             )
         )
     try:
-        parsed = items.validate_json(body)
+        parsed = items(body, listed)
     except ValidationError as error:
         raise RejectedRequest(invalid_body(error, listed)) from None
     if len(parsed) > limits.max_items:
@@ -77,7 +94,7 @@ def parse_items(items: TypeAdapter[list[BaseModel]], body: bytes, limits: BodyLi
                 "body",
             )
         )
-    values = sum(item.size for item in parsed if isinstance(item, BatchItem))
+    values = sum(item.size for item in parsed)
     if values > limits.max_values:
         raise RejectedRequest(
             Rejection(

@@ -204,15 +204,26 @@ def _history(n: int, rng: np.random.Generator, level: float = 10.0) -> tuple[lis
     return (level + rng.normal(0, 2, n)).tolist(), rng.normal([3.0, 15.0], [1.0, 5.0], (n, 2)).tolist()
 
 
-def test_an_answer_carries_the_timestamp_of_each_forecast_step() -> None:
+ISO = "%Y-%m-%dT%H:%M:%S"
+
+
+def test_an_answer_carries_the_timestamp_of_each_forecast_step(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = make_engine()
     values, covariates = _history(5, np.random.default_rng(0))
     start = datetime(2024, 5, 3, 22, 30)
     prepared = engine.prepare(engine.check_history(values, covariates, start, [[15.0]] * 6))
     stamps = engine.answer(np.zeros((6, 3), dtype=np.float32), prepared.next_time)["timestamps"]
     # Five values from 22:30 end at 00:30; the six steps ahead start at 01:00 of the next day, 30 minutes apart.
-    expected = pd.date_range("2024-05-04 01:00", periods=6, freq="30min").strftime("%Y-%m-%dT%H:%M:%S").tolist()
+    expected = pd.date_range("2024-05-04 01:00", periods=6, freq="30min").strftime(ISO).tolist()
     assert stamps == expected
+    # Formatted times are kept; past the bound a fresh set starts, and the answers stay the same.
+    later = prepared.next_time + 3 * engine.step_ns
+    assert engine.timestamps(later) == pd.date_range("2024-05-04 02:30", periods=6, freq="30min").strftime(ISO).tolist()
+    monkeypatch.setattr("service.engine.FORMATTED_TIMES", 8)
+    assert len(engine._formatted) == 9
+    assert engine.timestamps(prepared.next_time) == expected  # all known: nothing added
+    assert engine.timestamps(prepared.next_time + 9 * engine.step_ns)[0] == "2024-05-04T05:30:00"
+    assert len(engine._formatted) == 6
     monthly = FeatureSpec("y", ("load",), ("temperature",), freq="MS")
     assert make_engine(spec=monthly).timestamps(prepared.next_time) is None  # no fixed step to count by
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from service.schemas import ObserveRequest, OpenRequest, RejectedRequest, one_or_many
-from service.validation import BodyLimits, invalid_body, parse_items
+from service.schemas import ObserveRequest, OpenRequest, RejectedRequest
+from service.validation import BodyLimits, ItemParser, invalid_body, parse_items
 
-ITEMS: TypeAdapter = TypeAdapter(one_or_many(ObserveRequest))  # type: ignore[type-arg]
+ITEMS = ItemParser(ObserveRequest)
 LIMITS = BodyLimits(max_items=4, max_values=10)
 
 
@@ -32,12 +32,21 @@ def refusal(body: bytes) -> tuple[str, str | None]:
         ),
         (b'{"session_id": "a", "seq": 1, "values": [1', "body: Invalid JSON", "body"),
         (b"[1, 2]", "body: Input should be an object (item 0 of the list)", "body"),
+        (b"5", "body: Input should be an object", "body"),
     ],
 )
 def test_a_bad_body_is_refused_naming_its_field(body: bytes, error: str, field: str) -> None:
     got, named = refusal(body)
     assert got.startswith(error) and named == field
     assert "30000" not in got  # nothing the client sent is echoed
+
+
+def test_a_bare_object_is_marked_to_be_answered_bare_and_a_list_of_one_is_not() -> None:
+    one = b'{"session_id": "a", "seq": 1, "values": [1]}'
+    [bare] = parse_items(ITEMS, one, LIMITS)
+    [listed] = parse_items(ITEMS, b" [" + one + b"]", LIMITS)
+    assert bare._single and not listed._single
+    assert bare.model_dump() == listed.model_dump()
 
 
 def test_lists_and_values_over_the_limits_are_refused_naming_the_setting() -> None:
