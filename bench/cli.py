@@ -14,7 +14,7 @@ NEEDS = {
     "nf-lstm": {"neuralforecast": "peers"},
     "nf-gru": {"neuralforecast": "peers"},
     "litserve": {"litserve": "peers"},
-    "rayserve": {"ray.serve": "peers", "grpc": "peers"},
+    "rayserve": {"ray": "peers", "grpc": "peers"},  # grpc comes with ray[serve] only
 }
 SERVE_PEERS = ("starlette", "litserve", "rayserve")  # bench/peers/
 

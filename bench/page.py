@@ -28,6 +28,8 @@ QUESTIONS = {
     "train": "Training speed and time to accuracy against Darts and NeuralForecast on the same split.",
 }
 
+COMMANDS = {"serve-peers": "serve --peers"}  # results named otherwise than the command that makes them
+
 
 def _table(path: Path) -> Table | None:
     body = json.loads(path.read_text())
@@ -52,7 +54,7 @@ def page(results: Path, page_path: Path = PAGE) -> str:
         lines += ["", f"## {name}", ""]
         if name in QUESTIONS:
             lines += [QUESTIONS[name], ""]
-        lines += [f"`seqcast-bench {name}`", "", tables[name].markdown()]
+        lines += [f"`seqcast-bench {COMMANDS.get(name, name)}`", "", tables[name].markdown()]
         if (results / f"{name}.png").exists():
             lines += ["", f"![{name}]({link / f'{name}.png'})"]
     return "\n".join(lines) + "\n"

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-from pydantic import TypeAdapter
 
 from bench.peers.serving import peer_serve, settle
 from bench.report import Table, figure, progress, save_figure
@@ -27,7 +26,8 @@ from bench.servers import bentoml_serve, metric
 from bench.workload import SMALL, history_body, observe_body, publish, random_checkpoint
 from bench.wrk import measure as load
 from models import save_checkpoint
-from service.schemas import ForecastRequest, ObserveRequest, one_or_many
+from service.schemas import ForecastRequest, ObserveRequest
+from service.validation import ItemParser
 
 COLUMNS = ["question", "server", "endpoint", "clients", "items", "req/s", "items/s", "p50 ms", "p99 ms", "errors"]
 MAX_PASS = 64  # seqcast's max_batch_size, and the peers' batch limit
@@ -44,19 +44,19 @@ def _passes(url: str, endpoint: str) -> tuple[float, float, float]:
 
 @cache
 def parse_rate(kind: str, items: int, seconds: float) -> float:
-    """Items/s a worker would reach if it only parsed the bodies wrk sends (the service's pydantic models, as
-    seqcast and every peer parse them): a ceiling below the engine's for one-value observes."""
+    """Items/s a worker would reach if it only parsed the bodies wrk sends, as seqcast parses them (the peers
+    parse the same pydantic models): a ceiling of its own beside the engine's."""
     model = ObserveRequest if kind == "observe" else ForecastRequest
     one = observe_body("a-session", 7, 0) if kind == "observe" else history_body(SMALL.history)
     body = json.dumps([one] * items if items > 1 else one).encode()
-    parser = TypeAdapter(one_or_many(model))
+    parser = ItemParser(model)
     # Without collections: this process holds every object the benchmark made, which a worker freezes out of
     # its collections (service.service), and walking them would be most of what this measures.
     gc.disable()
     try:
         parsed, began = 0, time.perf_counter()
         while time.perf_counter() - began < seconds:
-            parser.validate_json(body)
+            parser(body, items > 1)
             parsed += items
         return parsed / (time.perf_counter() - began)
     finally:

@@ -129,7 +129,7 @@ def _by_row(scalings: list[Scaling], rows: np.ndarray) -> Scaling | RowScaling:
 # Calendar features come from nanosecond timestamps, which end in April 2262.
 LATEST_NS = pd.Timestamp.max.value
 EPOCH = datetime(1970, 1, 1)  # nanosecond times count from it, in the requests' own time (offsets dropped)
-FORMATTED_TIMES = 100_000  # formatted timestamps an engine keeps (~10 MB): 5.7 years of half-hours
+FORMATTED_TIMES = 100_000  # formatted timestamps an engine keeps (~16 MB): 5.7 years of half-hours
 
 
 def _nanoseconds(start: datetime) -> int:

@@ -1,5 +1,6 @@
-"""LitServe: one inference worker on the CPU, its dynamic batching up to seqcast's 64 requests a pass, at its
-default batch timeout (0: a pass takes what has queued, without waiting for more)."""
+"""LitServe: one inference worker on the CPU, its dynamic batching up to seqcast's 64 requests a pass, with a
+5 ms batch timeout. At its default (0) the worker polls its queue without pause: idle, it kept about 1.1 of
+this machine's 2 cores busy."""
 
 # No `from __future__ import annotations`: LitServe reads decode_request's annotation as a class.
 import sys

@@ -58,15 +58,19 @@ def peer_serve(name: str, checkpoint: Path, workdir: Path, history: int) -> Iter
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the peer's process group, then SIGKILL to whatever of its tree is left (Ray's raylet and
-    workers start sessions of their own)."""
-    tree = [process.pid, *(child.pid for child in psutil.Process(process.pid).children(recursive=True))]
+    workers start sessions of their own). psutil's Process objects check that a pid is still theirs before they
+    signal it, so a pid reused meanwhile is left alone."""
+    try:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:  # it exited already (a peer that failed to start): its log says why
+        tree = []
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         pass
-    for pid in tree:
+    for member in tree:
         with suppress(psutil.NoSuchProcess):
-            psutil.Process(pid).kill()
+            member.kill()
     process.wait(timeout=10)
