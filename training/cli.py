@@ -9,6 +9,8 @@ under the run's model name. ``check`` reads a config's data and lists every prob
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -158,11 +160,26 @@ def score_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _close_process_group() -> None:
-    """Tears down the DDP process group, if the run made one. A gloo group still alive when the interpreter exits
-    can abort a rank after a successful run ("terminate called without an active exception", exit -6)."""
+def _close_process_group() -> bool:
+    """Tears down the DDP process group, if the run made one; says whether it did. A gloo group still alive when
+    the interpreter exits can abort a rank after a successful run ("terminate called without an active
+    exception", exit -6)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+        return True
+    return False
+
+
+def _leave_distributed_run() -> None:
+    """Ends a rank of a DDP run that succeeded without the interpreter's teardown. Threads of torch's C++ side
+    (the TCP store's, gloo's) can still be joinable when static objects are destroyed there, which aborts the
+    process after its work is done. Lightning's launcher watches the other ranks and SIGKILLs rank 0 when one
+    exits non-zero, so an abort in rank 1 while rank 0 evaluates failed a whole run now and then. Everything a
+    rank writes is written by now; only its streams and log handlers need flushing."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 USAGE = """usage: seqcast-train <command> [--config FILE ...] [options]
@@ -211,7 +228,9 @@ def main(argv: list[str] | None = None) -> None:
     except NonFiniteLoss as error:
         sys.exit(f"training stopped: {error}")
     finally:
-        _close_process_group()
+        distributed = _close_process_group()
+    if distributed:  # reached only when nothing was raised: a failed rank still exits with its error
+        _leave_distributed_run()
 
 
 if __name__ == "__main__":
