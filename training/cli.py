@@ -200,7 +200,8 @@ def cli(args: list[str] | None = None, **kwargs: Any) -> SeqcastCLI:
 
 def main(argv: list[str] | None = None) -> None:
     """``argv``: the arguments after the program's name; None reads sys.argv, which fit must keep: a DDP run
-    starts its other processes with the same command line."""
+    starts its other processes with the same command line. After a distributed run that succeeded it does not
+    return: the process exits (see _leave_distributed_run)."""
     given, argv = argv, sys.argv[1:] if argv is None else argv
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
     if command in ("check", "backtest"):
