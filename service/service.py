@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -261,6 +262,11 @@ class Seqcast:
         # full collection that walks it takes ~100 ms, during which no request is answered.
         gc.collect()
         gc.freeze()
+
+    @bentoml.on_startup
+    async def _count_sessions(self) -> None:
+        # Kept on the service: the event loop holds tasks only weakly.
+        self._counting = asyncio.create_task(self.sessions.keep_counting())
 
     async def __is_ready__(self) -> bool:
         return await self.store.ping()

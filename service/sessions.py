@@ -8,6 +8,7 @@ model that reads the same inputs is rebuilt from its tail on its next observe (`
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import logging
@@ -116,6 +117,17 @@ class Sessions:
     async def _run(self, endpoint: str, prepared: list[Prepared], states: list[np.ndarray | None]) -> RunResult:
         with timed(FORWARD, endpoint, self.engine.tag):
             return await self.engine.run_async(prepared, states)
+
+    async def keep_counting(self) -> None:
+        """Refreshes the session count and the store's health every COUNT_EVERY_S, requests or none. A worker's
+        refresh after a request can read the count before another worker's close and set it after; with
+        nothing refreshing when traffic stops, that stale count would stay the gauge's most recent value."""
+        while True:
+            await asyncio.sleep(COUNT_EVERY_S)
+            try:
+                await self._recount()
+            except Exception:  # the store's failures show in readiness and its own metrics; the count goes on
+                continue
 
     async def _recount(self, now: bool = False) -> None:
         """Refreshes the session count (``now``: after an open or close) and, once a second at most, the store's

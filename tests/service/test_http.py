@@ -278,3 +278,14 @@ def test_bodies_are_parsed_without_building_a_json_schema_per_request(model_home
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["1", "[1,", "2]", "30000"]
+
+
+def test_the_session_count_follows_expiry_while_no_request_comes(model_home: Path, tmp_path: Path) -> None:
+    """The count is refreshed in the background: a gauge left at a request's last count would stay stale."""
+    from bench.servers import metric, wait_until
+
+    with bentoml_serve(model_home, tmp_path / "serve.log", session_ttl_s=1) as running:
+        with httpx.Client(base_url=running.url, timeout=30) as client:
+            _open(client, *series(100))
+        assert metric(running.url, "seqcast_sessions_active") == 1
+        wait_until(lambda: metric(running.url, "seqcast_sessions_active") == 0, 15, "the expired session uncounted")
