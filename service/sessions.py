@@ -122,12 +122,12 @@ class Sessions:
         """Refreshes the session count and the store's health every COUNT_EVERY_S, requests or none. A worker's
         refresh after a request can read the count before another worker's close and set it after; with
         nothing refreshing when traffic stops, that stale count would stay the gauge's most recent value."""
-        while True:
-            await asyncio.sleep(COUNT_EVERY_S)
+        while True:  # first at start-up, so that the store's series exist before any request
             try:
                 await self._recount()
             except Exception:  # the store's failures show in readiness and its own metrics; the count goes on
-                continue
+                pass
+            await asyncio.sleep(COUNT_EVERY_S)
 
     async def _recount(self, now: bool = False) -> None:
         """Refreshes the session count (``now``: after an open or close) and, once a second at most, the store's
