@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import random
 import re
+import ssl
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -68,24 +70,35 @@ def _adaptive_batches(client: httpx.Client, method: str) -> tuple[float, float]:
     return total, count
 
 
+def _burst(url: str, calls: list[tuple[str, Any]]) -> set[int]:
+    """Posts every (path, body) at once from its own connection, and returns the status codes. Clients are built
+    and connected before a barrier releases them: building an httpx client loads certificates (~50 ms here) under
+    the GIL, so clients built in the threads would post ~50 ms apart, and a pass would rarely find a second."""
+    tls = ssl.create_default_context()
+    clients = [httpx.Client(base_url=url, timeout=30, verify=tls) for _ in calls]
+    barrier = threading.Barrier(len(calls))
+
+    def post(own: httpx.Client, path: str, body: Any) -> int:
+        own.get("/livez")
+        barrier.wait(timeout=30)
+        return own.post(path, json=body).status_code
+
+    try:
+        with ThreadPoolExecutor(len(calls)) as pool:
+            return set(pool.map(post, clients, *zip(*calls, strict=True)))
+    finally:
+        for own in clients:
+            own.close()
+
+
 def test_concurrent_requests_share_forward_passes(client: httpx.Client, service: Any) -> None:
     values, temps = series(300)
     sessions = [_open(client, values[:100], temps[:100]) for _ in range(64)]
     before_f, before_o = _adaptive_batches(client, "forecast"), _adaptive_batches(client, "observe")
-
-    def forecast(i: int) -> int:
-        with httpx.Client(base_url=service.url, timeout=30) as own:
-            return own.post("/forecast", json=history_body(values[: 100 + i], temps[: 100 + i])).status_code
-
-    def observe(s: dict[str, Any]) -> int:
-        with httpx.Client(base_url=service.url, timeout=30) as own:
-            return own.post(
-                "/observe", json=observe_body(s["session_id"], 100, values[100:110], temps[100:110])
-            ).status_code
-
-    with ThreadPoolExecutor(64) as pool:
-        assert set(pool.map(forecast, range(64))) == {200}
-        assert set(pool.map(observe, sessions)) == {200}
+    forecasts = [("/forecast", history_body(values[: 100 + i], temps[: 100 + i])) for i in range(64)]
+    observes = [("/observe", observe_body(s["session_id"], 100, values[100:110], temps[100:110])) for s in sessions]
+    assert _burst(service.url, forecasts) == {200}
+    assert _burst(service.url, observes) == {200}
     for method, before in (("forecast", before_f), ("observe", before_o)):
         total, count = _adaptive_batches(client, method)
         items, batches = total - before[0], count - before[1]
