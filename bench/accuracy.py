@@ -1,6 +1,7 @@
-"""Test accuracy of seqcast's LSTM and GRU against naive, seasonal naive and a statistical baseline, on built-in
-real data sets. Each network is trained by ``seqcast-train fit`` from the data set's config, exactly as a user
-would run it; every method is scored on the same test origins with the same MASE scale.
+"""Test accuracy of seqcast's networks against naive, every seasonal naive and a statistical baseline, on built-in
+real data sets and a simulated one. Each network is trained and scored by ``seqcast-train backtest`` from the
+data set's config, exactly as a user would run it, once per seed; every method is scored on the same test
+origins with the same MASE scale.
 
 The statistical baseline is refitted at every origin on the history before it. For intraday data it is
 statsforecast's MSTL (daily and weekly seasons removed by STL, the rest forecast by AutoETS) on the weeks
@@ -22,16 +23,20 @@ import pandas as pd
 import yaml
 
 from bench.report import Table, figure, progress, save_figure
+from bench.simulated import write_counts
 from models.features import fixed_step
 from training.datamodule import SeriesDataModule
-from training.evaluate import scored_origins
+from training.evaluate import method_label, scored_origins
 from training.metrics import Scores, point_metrics, season_length
 
+# Each data set's shipped config, and whether its data is written by the bench (the simulated counts).
 CONFIGS = {
     "elecdemand": Path("configs/lstm.yaml"),
     "taylor": Path("configs/taylor.yaml"),
     "us_employment": Path("configs/us_employment.yaml"),
+    "counts": Path("configs/hourly.yaml"),
 }
+SIMULATED = {"counts": write_counts}
 STATS_FIT_WEEKS = 8  # history each statistical fit reads: long enough for weekly seasonality, quick to refit
 
 
@@ -52,12 +57,12 @@ def train(config: Path, cell: str, workdir: Path, max_minutes: float, *overrides
     return json.loads(reports[-1].read_text())
 
 
-def statistical(config: Path) -> tuple[str, Scores]:
-    """The statistical baseline's name and its forecasts at the config's test origins, scored like the
-    networks' reports."""
+def statistical(config: Path, **data_options: Any) -> tuple[str, Scores]:
+    """The statistical baseline's name and its forecasts at the config's test origins (its data section with
+    ``data_options`` over it), scored like the networks' reports."""
     from statsforecast.models import MSTL, AutoETS
 
-    data = SeriesDataModule(**yaml.safe_load(config.read_text())["data"])
+    data = SeriesDataModule(**{**yaml.safe_load(config.read_text())["data"], **data_options})
     data.setup()
     freq = str(data.features.freq)
     season, horizon, step = season_length(freq), data.horizon, fixed_step(freq)
@@ -81,40 +86,102 @@ def statistical(config: Path) -> tuple[str, Scores]:
     return name, point_metrics(np.concatenate(actual), np.stack(forecast), np.asarray(scale))
 
 
-def run(datasets: list[str], cells: list[str], max_minutes: float, out: Path) -> Table:
-    table = Table("accuracy", ["data set", "method", "MASE", "sMAPE (%)", "MAPE (%)"])
-    results: dict[str, dict[str, Scores]] = {}
+def backtest(config: Path, cells: list[str], seeds: list[int], max_minutes: float, out: Path, *overrides: str) -> Any:
+    """``seqcast-train backtest`` of ``cells`` on the config's own test window, once per seed; its result."""
+    command = [
+        *(sys.executable, "-m", "training.cli", "backtest", "--config", str(config), "--folds", "1"),
+        *("--cells", ",".join(cells), "--seeds", ",".join(map(str, seeds)), "--out", str(out)),
+        *("--trainer.max_time", f"00:00:{int(max_minutes):02d}:{int(max_minutes % 1 * 60):02d}"),
+        *("--trainer.enable_progress_bar", "false"),
+        *overrides,
+    ]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return json.loads((out / "backtest.json").read_text())
+
+
+def _rows(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per method: MASE, sMAPE and MAPE (for a network, means over seeds), and for a network its MASE range over
+    seeds and its mean training seconds."""
+    rows: dict[str, dict[str, Any]] = {}
+    reports = result["reports"]
+    for cell in dict.fromkeys(r["cell"] for r in reports):
+        runs = [r for r in reports if r["cell"] == cell]
+        mase = [r["metrics"]["streaming"]["mase"] for r in runs]
+        rows[f"seqcast {cell.upper()}"] = {
+            **{key: _mean([r["metrics"]["streaming"][key] for r in runs]) for key in ("mase", "smape", "mape")},
+            "range": (min(mase), max(mase)),
+            "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
+        }
+    first = reports[0]
+    for name, scores in first["metrics"].items():
+        if name not in ("windowed", "streaming"):
+            rows[method_label(name, first)] = {key: scores[key] for key in ("mase", "smape", "mape")}
+    return rows
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if len(known) == len(values) else None  # MAPE is undefined with zeros
+
+
+def run(datasets: list[str], cells: list[str], seeds: list[int], max_minutes: float, out: Path) -> Table:
+    columns = ["data set", "method", "MASE", "MASE range (seeds)", "sMAPE (%)", "MAPE (%)", "training (s)"]
+    table = Table("accuracy", columns)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as workdir:
         for name in datasets:
-            config = CONFIGS[name]
-            methods: dict[str, Scores] = {}
-            for cell in cells:
-                progress(f"accuracy: training {cell} on {name} (at most {max_minutes:g} min)")
-                report = train(config, cell, Path(workdir), max_minutes)
-                methods[f"seqcast {cell.upper()}"] = report["metrics"]["streaming"]
-            methods["naive"] = report["metrics"]["naive"]
-            methods["seasonal naive"] = report["metrics"]["seasonal_naive"]
+            config, options = CONFIGS[name], {}
+            if name in SIMULATED:
+                options["path"] = str(SIMULATED[name](Path(workdir) / f"{name}.csv"))
+            overrides = [item for key, value in options.items() for item in (f"--data.{key}", value)]
+            progress(
+                f"accuracy: backtest of {','.join(cells)} on {name}, seeds {seeds} (at most {max_minutes:g} min each)"
+            )
+            rows = _rows(backtest(config, cells, seeds, max_minutes, Path(workdir) / name, *overrides))
             progress(f"accuracy: the statistical baseline at every test origin of {name}")
-            baseline, scores = statistical(config)
-            methods[baseline] = scores
-            results[name] = methods
-            for method, scores in methods.items():
-                table.add(name, method, scores["mase"], scores["smape"], scores["mape"])
-    for name, methods in results.items():
-        beaten = [
-            m for m in methods if m.startswith("seqcast") and methods[m]["mase"] < methods["seasonal naive"]["mase"]
-        ]
-        table.notes.append(f"{name}: {len(beaten)} of {len(cells)} seqcast networks beat seasonal naive on MASE.")
-    table.notes.append(f"Each network trained by `seqcast-train fit` from {', '.join(map(str, CONFIGS.values()))}.")
+            baseline, scores = statistical(config, **options)
+            rows[baseline] = dict(scores)
+            results[name] = rows
+            for method, row in rows.items():
+                spread = f"{row['range'][0]:.3f}-{row['range'][1]:.3f}" if "range" in row else ""
+                took = round(row["train_seconds"]) if "train_seconds" in row else ""
+                table.add(name, method, row["mase"], spread, row["smape"], row["mape"] or "n/a", took)
+            table.notes.append(_verdict(name, rows))
+    table.notes.append(
+        "Each network trained and scored by `seqcast-train backtest --folds 1 --seeds "
+        f"{','.join(map(str, seeds))}` from {', '.join(str(CONFIGS[n]) for n in datasets)}; MASE: the mean over seeds."
+    )
     _plot(results, out / "accuracy.png")
     return table
 
 
-def _plot(results: dict[str, dict[str, Scores]], path: Path) -> None:
+def _verdict(name: str, rows: dict[str, dict[str, Any]]) -> str:
+    """Which network did best, and by how much it beats the strongest seasonal naive and the statistics."""
+    networks = [m for m in rows if m.startswith("seqcast")]
+    best = min(networks, key=lambda m: rows[m]["mase"])
+    naive = min((m for m in rows if m.startswith("seasonal naive")), key=lambda m: rows[m]["mase"])
+    stats = next(m for m in rows if "statsforecast" in m)
+    worst = rows[best]["range"][1]
+
+    def versus(other: str) -> str:
+        return f"{1 - rows[best]['mase'] / rows[other]['mase']:+.0%} against {other} ({rows[other]['mase']:.3f})"
+
+    scored = f"{name}: best {best}, MASE {rows[best]['mase']:.3f} (worst seed {worst:.3f})"
+    return f"{scored}: {versus(naive)}, {versus(stats)}."
+
+
+def _plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
     fig, axes = figure(1, len(results), figsize=(5 * len(results), 3.8), squeeze=False)
     for ax, (name, methods) in zip(axes[0], results.items(), strict=True):
-        ax.barh(list(methods), [scores["mase"] for scores in methods.values()])
-        ax.axvline(methods["seasonal naive"]["mase"], color="grey", linestyle="--", linewidth=1)
-        ax.set(title=name, xlabel="test MASE (lower is better)")
+        mase = [row["mase"] for row in methods.values()]
+        # Networks: the bar is the mean over seeds, the whisker the range.
+        spread = [
+            (m - row["range"][0], row["range"][1] - m) if "range" in row else (0, 0)
+            for m, row in zip(mase, methods.values(), strict=True)
+        ]
+        ax.barh(list(methods), mase, xerr=np.array(spread).T, capsize=3)
+        naive = min(row["mase"] for method, row in methods.items() if method.startswith("seasonal naive"))
+        ax.axvline(naive, color="grey", linestyle="--", linewidth=1)
+        ax.set(title=name, xlabel="test MASE (lower is better; dashed: strongest seasonal naive)")
         ax.invert_yaxis()
     save_figure(fig, path)

@@ -88,11 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     accuracy = commands.add_parser("accuracy", help="test MASE/sMAPE of LSTM and GRU vs naive, seasonal naive, ETS")
     accuracy.add_argument(
         "--datasets",
-        default="elecdemand,taylor,us_employment",
-        help="comma-separated: elecdemand, taylor, us_employment",
+        default="elecdemand,taylor,us_employment,counts",
+        help="comma-separated: elecdemand, taylor, us_employment, counts (simulated hourly counts with zeros)",
     )
     accuracy.add_argument("--cells", default="lstm,gru")
-    accuracy.add_argument("--max-minutes", type=float, default=12.0, help="training time limit per network")
+    accuracy.add_argument("--seeds", default="1,2,3", help="comma-separated seeds, one training run each")
+    accuracy.add_argument("--max-minutes", type=float, default=8.0, help="training time limit per network")
     unseen = commands.add_parser("unseen", help="test MASE on series held out of training, scaled by their history")
     unseen.add_argument("--config", type=Path, default=Path("configs/us_employment.yaml"))
     unseen.add_argument("--max-minutes", type=float, default=12.0, help="training time limit")
@@ -160,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
         from bench import accuracy as accuracy_bench
 
         datasets, cells = args.datasets.split(","), args.cells.split(",")
-        accuracy_bench.run(datasets, cells, args.max_minutes, args.out).show(args.out)
+        seeds = [int(seed) for seed in args.seeds.split(",")]
+        accuracy_bench.run(datasets, cells, seeds, args.max_minutes, args.out).show(args.out)
     elif args.command == "unseen":
         from bench import unseen as unseen_bench
 

@@ -19,7 +19,7 @@ from torch import nn
 
 Cell = Literal["lstm", "gru", "rnn"]
 # LSTM carries (hidden, cell); GRU and RNN carry hidden alone; each is (num_layers, B, hidden_size). See
-# state_rows for the lagged outputs a model may carry as well.
+# state_rows for the lagged outputs and the last season of targets a model may carry as well.
 State = tuple[torch.Tensor, ...]
 Steps = TypeVar("Steps", torch.Tensor, nn.utils.rnn.PackedSequence)
 
@@ -48,6 +48,12 @@ class ForecasterConfig:
     # The head forecasts changes from the last observed target (input column 0), which are added back: a level
     # outside what training saw, as a trending series reaches, is then no harder to forecast than a known one.
     change_from_last: bool = False
+    # Steps in one season (168 for hourly data with a weekly pattern). The head then forecasts each step's change
+    # from the same step one season before, and the recurrence also reads each step's change from one season
+    # earlier: the network learns how this week differs from the last, not the pattern itself, which a naive
+    # season repeats exactly (the deseasonalising half of Smyl's ES-RNN, with the season as it was observed
+    # rather than smoothed). The state carries the last season of targets.
+    seasonal_lag: int = 0
 
     def __post_init__(self) -> None:
         if self.cell not in ("lstm", "gru", "rnn"):
@@ -56,6 +62,15 @@ class ForecasterConfig:
             raise ValueError(f"context_size must be >= 0, got {self.context_size}")
         if self.lagged_outputs and not self.context_size:
             raise ValueError("lagged_outputs needs a shared head (context_size > 0)")
+        if self.seasonal_lag < 0:
+            raise ValueError(f"seasonal_lag must be >= 0, got {self.seasonal_lag}")
+        if self.seasonal_lag and self.seasonal_lag < self.horizon:
+            raise ValueError(
+                f"seasonal_lag ({self.seasonal_lag}) must be at least the horizon ({self.horizon}): every step "
+                "forecast is a change from an observed one a season before it"
+            )
+        if self.seasonal_lag and self.change_from_last:
+            raise ValueError("change_from_last and seasonal_lag each set what the head adds to; choose one")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.nonlinearity == "relu" and self.cell != "rnn":
@@ -80,12 +95,14 @@ class ForecasterConfig:
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["quantiles"] = list(self.quantiles)
+        if not self.seasonal_lag:
+            del data["seasonal_lag"]  # so that a model without one stays readable by versions before the field
         return data
 
 
 def _build_rnn(config: ForecasterConfig) -> nn.LSTM | nn.GRU | nn.RNN:
     common = dict(
-        input_size=config.input_dim,
+        input_size=config.input_dim + (1 if config.seasonal_lag else 0),  # the seasonal change is read too
         hidden_size=config.hidden_size,
         num_layers=config.num_layers,
         dropout=config.dropout if config.num_layers > 1 else 0.0,
@@ -113,8 +130,8 @@ class Forecaster(nn.Module):
         future: (B, horizon, future_dim) for ``forward``; (B, T, horizon, future_dim) to decode every step
         state: tuple of (num_layers, B, hidden_size) tensors
         forecast from ``forward``: (B, horizon, outputs_per_step), read from the last step
-        forecasts from ``decode(encode(x)[0], future, x[..., 0])``: (B, T, horizon, outputs_per_step), one per
-            step
+        forecasts from ``decode(readout(encode(x)[0]), future, anchor(x))``: (B, T, horizon, outputs_per_step),
+            one per step
     """
 
     def __init__(self, config: ForecasterConfig) -> None:
@@ -139,13 +156,15 @@ class Forecaster(nn.Module):
         """Runs the recurrence; returns every step's top-layer output (B, T, hidden) and the new state."""
         if x.dim() != 3 or x.shape[-1] != self.config.input_dim:
             raise ValueError(f"x must be (batch, seq_len, {self.config.input_dim}), got {tuple(x.shape)}")
-        outputs, rnn_state = self._recur(x, state)
-        if not self.config.lagged_outputs:
-            return outputs, rnn_state
-        horizon = self.config.horizon
-        carried = self._carried(state, outputs.shape[0])
-        recent = torch.cat([carried.transpose(0, 1), outputs[:, -horizon:]], dim=1)[:, -horizon:]
-        return outputs, (*rnn_state, recent.transpose(0, 1))
+        rnn_state, carried, season = self._parts(state, x.shape[0])
+        if self.config.seasonal_lag:
+            x, season = _with_seasonal_change(x, season)
+        outputs, new_state = self._recur(x, rnn_state)
+        if self.config.lagged_outputs:
+            horizon = self.config.horizon
+            recent = torch.cat([carried.transpose(0, 1), outputs[:, -horizon:]], dim=1)[:, -horizon:]
+            new_state = (*new_state, recent.transpose(0, 1))
+        return outputs, self._with_season(new_state, season)
 
     def _recur(self, x: Steps, state: State | None) -> tuple[Steps, State]:
         """The recurrent layers alone: their outputs, packed where the input is, and their state."""
@@ -155,9 +174,39 @@ class Forecaster(nn.Module):
         outputs, h = self.rnn(x, None if state is None else state[0])
         return outputs, (h,)
 
-    def _carried(self, state: State | None, batch_size: int) -> torch.Tensor:
-        """The lagged outputs a state carries, (horizon, B, hidden); zeros for a fresh state."""
-        return self.zero_state(batch_size)[-1] if state is None else state[-1]
+    def _parts(self, state: State | None, batch_size: int) -> tuple[State | None, torch.Tensor, torch.Tensor]:
+        """A state's recurrent tensors (None for a fresh state), its lagged outputs (horizon, B, hidden) and its
+        last season of targets (B, seasonal_lag), zeros where the state is fresh or the config carries none."""
+        state = self.zero_state(batch_size) if state is None else state
+        recurrent = 2 if self.config.cell == "lstm" else 1
+        rows = state_rows(self.config)
+        carried = state[recurrent] if self.config.lagged_outputs else state[0].new_zeros(0)
+        season = state[0].new_zeros(batch_size, 0)
+        if self.config.seasonal_lag:
+            packed = state[-1].transpose(0, 1).reshape(batch_size, rows[-1] * self.config.hidden_size)
+            season = packed[:, : self.config.seasonal_lag]
+        return state[:recurrent], carried, season
+
+    def _with_season(self, state: State, season: torch.Tensor) -> State:
+        """``state`` with the last season of targets (B, seasonal_lag) appended, packed hidden_size to a row."""
+        if not self.config.seasonal_lag:
+            return state
+        rows = state_rows(self.config)[-1]
+        padded = nn.functional.pad(season, (0, rows * self.config.hidden_size - season.shape[1]))
+        return (*state, padded.unflatten(1, (rows, self.config.hidden_size)).transpose(0, 1))
+
+    def anchor(self, x: torch.Tensor, state: State | None = None) -> torch.Tensor | None:
+        """What the head's forecasts are changes from, at each step of ``x`` (B, T, input_dim) read from
+        ``state``: with ``change_from_last`` the step's scaled target (B, T); with ``seasonal_lag`` the scaled
+        targets one season before each horizon step (B, T, horizon); otherwise None."""
+        if self.config.change_from_last:
+            return x[..., 0]
+        if not self.config.seasonal_lag:
+            return None
+        _, _, season = self._parts(state, x.shape[0])
+        targets = torch.cat([season, x[..., 0]], dim=1)  # (B, seasonal_lag + T): t's target at seasonal_lag + t
+        # Horizon step k (from 1) of origin t is a season after t + k - seasonal_lag, at index t + k.
+        return targets[:, 1:].unfold(1, self.config.horizon, 1)[:, : x.shape[1]]
 
     def readout(self, outputs: torch.Tensor) -> torch.Tensor:
         """What the head reads at each step of outputs encoded from a zero state: the step's output
@@ -170,18 +219,20 @@ class Forecaster(nn.Module):
         return torch.cat([earlier, outputs], dim=1).unfold(1, horizon, 1).transpose(-1, -2)
 
     def decode(
-        self, readout: torch.Tensor, future: torch.Tensor | None = None, last: torch.Tensor | None = None
+        self, readout: torch.Tensor, future: torch.Tensor | None = None, anchor: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Maps ``readout`` at some steps, (..., hidden) or (..., horizon, hidden), the horizon's known-ahead
-        features (..., horizon, future_dim) and, with ``change_from_last``, the target observed at those steps
-        (...) to forecasts (..., horizon, outputs_per_step)."""
+        features (..., horizon, future_dim) and, with ``change_from_last`` or ``seasonal_lag``, the ``anchor``
+        at those steps to forecasts (..., horizon, outputs_per_step)."""
         forecast = self._head(readout, future)
-        if not self.config.change_from_last:
+        config = self.config
+        if not (config.change_from_last or config.seasonal_lag):
             return forecast
-        if last is None or last.shape != forecast.shape[:-2]:
-            got = None if last is None else tuple(last.shape)
-            raise ValueError(f"last must be {tuple(forecast.shape[:-2])}, the target at each step read, got {got}")
-        return forecast + last[..., None, None]
+        expected = forecast.shape[:-1] if config.seasonal_lag else forecast.shape[:-2]
+        if anchor is None or anchor.shape != expected:
+            got = None if anchor is None else tuple(anchor.shape)
+            raise ValueError(f"anchor must be {tuple(expected)}, what each step read forecasts changes from, got {got}")
+        return forecast + (anchor[..., None] if config.seasonal_lag else anchor[..., None, None])
 
     def _head(self, readout: torch.Tensor, future: torch.Tensor | None) -> torch.Tensor:
         config = self.config
@@ -208,11 +259,18 @@ class Forecaster(nn.Module):
         """Forecast from the last step; future: (B, horizon, future_dim) when the model has future features."""
         with _single_step_kernels(x.shape[1] == 1):
             outputs, new_state = self.encode(x, state)
-            return self.decode(self._last_readout(outputs[:, -1], new_state), future, x[:, -1, 0]), new_state
+            return self._decode_last(outputs[:, -1], x[:, -1, 0], new_state, future), new_state
 
-    def _last_readout(self, last_output: torch.Tensor, new_state: State) -> torch.Tensor:
+    def _decode_last(
+        self, last_output: torch.Tensor, last_target: torch.Tensor, new_state: State, future: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The forecast from a sequence's last step, given its top-layer output and scaled target there and the
+        state after it."""
+        _, recent, season = self._parts(new_state, len(last_output))
         # The lagged outputs ending at the last step are exactly what the new state carries.
-        return new_state[-1].transpose(0, 1) if self.config.lagged_outputs else last_output
+        readout = recent.transpose(0, 1) if self.config.lagged_outputs else last_output
+        anchor = season[:, : self.config.horizon] if self.config.seasonal_lag else last_target
+        return self.decode(readout, future, anchor)
 
     def forward_ragged(
         self, sequences: list[torch.Tensor], state: State | None = None, future: torch.Tensor | None = None
@@ -231,27 +289,32 @@ class Forecaster(nn.Module):
         self, sequences: list[torch.Tensor], lengths: torch.Tensor, state: State | None, future: torch.Tensor | None
     ) -> tuple[torch.Tensor, State]:
         outputs: torch.Tensor | nn.utils.rnn.PackedSequence
+        rnn_state, carried, season = self._parts(state, len(sequences))
         if bool((lengths == lengths[0]).all()):
             # One length, as when every observe brings one value: packing would cost a third of the pass.
             stacked = torch.stack(sequences)  # (B, T, input_dim)
             last = stacked[:, -1, 0]
-            outputs, new_state = self._recur(stacked, state)
+            if self.config.seasonal_lag:
+                stacked, season = _with_seasonal_change(stacked, season)
+            outputs, new_state = self._recur(stacked, rnn_state)
         else:
             padded = nn.utils.rnn.pad_sequence(sequences, batch_first=True)  # (B, max T_i, input_dim)
             last = padded[torch.arange(len(sequences)), lengths - 1, 0]
+            if self.config.seasonal_lag:
+                padded, season = _with_seasonal_change(padded, season, lengths)
             packed = nn.utils.rnn.pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
-            outputs, new_state = self._recur(packed, state)
+            outputs, new_state = self._recur(packed, rnn_state)
         if self.config.lagged_outputs:
             if isinstance(outputs, nn.utils.rnn.PackedSequence):
                 outputs = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)[0]  # (B, max T_i, hidden)
             horizon, rows = self.config.horizon, torch.arange(len(sequences)).unsqueeze(1)
-            carried = self._carried(state, len(sequences)).transpose(0, 1)
-            joined = torch.cat([carried, outputs], dim=1)  # (B, horizon + max T_i, hidden)
+            joined = torch.cat([carried.transpose(0, 1), outputs], dim=1)  # (B, horizon + max T_i, hidden)
             recent = joined[rows, lengths.unsqueeze(1) + torch.arange(horizon)]  # each one's last horizon
             new_state = (*new_state, recent.transpose(0, 1))
+        new_state = self._with_season(new_state, season)
         # The final hidden state is taken at each sequence's own length (packing sees to that), and the top
         # layer's final hidden state is that step's output.
-        return self.decode(self._last_readout(new_state[0][-1], new_state), future, last), new_state
+        return self._decode_last(new_state[0][-1], last, new_state, future), new_state
 
     def zero_state(self, batch_size: int) -> State:
         param = next(self.parameters())
@@ -259,6 +322,22 @@ class Forecaster(nn.Module):
             torch.zeros((rows, batch_size, self.config.hidden_size), dtype=param.dtype, device=param.device)
             for rows in state_rows(self.config)
         )
+
+
+def _with_seasonal_change(
+    x: torch.Tensor, season: torch.Tensor, lengths: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` (B, T, D) with each step's change from one season before appended as a last column, read against
+    the season before it (B, m); and the season after it, its last m targets (at each sequence's own length,
+    where ``lengths`` says how many of the T steps are real)."""
+    m = season.shape[1]
+    targets = torch.cat([season, x[..., 0]], dim=1)  # (B, m + T): step t's target at m + t
+    change = x[..., 0] - targets[:, : x.shape[1]]
+    if lengths is None:
+        after = targets[:, -m:]
+    else:
+        after = targets[torch.arange(len(x)).unsqueeze(1), lengths.unsqueeze(1) + torch.arange(m)]
+    return torch.cat([x, change.unsqueeze(-1)], dim=-1), after
 
 
 @contextmanager
@@ -284,7 +363,9 @@ def state_rows(config: ForecasterConfig) -> tuple[int, ...]:
     """The first dimension of each tensor a state of this config carries; each is (rows, B, hidden_size).
 
     LSTM carries hidden and cell states, GRU and RNN the hidden state alone, each one row per layer; with
-    ``lagged_outputs`` the last ``horizon`` top-layer outputs follow.
+    ``lagged_outputs`` the last ``horizon`` top-layer outputs follow; with ``seasonal_lag`` the last season of
+    scaled targets, hidden_size to a row, the last row padded with zeros.
     """
-    layers = (config.num_layers,) * (2 if config.cell == "lstm" else 1)
-    return (*layers, config.horizon) if config.lagged_outputs else layers
+    rows = (config.num_layers,) * (2 if config.cell == "lstm" else 1)
+    rows += (config.horizon,) if config.lagged_outputs else ()
+    return (*rows, -(-config.seasonal_lag // config.hidden_size)) if config.seasonal_lag else rows

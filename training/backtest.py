@@ -3,7 +3,9 @@
 Fold 1 is the config's own split. Each further fold ends every series ``data.test_size`` steps earlier
 (``data.drop_last``), so its test window is the one before, and trains afresh on what lies before it. Each cell
 is trained and scored per fold exactly as ``fit`` scores it, next to naive and seasonal naive at every season
-the frequency suggests, on the same origins. Nothing is exported and the config's checkpoints are left alone.
+the frequency suggests, on the same origins. With ``--seeds``, each cell trains once per seed and fold; a
+fold's score is the mean over seeds, and the spread is kept. Nothing is exported and the config's checkpoints
+are left alone.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +34,18 @@ def _options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--folds", type=int, default=3, help="test windows, the latest first (default 3)")
     parser.add_argument("--cells", default="lstm,gru", help="comma-separated cells to compare (default lstm,gru)")
     parser.add_argument(
+        "--seeds",
+        default="",
+        help="comma-separated seeds, each cell trained once per seed (default: the config's seed_everything)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path("runs/backtest"), help="folder for backtest.json and backtest.png"
     )
     options, rest = parser.parse_known_args(argv)
+    try:
+        options.seeds = [int(seed) for seed in options.seeds.split(",") if seed.strip()]
+    except ValueError:
+        parser.error(f"--seeds: {options.seeds!r} is not a comma-separated list of integers")
     cells = [cell.strip() for cell in options.cells.split(",") if cell.strip()]
     unknown = [cell for cell in cells if cell not in CELLS]
     if unknown or not cells:
@@ -44,19 +56,22 @@ def _options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return options, rest
 
 
-def _fold(rest: list[str], cell: str, drop_last: int, workdir: Path) -> dict[str, Any]:
-    """Trains ``cell`` on the data less its last ``drop_last`` steps and returns the test report."""
+def _fold(rest: list[str], cell: str, drop_last: int, seed: int | None, workdir: Path) -> dict[str, Any]:
+    """Trains ``cell`` (from ``seed``, or the config's) on the data less its last ``drop_last`` steps and returns
+    the test report, with the seconds the training took."""
     from training.cli import checkpoint_from_lightning, cli
 
+    seeded = [] if seed is None else ["--seed_everything", str(seed)]
     run = cli(
         [
             *rest,
+            *seeded,
             "--model.network.init_args.config.cell",
             cell,
             "--data.drop_last",
             str(drop_last),
             "--checkpoint.dirpath",
-            str(workdir / f"{cell}-{drop_last}"),
+            str(workdir / f"{cell}-{drop_last}-{seed}"),
             "--trainer.logger",
             "false",
         ],
@@ -64,36 +79,65 @@ def _fold(rest: list[str], cell: str, drop_last: int, workdir: Path) -> dict[str
         save_config_callback=None,
     )
     run.datamodule.setup()
+    run.check_season_fits()
+    started = time.perf_counter()
     run.trainer.fit(run.model, run.datamodule)
+    train_seconds = time.perf_counter() - started
     saver = run.trainer.checkpoint_callback
     best = saver.best_model_path or saver.last_model_path  # type: ignore[union-attr]
     report, _ = evaluate(checkpoint_from_lightning(best), run.datamodule)
     first = run.datamodule.series[0]
     start = first.timestamps[run.datamodule.test_part(first).start]
-    return {**report, "test_start": str(start), "test_end": str(first.timestamps[-1])}
+    return {
+        **report,
+        "test_start": str(start),
+        "test_end": str(first.timestamps[-1]),
+        "train_seconds": train_seconds,
+    }
 
 
-def backtest(rest: list[str], cells: list[str], folds: int) -> dict[str, Any]:
-    """Every cell over every fold, and the baselines of each fold; MASE per method and fold."""
+def backtest(rest: list[str], cells: list[str], folds: int, seeds: list[int] | None = None) -> dict[str, Any]:
+    """Every cell over every fold (and seed), and the baselines of each fold. ``mase``: per method, a score per
+    fold, the mean over seeds for a cell; ``mase_by_seed`` and ``train_seconds``: per cell, per fold, one per
+    seed."""
     from training.cli import cli
 
     test_size = cli(rest, run=False, save_config_callback=None).datamodule.test_size
+    runs: list[int | None] = list(seeds) if seeds else [None]
     scores: dict[str, list[float]] = {}
+    by_seed: dict[str, list[list[float]]] = {}
+    seconds: dict[str, list[list[float]]] = {}
     windows, reports = [], []
     with tempfile.TemporaryDirectory(prefix="seqcast-backtest-") as workdir:
         for fold in range(folds):
             for index, cell in enumerate(cells):
-                print(f"backtest: fold {fold + 1} of {folds}, training {cell}", flush=True)  # noqa: T201
-                report = _fold(rest, cell, fold * test_size, Path(workdir))
-                reports.append({"fold": fold + 1, "cell": cell, **report})
-                scores.setdefault(f"seqcast {cell.upper()}", []).append(report["metrics"]["streaming"]["mase"])
-                if index == 0:  # the baselines read the data alone: the same for every cell
+                name = f"seqcast {cell.upper()}"
+                by_seed.setdefault(name, []).append([])
+                seconds.setdefault(name, []).append([])
+                for seed in runs:
+                    also = "" if seed is None else f", seed {seed}"
+                    print(f"backtest: fold {fold + 1} of {folds}, training {cell}{also}", flush=True)  # noqa: T201
+                    report = _fold(rest, cell, fold * test_size, seed, Path(workdir))
+                    reports.append({"fold": fold + 1, "cell": cell, "seed": seed, **report})
+                    by_seed[name][-1].append(report["metrics"]["streaming"]["mase"])
+                    seconds[name][-1].append(report["train_seconds"])
+                scores.setdefault(name, []).append(float(np.mean(by_seed[name][-1])))
+                if index == 0:  # the baselines read the data alone: the same for every cell and seed
                     windows.append((report["test_start"], report["test_end"]))
-                    for name in report["metrics"]:
-                        if name not in ("windowed", "streaming"):
-                            scores.setdefault(method_label(name, report), []).append(report["metrics"][name]["mase"])
+                    for method in report["metrics"]:
+                        if method not in ("windowed", "streaming"):
+                            label = method_label(method, report)
+                            scores.setdefault(label, []).append(report["metrics"][method]["mase"])
     complete = {name: values for name, values in scores.items() if len(values) == folds}
-    return {"folds": folds, "windows": windows, "mase": complete, "reports": reports}
+    return {
+        "folds": folds,
+        "seeds": seeds or None,
+        "windows": windows,
+        "mase": complete,
+        "mase_by_seed": by_seed,
+        "train_seconds": seconds,
+        "reports": reports,
+    }
 
 
 def summary(result: dict[str, Any]) -> list[str]:
@@ -105,6 +149,14 @@ def summary(result: dict[str, Any]) -> list[str]:
     for name in names:
         values = "  ".join(f"{value:<8.3f}" for value in mase[name])
         lines.append(f"{name:<{width}}  {np.mean(mase[name]):.3f}  {values}")
+    if result.get("seeds"):
+        for name, folds_seeds in result["mase_by_seed"].items():
+            every = [value for fold in folds_seeds for value in fold]
+            took = [value for fold in result["train_seconds"][name] for value in fold]
+            lines.append(
+                f"{name}: {len(result['seeds'])} seeds, MASE {min(every):.3f} to {max(every):.3f}, "
+                f"{np.mean(took):.0f} s of training a run"
+            )
     for k, (start, end) in enumerate(result["windows"]):
         lines.append(f"fold {k + 1}: test window {start} to {end}")
     best = names[0]
@@ -133,7 +185,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str]) -> None:
     options, rest = _options(argv)
-    result = backtest(rest, options.cells, options.folds)
+    result = backtest(rest, options.cells, options.folds, options.seeds)
     for line in summary(result):
         print(line)  # noqa: T201
     options.out.mkdir(parents=True, exist_ok=True)

@@ -98,6 +98,20 @@ class SeqcastCLI(LightningCLI):
         # the model store would refuse is refused before the training, not after it.
         self.datamodule.setup()
         self.export_name()
+        self.check_season_fits()
+
+    def check_season_fits(self) -> None:
+        """A seasonal model forecasts changes from a season it has read: a training chunk's loss must start, and
+        a held-out window must end, a season or more into what the recurrence has read."""
+        season, data = self.model.network.config.seasonal_lag, self.datamodule
+        short = [
+            f"data.{name} is {getattr(data, name)}" for name in ("warmup", "input_size") if getattr(data, name) < season
+        ]
+        if short:
+            sys.exit(
+                f"{' and '.join(short)}, under a season: model.network.init_args.config.seasonal_lag is {season}, "
+                "and the forecasts before a season is read would be changes from zeros; set each to at least it"
+            )
 
     def export_name(self) -> str:
         from training.export import model_name

@@ -122,9 +122,10 @@ def forecast_series(
     ahead = inputs[:, checkpoint.features.known_ahead_columns]
     future = torch.from_numpy(np.stack([ahead[o + 1 : o + 1 + horizon] for o in origins]))  # (N, H, F)
     windowed, _ = model(torch.from_numpy(windows), future=future)  # (N, H, Q)
-    hidden, _ = model.encode(torch.from_numpy(inputs).unsqueeze(0))  # (1, T, hidden)
-    last = torch.from_numpy(inputs[origins, 0])  # (N,) the scaled target at each origin
-    streaming = model.decode(model.readout(hidden)[0, origins], future, last)  # (N, H, Q)
+    whole = torch.from_numpy(inputs).unsqueeze(0)  # (1, T, D)
+    hidden, _ = model.encode(whole)  # (1, T, hidden)
+    anchor = model.anchor(whole)  # (1, T[, H]) what each step's forecasts are changes from, or None
+    streaming = model.decode(model.readout(hidden)[0, origins], future, None if anchor is None else anchor[0, origins])
     return SeriesForecasts(
         series=series,
         origins=origins,

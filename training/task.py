@@ -61,13 +61,12 @@ class ForecastTask(L.LightningModule):
         x, future, targets, mask = batch
         outputs, _ = self.network.encode(x)  # (B, L, hidden)
         hidden = self.network.readout(outputs)  # (B, L, [H,] hidden)
-        last = x[..., 0]  # (B, L) the scaled target each origin has just observed
+        anchor = self.network.anchor(x)  # (B, L[, H]) what each origin's forecasts are changes from, or None
         if origin_stride > 1:
             first = int(torch.randint(origin_stride, ()))
-            hidden, future, targets, mask, last = (
-                part[:, first::origin_stride] for part in (hidden, future, targets, mask, last)
-            )
-        forecast = self.network.decode(hidden, future, last)  # (B, L', H, Q)
+            hidden, future, targets, mask = (part[:, first::origin_stride] for part in (hidden, future, targets, mask))
+            anchor = None if anchor is None else anchor[:, first::origin_stride]
+        forecast = self.network.decode(hidden, future, anchor)  # (B, L', H, Q)
         if self.network.config.quantiles:
             elementwise = pinball_loss(forecast, targets, self.quantiles)
         elif self.hparams["point_loss"] == "mse":

@@ -9,21 +9,26 @@ from models import Forecaster, ForecasterConfig
 from models.forecaster import state_rows
 
 CELLS = [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")]
-# (cell, context_size, lagged_outputs): the plain head, the shared head, and the shared head reading lagged outputs
+# (cell, context_size, lagged_outputs, seasonal_lag): the plain head, the shared head, the shared head reading
+# lagged outputs, and either forecasting changes from a season before (a season shorter and longer than a row)
 HEADS = [
-    ("lstm", 0, False),
-    ("gru", 0, False),
-    ("rnn", 0, False),
-    ("lstm", 3, False),
-    ("lstm", 3, True),
-    ("gru", 3, True),
+    ("lstm", 0, False, 0),
+    ("gru", 0, False, 0),
+    ("rnn", 0, False, 0),
+    ("lstm", 3, False, 0),
+    ("lstm", 3, True, 0),
+    ("gru", 3, True, 0),
+    ("lstm", 0, False, 5),
+    ("gru", 3, True, 19),
 ]
 
 
 @pytest.mark.parametrize(
-    ("cell", "nonlinearity", "lagged"), [(*c, False) for c in CELLS] + [("lstm", "tanh", True), ("gru", "tanh", True)]
+    ("cell", "nonlinearity", "lagged", "season"),
+    [(*c, False, 0) for c in CELLS]
+    + [("lstm", "tanh", True, 0), ("gru", "tanh", True, 0), ("lstm", "tanh", True, 24), ("rnn", "tanh", False, 7)],
 )
-def test_carried_state_equals_one_pass(cell: str, nonlinearity: str, lagged: bool) -> None:
+def test_carried_state_equals_one_pass(cell: str, nonlinearity: str, lagged: bool, season: int) -> None:
     torch.manual_seed(0)
     config = ForecasterConfig(
         input_dim=4,
@@ -37,6 +42,7 @@ def test_carried_state_equals_one_pass(cell: str, nonlinearity: str, lagged: boo
         head_hidden=8,
         context_size=5 if lagged else 0,
         lagged_outputs=lagged,
+        seasonal_lag=season,
     )
     model = Forecaster(config).eval()
     x = torch.randn(3, 97, 4)
@@ -49,21 +55,35 @@ def test_carried_state_equals_one_pass(cell: str, nonlinearity: str, lagged: boo
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert full.shape == (3, 6, 3)
     assert [len(s) for s in full_state] == list(state_rows(config))
-    assert len(full_state) == (2 if cell == "lstm" else 1) + lagged
+    assert len(full_state) == (2 if cell == "lstm" else 1) + lagged + bool(season)
 
 
-@pytest.mark.parametrize("lagged", [False, True])
-def test_every_step_forecasts_match_last_step_forecast(lagged: bool) -> None:
-    config = ForecasterConfig(input_dim=2, horizon=5, context_size=3 if lagged else 0, lagged_outputs=lagged)
+@pytest.mark.parametrize(("lagged", "season"), [(False, 0), (True, 0), (False, 7), (True, 12)])
+def test_every_step_forecasts_match_last_step_forecast(lagged: bool, season: int) -> None:
+    config = ForecasterConfig(
+        input_dim=2, horizon=5, context_size=3 if lagged else 0, lagged_outputs=lagged, seasonal_lag=season
+    )
     model = Forecaster(config).eval()
     x = torch.randn(2, 30, 2)
-    every = model.decode(model.readout(model.encode(x)[0]))  # what training puts its loss on
+    every = model.decode(model.readout(model.encode(x)[0]), None, model.anchor(x))  # what training puts its loss on
     last, _ = model(x)
     assert every.shape == (2, 30, 5, 1)
     torch.testing.assert_close(every[:, -1], last)
     # The forecast at step t reads nothing after t.
     prefix, _ = model(x[:, :11])
     torch.testing.assert_close(every[:, 10], prefix)
+
+
+def test_a_seasonal_head_that_adds_nothing_repeats_the_last_season() -> None:
+    """With the head's output zeroed, the forecast is the seasonal naive, in scaled units, from the state alone."""
+    config = ForecasterConfig(input_dim=2, horizon=4, hidden_size=8, seasonal_lag=10)
+    model = Forecaster(config).eval()
+    for parameter in model.head.parameters():
+        torch.nn.init.zeros_(parameter)
+    x = torch.randn(3, 25, 2)
+    _, state = model(x[:, :20])
+    forecast, _ = model(x[:, 20:], state)
+    torch.testing.assert_close(forecast[..., 0], x[:, 15:19, 0])  # steps 25-28, a season of 10 after 15-18
 
 
 def test_relu_rnn_starts_with_identity_recurrence() -> None:
@@ -88,11 +108,14 @@ def test_zero_state_is_the_default_state() -> None:
         ({"quantiles": (0.9, 0.1)}, "quantiles must be strictly increasing"),
         ({"context_size": -1}, "context_size must be >= 0, got -1"),
         ({"lagged_outputs": True}, "lagged_outputs needs a shared head (context_size > 0)"),
+        ({"seasonal_lag": -1}, "seasonal_lag must be >= 0, got -1"),
+        ({"horizon": 5, "seasonal_lag": 4}, "seasonal_lag (4) must be at least the horizon (5)"),
+        ({"seasonal_lag": 3, "change_from_last": True}, "change_from_last and seasonal_lag each set"),
     ],
 )
 def test_config_rejects_bad_fields(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        ForecasterConfig(input_dim=1, horizon=1, **fields)  # type: ignore[arg-type]
+        ForecasterConfig(**{"input_dim": 1, "horizon": 1, **fields})  # type: ignore[arg-type]
 
 
 def test_wrong_input_width_is_named() -> None:
@@ -104,9 +127,9 @@ def test_wrong_input_width_is_named() -> None:
 @pytest.mark.parametrize(
     "lengths", [(5, 1, 17, 9), (3, 3, 3, 3), (1, 1, 1, 1)], ids=["ragged", "one-length", "single-step"]
 )
-@pytest.mark.parametrize(("cell", "context_size", "lagged"), HEADS)
+@pytest.mark.parametrize(("cell", "context_size", "lagged", "season"), HEADS)
 def test_ragged_batch_equals_each_sequence_alone(
-    cell: str, context_size: int, lagged: bool, lengths: tuple[int, ...]
+    cell: str, context_size: int, lagged: bool, season: int, lengths: tuple[int, ...]
 ) -> None:
     torch.manual_seed(1)
     config = ForecasterConfig(
@@ -117,6 +140,7 @@ def test_ragged_batch_equals_each_sequence_alone(
         hidden_size=8,
         context_size=context_size,
         lagged_outputs=lagged,
+        seasonal_lag=season,
     )
     model = Forecaster(config).eval()
     sequences = [torch.randn(n, 3) for n in lengths]  # ragged: shorter and longer than the horizon
@@ -176,7 +200,7 @@ def test_change_from_last_adds_the_last_observed_target_on_every_path(lengths: t
     for i, x in enumerate(sequences):
         torch.testing.assert_close(model(x.unsqueeze(0), future=future[i : i + 1])[0], ragged[i : i + 1])
     x, every_future = torch.randn(1, 20, 3), torch.randn(1, 20, 4, 2)
-    every = model.decode(model.readout(model.encode(x)[0]), every_future, x[..., 0])  # what training reads
+    every = model.decode(model.readout(model.encode(x)[0]), every_future, model.anchor(x))  # what training reads
     torch.testing.assert_close(every[:, -1], model(x, future=every_future[:, -1])[0])
-    with pytest.raises(ValueError, match="last must be"):
+    with pytest.raises(ValueError, match="anchor must be"):
         model.decode(model.readout(model.encode(x)[0]), every_future)

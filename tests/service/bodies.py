@@ -51,12 +51,13 @@ def make_engine(
     max_observe: int = 2_000,
     lagged_outputs: bool = False,
     per_series: bool = False,
+    seasonal_lag: int = 0,
     spec: FeatureSpec = ENGINE_SPEC,
     scaling: Scaling = ENGINE_SCALING,
 ) -> Engine:
     """An engine over a randomly initialised forecaster (horizon 6, three quantiles), for in-process tests;
     ``lagged_outputs`` gives it the shared head that reads the last horizon outputs, ``per_series`` the
-    statistics of two series (SERIES_SCALING)."""
+    statistics of two series (SERIES_SCALING), ``seasonal_lag`` a head forecasting changes from a season before."""
     torch.manual_seed(0)
     config = ForecasterConfig(
         input_dim=spec.input_dim,
@@ -69,6 +70,7 @@ def make_engine(
         head_hidden=8,
         context_size=4 if lagged_outputs else 0,
         lagged_outputs=lagged_outputs,
+        seasonal_lag=seasonal_lag,
     )
     by_series = SERIES_SCALING if per_series else {}
     checkpoint = Checkpoint(config, spec, scaling, Forecaster(config).state_dict(), series_scaling=by_series)
