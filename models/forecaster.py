@@ -48,11 +48,14 @@ class ForecasterConfig:
     # The head forecasts changes from the last observed target (input column 0), which are added back: a level
     # outside what training saw, as a trending series reaches, is then no harder to forecast than a known one.
     change_from_last: bool = False
-    # Steps in one season (168 for hourly data with a weekly pattern). The head then forecasts each step's change
-    # from the same step one season before, and the recurrence also reads each step's change from one season
-    # earlier: the network learns how this week differs from the last, not the pattern itself, which a naive
-    # season repeats exactly (the deseasonalising half of Smyl's ES-RNN, with the season as it was observed
-    # rather than smoothed). The state carries the last season of targets.
+    # Steps in one season (168 for hourly data with a weekly pattern). The recurrence then also reads each step's
+    # change from a season before, and the head forecasts what a seasonal statistical forecast misses: each
+    # step's value a season before, plus the latest change from a season before times a coefficient per horizon
+    # step (``seasonal_carry``: least squares on the training data, then learnt with the network). At 0 that
+    # forecast is the seasonal naive; at 1 the seasonal random walk's, ARIMA(0,1,0)(0,1,0). The network learns
+    # how this week differs from the last, not the pattern itself (the deseasonalising idea of Smyl's ES-RNN,
+    # with the season as observed rather than smoothed). The state carries the last season and one step of
+    # targets.
     seasonal_lag: int = 0
 
     def __post_init__(self) -> None:
@@ -151,6 +154,8 @@ class Forecaster(nn.Module):
             )
         else:
             self.head = nn.Linear(head_in, out)
+        if config.seasonal_lag:
+            self.seasonal_carry = nn.Parameter(torch.zeros(config.horizon))
 
     def encode(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Runs the recurrence; returns every step's top-layer output (B, T, hidden) and the new state."""
@@ -158,7 +163,7 @@ class Forecaster(nn.Module):
             raise ValueError(f"x must be (batch, seq_len, {self.config.input_dim}), got {tuple(x.shape)}")
         rnn_state, carried, season = self._parts(state, x.shape[0])
         if self.config.seasonal_lag:
-            x, season = _with_seasonal_change(x, season)
+            x, season = with_seasonal_change(x, season)
         outputs, new_state = self._recur(x, rnn_state)
         if self.config.lagged_outputs:
             horizon = self.config.horizon
@@ -176,7 +181,8 @@ class Forecaster(nn.Module):
 
     def _parts(self, state: State | None, batch_size: int) -> tuple[State | None, torch.Tensor, torch.Tensor]:
         """A state's recurrent tensors (None for a fresh state), its lagged outputs (horizon, B, hidden) and its
-        last season of targets (B, seasonal_lag), zeros where the state is fresh or the config carries none."""
+        last season and one step of targets (B, seasonal_lag + 1), zeros where the state is fresh or the config
+        carries none."""
         state = self.zero_state(batch_size) if state is None else state
         recurrent = 2 if self.config.cell == "lstm" else 1
         rows = state_rows(self.config)
@@ -184,11 +190,12 @@ class Forecaster(nn.Module):
         season = state[0].new_zeros(batch_size, 0)
         if self.config.seasonal_lag:
             packed = state[-1].transpose(0, 1).reshape(batch_size, rows[-1] * self.config.hidden_size)
-            season = packed[:, : self.config.seasonal_lag]
+            season = packed[:, : self.config.seasonal_lag + 1]
         return state[:recurrent], carried, season
 
     def _with_season(self, state: State, season: torch.Tensor) -> State:
-        """``state`` with the last season of targets (B, seasonal_lag) appended, packed hidden_size to a row."""
+        """``state`` with the last season and one step of targets (B, seasonal_lag + 1) appended, packed hidden_size
+        to a row."""
         if not self.config.seasonal_lag:
             return state
         rows = state_rows(self.config)[-1]
@@ -197,16 +204,23 @@ class Forecaster(nn.Module):
 
     def anchor(self, x: torch.Tensor, state: State | None = None) -> torch.Tensor | None:
         """What the head's forecasts are changes from, at each step of ``x`` (B, T, input_dim) read from
-        ``state``: with ``change_from_last`` the step's scaled target (B, T); with ``seasonal_lag`` the scaled
-        targets one season before each horizon step (B, T, horizon); otherwise None."""
+        ``state``: with ``change_from_last`` the step's scaled target (B, T); with ``seasonal_lag`` the seasonal
+        forecast of each horizon step (B, T, horizon); otherwise None."""
         if self.config.change_from_last:
             return x[..., 0]
         if not self.config.seasonal_lag:
             return None
         _, _, season = self._parts(state, x.shape[0])
-        targets = torch.cat([season, x[..., 0]], dim=1)  # (B, seasonal_lag + T): t's target at seasonal_lag + t
-        # Horizon step k (from 1) of origin t is a season after t + k - seasonal_lag, at index t + k.
-        return targets[:, 1:].unfold(1, self.config.horizon, 1)[:, : x.shape[1]]
+        m, steps = self.config.seasonal_lag, x.shape[1]
+        targets = torch.cat([season, x[..., 0]], dim=1)  # (B, m + 1 + T): step t's target at m + 1 + t
+        # Horizon step k (from 1) of origin t is a season after step t + k - m, at index t + k + 1.
+        before = targets[:, 2:].unfold(1, self.config.horizon, 1)[:, :steps]
+        return self._seasonal_forecast(before, targets[:, m + 1 :] - targets[:, 1 : steps + 1])
+
+    def _seasonal_forecast(self, before: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+        """(..., horizon): the values a season before each horizon step (..., horizon), plus the latest change
+        from a season before (...) times each step's coefficient."""
+        return before + self.seasonal_carry * change.unsqueeze(-1)
 
     def readout(self, outputs: torch.Tensor) -> torch.Tensor:
         """What the head reads at each step of outputs encoded from a zero state: the step's output
@@ -269,7 +283,11 @@ class Forecaster(nn.Module):
         _, recent, season = self._parts(new_state, len(last_output))
         # The lagged outputs ending at the last step are exactly what the new state carries.
         readout = recent.transpose(0, 1) if self.config.lagged_outputs else last_output
-        anchor = season[:, : self.config.horizon] if self.config.seasonal_lag else last_target
+        if not self.config.seasonal_lag:
+            return self.decode(readout, future, last_target)
+        # The season holds targets t - m to t: step k's value a season before is at k, the latest change is
+        # the last less the first.
+        anchor = self._seasonal_forecast(season[:, 1 : self.config.horizon + 1], season[:, -1] - season[:, 0])
         return self.decode(readout, future, anchor)
 
     def forward_ragged(
@@ -295,13 +313,13 @@ class Forecaster(nn.Module):
             stacked = torch.stack(sequences)  # (B, T, input_dim)
             last = stacked[:, -1, 0]
             if self.config.seasonal_lag:
-                stacked, season = _with_seasonal_change(stacked, season)
+                stacked, season = with_seasonal_change(stacked, season)
             outputs, new_state = self._recur(stacked, rnn_state)
         else:
             padded = nn.utils.rnn.pad_sequence(sequences, batch_first=True)  # (B, max T_i, input_dim)
             last = padded[torch.arange(len(sequences)), lengths - 1, 0]
             if self.config.seasonal_lag:
-                padded, season = _with_seasonal_change(padded, season, lengths)
+                padded, season = with_seasonal_change(padded, season, lengths)
             packed = nn.utils.rnn.pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
             outputs, new_state = self._recur(packed, rnn_state)
         if self.config.lagged_outputs:
@@ -324,19 +342,19 @@ class Forecaster(nn.Module):
         )
 
 
-def _with_seasonal_change(
+def with_seasonal_change(
     x: torch.Tensor, season: torch.Tensor, lengths: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` (B, T, D) with each step's change from one season before appended as a last column, read against
-    the season before it (B, m); and the season after it, its last m targets (at each sequence's own length,
-    where ``lengths`` says how many of the T steps are real)."""
-    m = season.shape[1]
-    targets = torch.cat([season, x[..., 0]], dim=1)  # (B, m + T): step t's target at m + t
-    change = x[..., 0] - targets[:, : x.shape[1]]
+    """``x`` (B, T, D) with each step's change from a season before appended as a last column, read against the
+    targets before it (B, m + 1); and the m + 1 targets after it (at each sequence's own length, where
+    ``lengths`` says how many of the T steps are real)."""
+    kept = season.shape[1]  # m + 1
+    targets = torch.cat([season, x[..., 0]], dim=1)  # (B, m + 1 + T): step t's target at m + 1 + t
+    change = x[..., 0] - targets[:, 1 : x.shape[1] + 1]
     if lengths is None:
-        after = targets[:, -m:]
+        after = targets[:, -kept:]
     else:
-        after = targets[torch.arange(len(x)).unsqueeze(1), lengths.unsqueeze(1) + torch.arange(m)]
+        after = targets[torch.arange(len(x)).unsqueeze(1), lengths.unsqueeze(1) + torch.arange(kept)]
     return torch.cat([x, change.unsqueeze(-1)], dim=-1), after
 
 
@@ -363,9 +381,9 @@ def state_rows(config: ForecasterConfig) -> tuple[int, ...]:
     """The first dimension of each tensor a state of this config carries; each is (rows, B, hidden_size).
 
     LSTM carries hidden and cell states, GRU and RNN the hidden state alone, each one row per layer; with
-    ``lagged_outputs`` the last ``horizon`` top-layer outputs follow; with ``seasonal_lag`` the last season of
-    scaled targets, hidden_size to a row, the last row padded with zeros.
+    ``lagged_outputs`` the last ``horizon`` top-layer outputs follow; with ``seasonal_lag`` the last season and
+    one step of scaled targets, hidden_size to a row, the last row padded with zeros.
     """
     rows = (config.num_layers,) * (2 if config.cell == "lstm" else 1)
     rows += (config.horizon,) if config.lagged_outputs else ()
-    return (*rows, -(-config.seasonal_lag // config.hidden_size)) if config.seasonal_lag else rows
+    return (*rows, -(-(config.seasonal_lag + 1) // config.hidden_size)) if config.seasonal_lag else rows

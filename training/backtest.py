@@ -79,7 +79,7 @@ def _fold(rest: list[str], cell: str, drop_last: int, seed: int | None, workdir:
         save_config_callback=None,
     )
     run.datamodule.setup()
-    run.check_season_fits()
+    run.prepare_seasonal()
     started = time.perf_counter()
     run.trainer.fit(run.model, run.datamodule)
     train_seconds = time.perf_counter() - started

@@ -98,12 +98,14 @@ class SeqcastCLI(LightningCLI):
         # the model store would refuse is refused before the training, not after it.
         self.datamodule.setup()
         self.export_name()
-        self.check_season_fits()
+        self.prepare_seasonal()
 
-    def check_season_fits(self) -> None:
-        """A seasonal model forecasts changes from a season it has read: a training chunk's loss must start, and
-        a held-out window must end, a season or more into what the recurrence has read."""
+    def prepare_seasonal(self) -> None:
+        """For a seasonal model: checks that its season fits the data's windows, and fits its seasonal
+        coefficients to the training parts (a resumed run then restores its own)."""
         season, data = self.model.network.config.seasonal_lag, self.datamodule
+        if not season:
+            return
         short = [
             f"data.{name} is {getattr(data, name)}" for name in ("warmup", "input_size") if getattr(data, name) < season
         ]
@@ -112,6 +114,12 @@ class SeqcastCLI(LightningCLI):
                 f"{' and '.join(short)}, under a season: model.network.init_args.config.seasonal_lag is {season}, "
                 "and the forecasts before a season is read would be changes from zeros; set each to at least it"
             )
+        from training.seasonal import seasonal_carry
+
+        parts = [z[: data.train_part(s).end] for s, z in zip(data.series, data.scaled_targets, strict=True)]
+        carry = seasonal_carry(parts, season, data.horizon)
+        with torch.no_grad():
+            self.model.network.seasonal_carry.copy_(torch.from_numpy(carry))
 
     def export_name(self) -> str:
         from training.export import model_name
@@ -199,6 +207,7 @@ def _leave_distributed_run() -> None:
 USAGE = """usage: seqcast-train <command> [--config FILE ...] [options]
 
 commands:
+  init      write a config sized from your data: seqcast-train init --data.path my.csv > my.yaml
   fit       check the data, train, evaluate on the test part, export if it beats the strongest naive
   validate  the validation loss of a checkpoint (--ckpt_path)
   check     read the config's data and list every problem, without training
@@ -218,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     return: the process exits (see _leave_distributed_run)."""
     given, argv = argv, sys.argv[1:] if argv is None else argv
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
-    if command in ("check", "backtest"):
+    if command in ("check", "backtest", "init"):
         # They hand their options to LightningCLI as args, which warns when sys.argv holds any besides.
         sys.argv[1:] = []
     try:
@@ -228,6 +237,10 @@ def main(argv: list[str] | None = None) -> None:
             from training.check import describe
 
             print("\n".join(describe(cli(rest, run=False, save_config_callback=None).datamodule)))  # noqa: T201
+        elif command == "init":
+            from training.sizing import main as init
+
+            init(rest)
         elif command == "backtest":
             from training.backtest import main as backtest
 

@@ -23,6 +23,14 @@ HEADS = [
 ]
 
 
+def _carrying(model: Forecaster) -> Forecaster:
+    """``model`` with random seasonal coefficients where it has them: zeros would hide the change it carries."""
+    if model.config.seasonal_lag:
+        with torch.no_grad():
+            model.seasonal_carry.normal_()
+    return model
+
+
 @pytest.mark.parametrize(
     ("cell", "nonlinearity", "lagged", "season"),
     [(*c, False, 0) for c in CELLS]
@@ -44,7 +52,7 @@ def test_carried_state_equals_one_pass(cell: str, nonlinearity: str, lagged: boo
         lagged_outputs=lagged,
         seasonal_lag=season,
     )
-    model = Forecaster(config).eval()
+    model = _carrying(Forecaster(config).eval())
     x = torch.randn(3, 97, 4)
     full, full_state = model(x)
     for split in (1, 13, 50, 96):
@@ -63,7 +71,7 @@ def test_every_step_forecasts_match_last_step_forecast(lagged: bool, season: int
     config = ForecasterConfig(
         input_dim=2, horizon=5, context_size=3 if lagged else 0, lagged_outputs=lagged, seasonal_lag=season
     )
-    model = Forecaster(config).eval()
+    model = _carrying(Forecaster(config).eval())
     x = torch.randn(2, 30, 2)
     every = model.decode(model.readout(model.encode(x)[0]), None, model.anchor(x))  # what training puts its loss on
     last, _ = model(x)
@@ -74,8 +82,10 @@ def test_every_step_forecasts_match_last_step_forecast(lagged: bool, season: int
     torch.testing.assert_close(every[:, 10], prefix)
 
 
-def test_a_seasonal_head_that_adds_nothing_repeats_the_last_season() -> None:
-    """With the head's output zeroed, the forecast is the seasonal naive, in scaled units, from the state alone."""
+def test_a_seasonal_head_that_adds_nothing_forecasts_the_seasonal_statistics() -> None:
+    """With the head's output zeroed, the forecast is, from the state alone and in scaled units, the seasonal
+    naive at carry 0 and the seasonal random walk at carry 1: the value a season before, plus the latest change
+    from a season before."""
     config = ForecasterConfig(input_dim=2, horizon=4, hidden_size=8, seasonal_lag=10)
     model = Forecaster(config).eval()
     for parameter in model.head.parameters():
@@ -84,6 +94,11 @@ def test_a_seasonal_head_that_adds_nothing_repeats_the_last_season() -> None:
     _, state = model(x[:, :20])
     forecast, _ = model(x[:, 20:], state)
     torch.testing.assert_close(forecast[..., 0], x[:, 15:19, 0])  # steps 25-28, a season of 10 after 15-18
+    with torch.no_grad():
+        model.seasonal_carry.fill_(1.0)
+    walk, _ = model(x[:, 20:], state)
+    change = x[:, 24, 0] - x[:, 14, 0]
+    torch.testing.assert_close(walk[..., 0], x[:, 15:19, 0] + change[:, None])
 
 
 def test_relu_rnn_starts_with_identity_recurrence() -> None:
@@ -142,7 +157,7 @@ def test_ragged_batch_equals_each_sequence_alone(
         lagged_outputs=lagged,
         seasonal_lag=season,
     )
-    model = Forecaster(config).eval()
+    model = _carrying(Forecaster(config).eval())
     sequences = [torch.randn(n, 3) for n in lengths]  # ragged: shorter and longer than the horizon
     states = [model(torch.randn(1, 6, 3), future=torch.randn(1, 4, 2))[1] for _ in sequences]
     stacked = tuple(torch.cat(parts, dim=1) for parts in zip(*states, strict=True))

@@ -73,5 +73,8 @@ def make_engine(
         seasonal_lag=seasonal_lag,
     )
     by_series = SERIES_SCALING if per_series else {}
-    checkpoint = Checkpoint(config, spec, scaling, Forecaster(config).state_dict(), series_scaling=by_series)
+    model = Forecaster(config)
+    if seasonal_lag:
+        torch.nn.init.normal_(model.seasonal_carry)  # zeros would hide the change the state carries
+    checkpoint = Checkpoint(config, spec, scaling, model.state_dict(), series_scaling=by_series)
     return Engine(checkpoint, "seqcast-forecaster:test", max_observe=max_observe)

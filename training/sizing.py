@@ -1,0 +1,215 @@
+"""``seqcast-train init``: a training config sized from what the data shows, for a user's own series.
+
+The rules (each value's reason is written beside it in the config):
+- the season is the longest pattern the frequency suggests (a week for hourly and half-hourly data, a week of
+  days for daily, a year of months) that fits the shortest series five times over; the model forecasts what a
+  seasonal statistical forecast misses (``ForecasterConfig.seasonal_lag``);
+- the horizon is a day for intraday data, else a season, unless given;
+- windows read two seasons; a training chunk warms up over a season and a horizon, then trains on two more;
+  validation and test take two seasons (or two horizons, if longer) each;
+- calendar features that vary within the season; each series scaled and weighted by its own statistics where
+  there are several; zero filling and no negative forecasts for counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.features import fixed_step
+from training.data import DataError, FillPolicy, check_series, read_frame
+from training.evaluate import duration
+from training.metrics import naive_seasons, season_length
+
+CALENDAR = {"intraday": ["time_of_day", "day_of_week"], "daily": ["day_of_week", "day_of_year"]}
+SEASONS_PER_SERIES = 5  # the shortest series must hold this many seasons
+
+
+@dataclass(frozen=True)
+class Sizing:
+    path: str
+    target: str
+    freq: str
+    series: int
+    shortest: int
+    season: int  # 0: none fits
+    horizon: int
+    input_size: int
+    warmup: int
+    chunk_length: int
+    held_out: int  # val_size and test_size
+    calendar: list[str]
+    fill: FillPolicy
+    nonnegative: bool
+
+    @property
+    def chunk_stride(self) -> int:
+        return max(1, self.horizon // 2)
+
+    @property
+    def origin_stride(self) -> int:
+        return max(1, self.horizon // 6)
+
+    def span(self, steps: int) -> str:
+        step = fixed_step(self.freq)
+        return f" ({duration(step * steps)})" if step is not None else ""
+
+
+def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
+    """Reads the data and sizes a config for it; raises DataError where the data is too short for any."""
+    frame = read_frame(path)
+    if target not in frame.columns:
+        raise DataError(f"data.target: no column {target!r} (columns: {list(frame.columns)})")
+    values = frame[target].dropna().to_numpy(float)
+    counts = bool(len(values)) and bool((values >= 0).all() and (values == np.round(values)).all())
+    fill: FillPolicy
+    try:
+        check_series(frame, target, (), "error")
+        fill = "error"
+    except DataError:  # gaps, or worse: filled, or listed again below
+        fill = "zero" if counts else "interpolate"
+    checked = check_series(frame, target, (), fill)
+    freq, shortest = checked.freq, min(len(s) for s in checked.series)
+    step = fixed_step(freq)
+    kind = (
+        "intraday"
+        if step is not None and step < pd.Timedelta(days=1)
+        else "daily"
+        if step == pd.Timedelta(days=1)
+        else ""
+    )
+    chosen = horizon or (season_length(freq) if season_length(freq) > 1 else 12)  # else a year of weeks, say
+    for season in [*sorted(naive_seasons(freq), reverse=True), 0]:  # the longest first; 0: none
+        if season and (season < chosen or shortest < SEASONS_PER_SERIES * season):
+            continue
+        unit = season or chosen
+        held_out, warmup, window = max(2 * unit, 2 * chosen), season + chosen, max(2 * unit, 5 * chosen)
+        chunk = warmup + max(2 * unit, 8 * chosen)
+        needed = 2 * held_out + max(chunk, window) + chosen
+        if shortest >= needed:
+            break
+    if shortest < needed:
+        raise DataError(
+            f"the shortest series has {shortest} points; a config for {chosen} steps ahead needs {needed} "
+            "(a chunk, validation and test): give a shorter horizon (--data.horizon) or longer series"
+        )
+    return Sizing(
+        path=path,
+        target=target,
+        freq=freq,
+        series=len(checked.series),
+        shortest=shortest,
+        season=season,
+        horizon=chosen,
+        input_size=window,
+        warmup=warmup,
+        chunk_length=chunk,
+        held_out=held_out,
+        calendar=CALENDAR.get(kind, []),
+        fill=fill,
+        nonnegative=bool(len(values)) and bool((values >= 0).all()),
+    )
+
+
+def render(sizing: Sizing, name: str) -> str:
+    """The config as YAML, each choice with its reason."""
+    s = sizing
+    seasonal = (
+        f"seasonal_lag: {s.season}".ljust(25) + f"# forecasts what seasonal statistics miss: a season of {s.season}"
+        f"{s.span(s.season)}"
+        if s.season
+        else "seasonal_lag: 0          # no season fits the series five times over"
+    )
+    lines = [
+        f"# Sized by `seqcast-train init` for {s.path}: {s.series} series of {s.target!r} at frequency {s.freq},",
+        f"# the shortest {s.shortest} points. Check, compare and train:",
+        f"#   seqcast-train check --config {name}.yaml",
+        f"#   seqcast-train backtest --config {name}.yaml",
+        f"#   seqcast-train fit --config {name}.yaml       # exports seqcast-{name} if it beats the naive forecasts",
+        "seed_everything: 42",
+        "trainer:",
+        "  max_epochs: 40",
+        '  max_time: "00:00:10:00"',
+        "  accelerator: auto",
+        "  devices: 1",
+        "  precision: 32-true",
+        "  gradient_clip_val: 1.0",
+        "  gradient_clip_algorithm: norm",
+        "  log_every_n_steps: 10",
+        "  logger:",
+        "    class_path: lightning.pytorch.loggers.CSVLogger",
+        f"    init_args: {{save_dir: runs, name: {name}}}",
+        "checkpoint:",
+        f"  dirpath: runs/{name}/checkpoints",
+        "early_stopping:",
+        "  patience: 6",
+        "model:",
+        "  network:",
+        "    class_path: models.Forecaster",
+        "    init_args:",
+        "      config:",
+        "        cell: gru                # the better of GRU and LSTM on every built-in set",
+        "        hidden_size: 64",
+        "        num_layers: 2",
+        "        dropout: 0.1",
+        "        head_hidden: 64",
+        "        context_size: 16",
+        "        lagged_outputs: true     # each step ahead also reads the output a horizon before it",
+        f"        {seasonal}",
+        "  lr: 0.003",
+        "  weight_decay: 0.01",
+        "  schedule: cosine",
+        "  point_loss: mae",
+        f"  origin_stride: {s.origin_stride}",
+        "data:",
+        *_data_lines(s),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+FILLS = {
+    "error": "no gaps found: a later one is listed, not filled",
+    "zero": "counts: a step without a row had no event",
+    "interpolate": "a level: a missing step lies between its neighbours",
+}
+
+
+def _data_lines(s: Sizing) -> list[str]:
+    many = str(s.series > 1).lower()
+    rows = [
+        ("path", s.path, ""),
+        ("target", s.target, ""),
+        ("fill", s.fill, FILLS[str(s.fill)]),
+        ("nonnegative", str(s.nonnegative).lower(), "no forecast below zero" if s.nonnegative else ""),
+        ("calendar", f"[{', '.join(s.calendar)}]", "known ahead, varying within the season" if s.calendar else ""),
+        ("per_series_scaling", many, "each series by its own statistics" if s.series > 1 else ""),
+        ("mase_weights", many, "each series weighs in the loss as in its MASE" if s.series > 1 else ""),
+        ("input_size", s.input_size, f"what a windowed forecast reads{s.span(s.input_size)}"),
+        ("horizon", s.horizon, f"steps ahead{s.span(s.horizon)}"),
+        ("val_size", s.held_out, f"per series{s.span(s.held_out)}"),
+        ("test_size", s.held_out, f"per series, its last steps{s.span(s.held_out)}"),
+        ("chunk_length", s.chunk_length, "steps per training chunk: the warmup, then the steps trained on"),
+        ("chunk_stride", s.chunk_stride, ""),
+        ("warmup", s.warmup, "a season and a horizon read before the loss starts" if s.season else ""),
+        ("batch_size", 32, ""),
+    ]
+    return [(f"  {key}: {value}".ljust(32) + f" # {why}") if why else f"  {key}: {value}" for key, value, why in rows]
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="seqcast-train init", description="Write a training config sized from the data to standard output."
+    )
+    parser.add_argument("--data.path", dest="path", required=True, help="a CSV or Parquet file, or builtin:<name>")
+    parser.add_argument("--data.target", dest="target", default="y", help="the column to forecast (default y)")
+    parser.add_argument("--data.horizon", dest="horizon", type=int, default=None, help="steps ahead")
+    parser.add_argument("--name", default=None, help="the run's and the exported model's name (default: the file's)")
+    options = parser.parse_args(argv)
+    if options.horizon is not None and options.horizon < 1:
+        parser.error("--data.horizon must be at least 1")
+    name = options.name or Path(options.path.removeprefix("builtin:")).stem.replace("_", "-")
+    print(render(size(options.path, options.target, options.horizon), name), end="")  # noqa: T201
