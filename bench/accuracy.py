@@ -29,12 +29,12 @@ from training.datamodule import SeriesDataModule
 from training.evaluate import method_label, scored_origins
 from training.metrics import Scores, point_metrics, season_length
 
-# Each data set's shipped config, and whether its data is written by the bench (the simulated counts).
+# Each built-in data set's shipped config. A simulated set is written by the bench and gets the config that
+# `seqcast-train init` writes for it, as a user's own data would.
 CONFIGS = {
     "elecdemand": Path("configs/lstm.yaml"),
     "taylor": Path("configs/taylor.yaml"),
     "us_employment": Path("configs/us_employment.yaml"),
-    "counts": Path("configs/hourly.yaml"),
 }
 SIMULATED = {"counts": write_counts}
 STATS_FIT_WEEKS = 8  # history each statistical fit reads: long enough for weekly seasonality, quick to refit
@@ -57,12 +57,12 @@ def train(config: Path, cell: str, workdir: Path, max_minutes: float, *overrides
     return json.loads(reports[-1].read_text())
 
 
-def statistical(config: Path, **data_options: Any) -> tuple[str, Scores]:
-    """The statistical baseline's name and its forecasts at the config's test origins (its data section with
-    ``data_options`` over it), scored like the networks' reports."""
+def statistical(config: Path) -> tuple[str, Scores]:
+    """The statistical baseline's name and its forecasts at the config's test origins, scored like the
+    networks' reports."""
     from statsforecast.models import MSTL, AutoETS
 
-    data = SeriesDataModule(**{**yaml.safe_load(config.read_text())["data"], **data_options})
+    data = SeriesDataModule(**yaml.safe_load(config.read_text())["data"])
     data.setup()
     freq = str(data.features.freq)
     season, horizon, step = season_length(freq), data.horizon, fixed_step(freq)
@@ -99,6 +99,15 @@ def backtest(config: Path, cells: list[str], seeds: list[int], max_minutes: floa
     return json.loads((out / "backtest.json").read_text())
 
 
+def initialised(name: str, workdir: Path) -> Path:
+    """Writes the simulated data set ``name`` and the config `seqcast-train init` sizes for it; the config."""
+    data = SIMULATED[name](workdir / f"{name}.csv")
+    command = [sys.executable, "-m", "training.cli", "init", "--data.path", str(data), "--name", name]
+    config = workdir / f"{name}.yaml"
+    config.write_text(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    return config
+
+
 def _rows(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per method: MASE, sMAPE and MAPE (for a network, means over seeds), and for a network its MASE range over
     seeds and its mean training seconds."""
@@ -129,17 +138,16 @@ def run(datasets: list[str], cells: list[str], seeds: list[int], max_minutes: fl
     table = Table("accuracy", columns)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as workdir:
+        configs = []
         for name in datasets:
-            config, options = CONFIGS[name], {}
-            if name in SIMULATED:
-                options["path"] = str(SIMULATED[name](Path(workdir) / f"{name}.csv"))
-            overrides = [item for key, value in options.items() for item in (f"--data.{key}", value)]
+            config = CONFIGS[name] if name in CONFIGS else initialised(name, Path(workdir))
+            configs.append(f"{config.name} (by `seqcast-train init`)" if name in SIMULATED else str(config))
             progress(
                 f"accuracy: backtest of {','.join(cells)} on {name}, seeds {seeds} (at most {max_minutes:g} min each)"
             )
-            rows = _rows(backtest(config, cells, seeds, max_minutes, Path(workdir) / name, *overrides))
+            rows = _rows(backtest(config, cells, seeds, max_minutes, Path(workdir) / name))
             progress(f"accuracy: the statistical baseline at every test origin of {name}")
-            baseline, scores = statistical(config, **options)
+            baseline, scores = statistical(config)
             rows[baseline] = dict(scores)
             results[name] = rows
             for method, row in rows.items():
@@ -149,7 +157,7 @@ def run(datasets: list[str], cells: list[str], seeds: list[int], max_minutes: fl
             table.notes.append(_verdict(name, rows))
     table.notes.append(
         "Each network trained and scored by `seqcast-train backtest --folds 1 --seeds "
-        f"{','.join(map(str, seeds))}` from {', '.join(str(CONFIGS[n]) for n in datasets)}; MASE: the mean over seeds."
+        f"{','.join(map(str, seeds))}` from {', '.join(configs)}; MASE: the mean over seeds."
     )
     _plot(results, out / "accuracy.png")
     return table

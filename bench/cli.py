@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> None:
         from bench import accuracy as accuracy_bench
 
         datasets, cells = args.datasets.split(","), args.cells.split(",")
+        unknown = [name for name in datasets if name not in (*accuracy_bench.CONFIGS, *accuracy_bench.SIMULATED)]
+        if unknown:
+            parser.error(f"--datasets: unknown {unknown}; choose from elecdemand, taylor, us_employment, counts")
         seeds = [int(seed) for seed in args.seeds.split(",")]
         accuracy_bench.run(datasets, cells, seeds, args.max_minutes, args.out).show(args.out)
     elif args.command == "unseen":

@@ -145,8 +145,10 @@ class Forecaster(nn.Module):
             self.context = nn.Linear(config.hidden_size, config.horizon * config.context_size)
             head_in, out = config.context_size + config.future_dim, config.outputs_per_step
             head_in += config.hidden_size if config.lagged_outputs else 0
+            head_in += 1 if config.seasonal_lag else 0  # each step's seasonal forecast
         else:
             head_in = config.hidden_size + config.horizon * config.future_dim
+            head_in += config.horizon if config.seasonal_lag else 0
             out = config.horizon * config.outputs_per_step
         if config.head_hidden > 0:
             self.head: nn.Module = nn.Sequential(
@@ -237,18 +239,23 @@ class Forecaster(nn.Module):
     ) -> torch.Tensor:
         """Maps ``readout`` at some steps, (..., hidden) or (..., horizon, hidden), the horizon's known-ahead
         features (..., horizon, future_dim) and, with ``change_from_last`` or ``seasonal_lag``, the ``anchor``
-        at those steps to forecasts (..., horizon, outputs_per_step)."""
-        forecast = self._head(readout, future)
+        at those steps to forecasts (..., horizon, outputs_per_step). A seasonal head also reads its anchor, each
+        step's seasonal forecast: it can then learn how far to trust it, as where last week's counts were noise."""
         config = self.config
         if not (config.change_from_last or config.seasonal_lag):
-            return forecast
-        expected = forecast.shape[:-1] if config.seasonal_lag else forecast.shape[:-2]
+            return self._head(readout, future)
+        latest = readout[..., -1, :] if config.lagged_outputs else readout
+        expected = (*latest.shape[:-1], config.horizon) if config.seasonal_lag else latest.shape[:-1]
         if anchor is None or anchor.shape != expected:
             got = None if anchor is None else tuple(anchor.shape)
             raise ValueError(f"anchor must be {tuple(expected)}, what each step read forecasts changes from, got {got}")
-        return forecast + (anchor[..., None] if config.seasonal_lag else anchor[..., None, None])
+        if config.seasonal_lag:
+            return self._head(readout, future, anchor) + anchor[..., None]
+        return self._head(readout, future) + anchor[..., None, None]
 
-    def _head(self, readout: torch.Tensor, future: torch.Tensor | None) -> torch.Tensor:
+    def _head(
+        self, readout: torch.Tensor, future: torch.Tensor | None, seasonal: torch.Tensor | None = None
+    ) -> torch.Tensor:
         config = self.config
         latest = readout[..., -1, :] if config.lagged_outputs else readout
         if config.future_dim:
@@ -262,9 +269,13 @@ class Forecaster(nn.Module):
                 steps = torch.cat([steps, readout], dim=-1)  # (..., H, C + hidden)
             if future is not None and config.future_dim:
                 steps = torch.cat([steps, future], dim=-1)  # (..., H, C [+ hidden] + future_dim)
+            if seasonal is not None:
+                steps = torch.cat([steps, seasonal.unsqueeze(-1)], dim=-1)  # (..., H, ... + 1)
             return self.head(steps)  # (..., H, outputs_per_step)
         if future is not None and config.future_dim:
             latest = torch.cat([latest, future.flatten(-2)], dim=-1)  # (..., hidden + horizon * future_dim)
+        if seasonal is not None:
+            latest = torch.cat([latest, seasonal], dim=-1)  # (..., ... + horizon)
         return self.head(latest).unflatten(-1, (config.horizon, config.outputs_per_step))
 
     def forward(

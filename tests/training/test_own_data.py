@@ -1,6 +1,6 @@
 """A user's own data, end to end as the README walks it: hourly event counts exported without the hours that had
-none, checked, filled, trained from configs/hourly.yaml against the weekly naive, backtested, listed, and
-forecast over HTTP with timestamps and no negative counts."""
+none, given a config by `seqcast-train init`, checked, filled, trained against the weekly naive, backtested,
+listed, and forecast over HTTP with timestamps and no negative counts, by a session as by a window."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -20,7 +21,7 @@ from training.cli import main
 
 pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
-# configs/hourly.yaml as shipped, with a smaller network so that the test trains in seconds.
+# The config init writes, with a smaller network so that the test trains in seconds.
 QUICK = ["--model.network.init_args.config.hidden_size", "32", "--trainer.max_time", "null"]
 
 
@@ -40,7 +41,10 @@ def test_hourly_counts_with_gaps_from_check_to_a_forecast_over_http(
 ) -> None:
     frame = hourly_counts_frame()
     frame.to_csv(tmp_path / "counts.csv", index=False)
-    config = ["--config", str(ROOT / "configs" / "hourly.yaml"), "--data.path", "counts.csv", *QUICK]
+    written = _ok(_seqcast_train(tmp_path, "init", "--data.path", "counts.csv", "--name", "hourly")).stdout
+    assert "seasonal_lag: 168" in written and "fill: zero" in written
+    (tmp_path / "hourly.yaml").write_text(written)
+    config = ["--config", "hourly.yaml", *QUICK]
 
     # Refusing to fill, check and fit list the gaps of every series, with the fix, and leave no run behind. In
     # this process: they stop before anything touches the model store, and a Lightning import costs seconds.
@@ -82,11 +86,17 @@ def test_hourly_counts_with_gaps_from_check_to_a_forecast_over_http(
     row = next(line for line in listed if line.startswith(tag))
     assert " counts " in row and f"{metrics['streaming']['mase']:.4f}" in row and "seasonal_naive_168" in row
 
-    backtest = _seqcast_train(tmp_path, "backtest", *config, "--trainer.max_epochs", "1", "--folds", "2", "--out", "bt")
+    quick = ["--trainer.max_epochs", "1", "--folds", "2", "--cells", "gru", "--seeds", "1,2", "--out", "bt"]
+    backtest = _seqcast_train(tmp_path, "backtest", *config, *quick)
     _ok(backtest)
     result = json.loads((tmp_path / "bt" / "backtest.json").read_text())
-    assert set(result["mase"]) >= {"seqcast LSTM", "seqcast GRU", "seasonal naive, 168 steps (7 days)"}
+    assert set(result["mase"]) >= {"seqcast GRU", "seasonal naive, 168 steps (7 days)"}
     assert all(len(scores) == 2 for scores in result["mase"].values())
+    # Each fold's score is the mean over the seeds, which trained apart: two runs, two scores.
+    for fold, by_seed in zip(result["mase"]["seqcast GRU"], result["mase_by_seed"]["seqcast GRU"], strict=True):
+        assert len(by_seed) == 2 and by_seed[0] != by_seed[1] and fold == pytest.approx(sum(by_seed) / 2)
+    assert all(seconds > 0 for fold in result["train_seconds"]["seqcast GRU"] for seconds in fold)
+    assert "seqcast GRU: 2 seeds, MASE " in backtest.stdout
     later, earlier = (pd.Timestamp(start) for start, _ in result["windows"])
     assert later - earlier == pd.Timedelta(hours=336)  # the second window is the two weeks before the first
     assert (tmp_path / "bt" / "backtest.png").read_bytes()[:4] == b"\x89PNG"
@@ -99,22 +109,29 @@ def test_hourly_counts_with_gaps_from_check_to_a_forecast_over_http(
 def _forecast_over_http(workdir: Path, frame: pd.DataFrame, tag: str) -> None:
     site = frame[frame.unique_id == "site1"].set_index("ds").y
     grid = pd.date_range(site.index[0], site.index[-1], freq="h")
-    week = site.reindex(grid, fill_value=0).iloc[-168:]
+    weeks = site.reindex(grid, fill_value=0).iloc[-336:]  # the config's input_size: two seasons
     with bentoml_serve(workdir / "bentoml", workdir / "serve.log") as running, httpx.Client(timeout=30) as client:
-        body = {"history": week.tolist(), "start": week.index[0].isoformat(), "series": "site1"}
+        body = {"history": weeks.tolist(), "start": weeks.index[0].isoformat(), "series": "site1"}
         answer = client.post(running.url + "/forecast", json=body).json()
         assert answer["model"] == tag  # the store's only model name, served without naming it
-        expected = pd.date_range(week.index[-1] + pd.Timedelta(hours=1), periods=24, freq="h")
+        expected = pd.date_range(weeks.index[-1] + pd.Timedelta(hours=1), periods=24, freq="h")
         assert answer["timestamps"] == expected.strftime("%Y-%m-%dT%H:%M:%S").tolist()
         assert len(answer["forecast"]) == 24 and min(answer["forecast"]) >= 0
         assert answer["warnings"] is None
         # The same hours counted in thousandths: applied and flagged, not refused.
-        scaled = {**body, "history": [1000.0 * v for v in week]}
+        scaled = {**body, "history": [1000.0 * v for v in weeks]}
         flagged = client.post(running.url + "/forecast", json=scaled)
         assert flagged.status_code == 200 and flagged.json()["warnings"][0].startswith("history: ")
-        opened = client.post(running.url + "/open", json=body).json()
-        assert opened["timestamps"] == answer["timestamps"] and opened["forecast"] == answer["forecast"]
+        # A session carries the last season with its recurrent state: opened on a part, observing the rest, it
+        # forecasts what a window of the whole does.
+        opened = client.post(running.url + "/open", json={**body, "history": weeks.tolist()[:200]}).json()
         observed = client.post(
-            running.url + "/observe", json={"session_id": opened["session_id"], "seq": 168, "values": [3.0]}
+            running.url + "/observe",
+            json={"session_id": opened["session_id"], "seq": 200, "values": weeks.tolist()[200:]},
         ).json()
-        assert observed["timestamps"][0] == answer["timestamps"][1]  # one hour on
+        assert observed["timestamps"] == answer["timestamps"]
+        np.testing.assert_allclose(observed["forecast"], answer["forecast"], rtol=1e-4, atol=1e-4)
+        more = client.post(
+            running.url + "/observe", json={"session_id": opened["session_id"], "seq": 336, "values": [3.0]}
+        ).json()
+        assert more["timestamps"][0] == answer["timestamps"][1]  # one hour on

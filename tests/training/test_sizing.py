@@ -1,0 +1,55 @@
+"""`seqcast-train init`: a config sized from what the data shows, which fit then reads as it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import hourly_counts_frame
+from training.data import DataError
+from training.sizing import render, size
+
+
+def _monthly(path: Path, months: int) -> str:
+    rng = np.random.default_rng(0)
+    y = 100 + np.arange(months) + 5 * np.sin(np.arange(months) * np.pi / 6) + rng.normal(0, 1, months)
+    pd.DataFrame({"ds": pd.date_range("1990-01-01", periods=months, freq="MS"), "y": y}).to_csv(path, index=False)
+    return str(path)
+
+
+def test_hourly_counts_with_gaps_get_a_weekly_season_a_day_ahead_and_zero_fill(tmp_path: Path) -> None:
+    hourly_counts_frame().to_csv(tmp_path / "counts.csv", index=False)
+    sizing = size(str(tmp_path / "counts.csv"))
+    assert (sizing.freq, sizing.season, sizing.horizon) == ("h", 168, 24)
+    assert sizing.fill == "zero" and sizing.nonnegative and sizing.series == 3
+    assert sizing.warmup >= sizing.season and sizing.input_size >= sizing.season
+    config = yaml.safe_load(render(sizing, "counts"))
+    data = config["data"]
+    assert data["calendar"] == ["time_of_day", "day_of_week"]
+    assert data["per_series_scaling"] and data["mase_weights"]
+    assert config["model"]["network"]["init_args"]["config"]["seasonal_lag"] == 168
+    # What the data module needs fits the shortest series.
+    needed = data["val_size"] + data["test_size"] + max(data["chunk_length"], data["input_size"]) + data["horizon"]
+    assert needed <= sizing.shortest
+
+
+def test_monthly_levels_get_a_yearly_season_and_no_calendar(tmp_path: Path) -> None:
+    sizing = size(_monthly(tmp_path / "monthly.csv", 300))
+    assert (sizing.season, sizing.horizon, sizing.fill, sizing.calendar) == (12, 12, "error", [])
+    assert sizing.series == 1 and not yaml.safe_load(render(sizing, "m"))["data"]["per_series_scaling"]
+
+
+def test_a_season_the_series_cannot_hold_five_times_is_left_out(tmp_path: Path) -> None:
+    sizing = size(_monthly(tmp_path / "monthly.csv", 300), horizon=3)
+    assert sizing.season == 12
+    short = size(_monthly(tmp_path / "short.csv", 55), horizon=3)
+    assert short.season == 0 and short.warmup == 3  # 55 months hold four years and a half
+
+
+def test_series_too_short_for_any_config_are_refused_with_what_they_need(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"the shortest series has 20 points; a config for 12 steps ahead needs"):
+        size(_monthly(tmp_path / "tiny.csv", 20))
