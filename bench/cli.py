@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     accuracy.add_argument("--cells", default="lstm,gru")
     accuracy.add_argument("--seeds", default="1,2,3", help="comma-separated seeds, one training run each")
-    accuracy.add_argument("--max-minutes", type=float, default=8.0, help="training time limit per network")
+    accuracy.add_argument("--max-minutes", type=float, default=8.0, help="training time limit per run")
     unseen = commands.add_parser("unseen", help="test MASE on series held out of training, scaled by their history")
     unseen.add_argument("--config", type=Path, default=Path("configs/us_employment.yaml"))
     unseen.add_argument("--max-minutes", type=float, default=12.0, help="training time limit")
@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> None:
         from bench import accuracy as accuracy_bench
 
         datasets, cells = args.datasets.split(","), args.cells.split(",")
-        unknown = [name for name in datasets if name not in (*accuracy_bench.CONFIGS, *accuracy_bench.SIMULATED)]
-        if unknown:
-            parser.error(f"--datasets: unknown {unknown}; choose from elecdemand, taylor, us_employment, counts")
+        known = (*accuracy_bench.CONFIGS, *accuracy_bench.SIMULATED)
+        if set(datasets) - set(known):
+            parser.error(f"--datasets: unknown {sorted(set(datasets) - set(known))}; choose from {', '.join(known)}")
         seeds = [int(seed) for seed in args.seeds.split(",")]
         accuracy_bench.run(datasets, cells, seeds, args.max_minutes, args.out).show(args.out)
     elif args.command == "unseen":

@@ -316,7 +316,7 @@ class Engine:
         self, request: Checked, inputs: np.ndarray, future: np.ndarray, next_time: int, out_of_range: bool, far: bool
     ) -> Prepared | Rejection:
         if not out_of_range:
-            warnings = self._warnings(request, inputs, future) if far else ()
+            warnings = (self._warnings(request, inputs, future) if far else ()) + self._short_of_season(request)
             return Prepared(
                 inputs, future, next_time, request.series, request.scaling, request.target, request.past, warnings
             )
@@ -327,6 +327,17 @@ class Engine:
         except RejectedRequest as rejected:
             return rejected.rejection
         raise RuntimeError("a request was flagged out of range, yet none of its values is")
+
+    def _short_of_season(self, request: Checked) -> tuple[str, ...]:
+        """A history too short for a seasonal model's season and one step: the forecast reads zeros (the
+        training mean) for the values a season before it, applied all the same."""
+        season, n = self.config.seasonal_lag, len(request.target)
+        if request.field != "history" or not season or n > season:
+            return ()
+        return (
+            f"history: {n} values, fewer than the model's season and one step ({season + 1}): the forecast reads "
+            "the mean for the values before them; send more history for a seasonal forecast",
+        )
 
     def _warnings(self, request: Checked, inputs: np.ndarray, future: np.ndarray) -> tuple[str, ...]:
         """What lies far outside the training data, field by field: flagged in the answer, never refused."""

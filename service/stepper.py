@@ -47,6 +47,12 @@ class Stepper:
         problem = self.tail_misfit(record)
         if problem is not None:
             return problem
+        season, rows = self.engine.config.seasonal_lag, len(record.tail)
+        if rows < season and rows < record.seq:  # a tail of the whole history rebuilds it exactly, however short
+            return (
+                f"it kept its last {rows} inputs, under the model's season of {season}, from which the season "
+                "would be rebuilt with zeros"
+            )
         if not np.isfinite(record.tail).all():
             return "its kept inputs are not all finite"
         first = record.next_time - self.engine.step_ns * len(record.tail)

@@ -106,13 +106,15 @@ class SeqcastCLI(LightningCLI):
         season, data = self.model.network.config.seasonal_lag, self.datamodule
         if not season:
             return
-        short = [
-            f"data.{name} is {getattr(data, name)}" for name in ("warmup", "input_size") if getattr(data, name) < season
-        ]
+        # The loss starts at step warmup, which has a season before it; a window's last step needs a season and
+        # one step, its change from a season before.
+        short = [f"data.warmup is {data.warmup}"] if data.warmup < season else []
+        short += [f"data.input_size is {data.input_size}"] if data.input_size <= season else []
         if short:
             sys.exit(
-                f"{' and '.join(short)}, under a season: model.network.init_args.config.seasonal_lag is {season}, "
-                "and the forecasts before a season is read would be changes from zeros; set each to at least it"
+                f"{' and '.join(short)}: model.network.init_args.config.seasonal_lag is {season}, and forecasts read "
+                f"before a season would be changes from zeros; set warmup to at least {season} and input_size to "
+                f"at least {season + 1}"
             )
         from training.seasonal import seasonal_carry
 

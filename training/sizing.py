@@ -14,6 +14,7 @@ The rules (each value's reason is written beside it in the config):
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class Sizing:
     freq: str
     series: int
     shortest: int
+    folds: int  # backtest folds the shortest series holds, up to backtest's default of 3
     season: int  # 0: none fits
     horizon: int
     input_size: int
@@ -82,7 +84,7 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         if step == pd.Timedelta(days=1)
         else ""
     )
-    chosen = horizon or (season_length(freq) if season_length(freq) > 1 else 12)  # else a year of weeks, say
+    chosen = horizon or (season_length(freq) if season_length(freq) > 1 else 12)  # 12 steps where no season is known
     for season in [*sorted(naive_seasons(freq), reverse=True), 0]:  # the longest first; 0: none
         if season and (season < chosen or shortest < SEASONS_PER_SERIES * season):
             continue
@@ -103,6 +105,7 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         freq=freq,
         series=len(checked.series),
         shortest=shortest,
+        folds=min(3, 1 + (shortest - needed) // held_out),  # each further fold ends a test part earlier
         season=season,
         horizon=chosen,
         input_size=window,
@@ -128,7 +131,7 @@ def render(sizing: Sizing, name: str) -> str:
         f"# Sized by `seqcast-train init` for {s.path}: {s.series} series of {s.target!r} at frequency {s.freq},",
         f"# the shortest {s.shortest} points. Check, compare and train:",
         f"#   seqcast-train check --config {name}.yaml",
-        f"#   seqcast-train backtest --config {name}.yaml",
+        f"#   seqcast-train backtest --config {name}.yaml" + ("" if s.folds == 3 else f" --folds {s.folds}"),
         f"#   seqcast-train fit --config {name}.yaml       # exports seqcast-{name} if it beats the naive forecasts",
         "seed_everything: 42",
         "trainer:",
@@ -181,8 +184,8 @@ FILLS = {
 def _data_lines(s: Sizing) -> list[str]:
     many = str(s.series > 1).lower()
     rows = [
-        ("path", s.path, ""),
-        ("target", s.target, ""),
+        ("path", json.dumps(s.path), ""),  # quoted: a path or a name may hold what YAML reads otherwise
+        ("target", json.dumps(s.target), ""),
         ("fill", s.fill, FILLS[str(s.fill)]),
         ("nonnegative", str(s.nonnegative).lower(), "no forecast below zero" if s.nonnegative else ""),
         ("calendar", f"[{', '.join(s.calendar)}]", "known ahead, varying within the season" if s.calendar else ""),

@@ -265,3 +265,21 @@ def test_a_nonnegative_target_clips_the_answer_and_never_the_state() -> None:
     assert (runs[0].forecasts < 0).any()
     np.testing.assert_array_equal(runs[1].forecasts, np.maximum(runs[0].forecasts, 0))
     np.testing.assert_array_equal(runs[1].states, runs[0].states)
+
+
+def test_a_history_shorter_than_the_season_is_forecast_and_flagged() -> None:
+    engine = make_engine(seasonal_lag=12)
+    start = pd.Timestamp("2024-05-03").to_pydatetime()
+
+    def warnings(n: int) -> tuple[str, ...]:
+        return engine.prepare(engine.check_history([10.0] * n, [[0.0, 0.0]] * n, start, [[15.0]] * 6)).warnings
+
+    assert warnings(12) == (
+        "history: 12 values, fewer than the model's season and one step (13): the forecast reads the mean for the "
+        "values before them; send more history for a seasonal forecast",
+    )
+    assert warnings(13) == ()
+    assert (
+        make_engine().prepare(make_engine().check_history([10.0] * 3, [[0.0, 0.0]] * 3, start, [[1.0]] * 6)).warnings
+        == ()
+    )

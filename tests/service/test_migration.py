@@ -237,3 +237,28 @@ def test_a_kept_tail_that_does_not_fit_the_model_is_refused_alone() -> None:
                 assert "kept inputs" in refused.error
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("tail", "opened", "rebuilt"), [(8, 20, False), (64, 20, True), (8, 8, True)])
+def test_a_seasonal_model_rebuilds_a_session_only_from_a_tail_that_holds_its_season(
+    tail: int, opened: int, rebuilt: bool
+) -> None:
+    """A tail shorter than the season, cut from a longer history, would leave zeros where the season was; a tail
+    that is the whole history rebuilds it exactly however short."""
+    store = MemoryStore(ttl_s=60, max_sessions=10)
+    old, new = make_engine(), make_engine(seasonal_lag=12)
+    old.tag, new.tag = OLD, NEW
+    values, covariates = series_values(30)
+
+    async def scenario() -> None:
+        session = await open_session(Sessions(old, store, tail_length=tail), values[:opened], covariates[:opened])
+        [answer] = await Sessions(new, store, tail_length=tail).observe(
+            [observe(session, opened, values[opened : opened + 1], covariates[opened : opened + 1])]
+        )
+        if rebuilt:
+            assert isinstance(answer, SessionResponse) and answer.model == NEW, answer
+        else:
+            assert isinstance(answer, Rejection) and answer.reason == Reason.STALE_SESSION, answer
+            assert "under the model's season of 12" in answer.error
+
+    asyncio.run(scenario())

@@ -22,7 +22,7 @@ def _monthly(path: Path, months: int) -> str:
 
 
 def test_hourly_counts_with_gaps_get_a_weekly_season_a_day_ahead_and_zero_fill(tmp_path: Path) -> None:
-    hourly_counts_frame().to_csv(tmp_path / "counts.csv", index=False)
+    hourly_counts_frame(days=70).to_csv(tmp_path / "counts.csv", index=False)  # ten weeks: two backtest folds
     sizing = size(str(tmp_path / "counts.csv"))
     assert (sizing.freq, sizing.season, sizing.horizon) == ("h", 168, 24)
     assert sizing.fill == "zero" and sizing.nonnegative and sizing.series == 3
@@ -32,15 +32,24 @@ def test_hourly_counts_with_gaps_get_a_weekly_season_a_day_ahead_and_zero_fill(t
     assert data["calendar"] == ["time_of_day", "day_of_week"]
     assert data["per_series_scaling"] and data["mase_weights"]
     assert config["model"]["network"]["init_args"]["config"]["seasonal_lag"] == 168
-    # What the data module needs fits the shortest series.
+    # What the data module needs fits the shortest series, and so do the backtest folds the header names.
     needed = data["val_size"] + data["test_size"] + max(data["chunk_length"], data["input_size"]) + data["horizon"]
-    assert needed <= sizing.shortest
+    assert needed + (sizing.folds - 1) * data["test_size"] <= sizing.shortest and sizing.folds == 2
+    assert "backtest --config counts.yaml --folds 2\n" in render(sizing, "counts")
 
 
 def test_monthly_levels_get_a_yearly_season_and_no_calendar(tmp_path: Path) -> None:
     sizing = size(_monthly(tmp_path / "monthly.csv", 300))
     assert (sizing.season, sizing.horizon, sizing.fill, sizing.calendar) == (12, 12, "error", [])
     assert sizing.series == 1 and not yaml.safe_load(render(sizing, "m"))["data"]["per_series_scaling"]
+    assert sizing.folds == 3 and "--folds" not in render(sizing, "m")
+
+
+def test_names_yaml_would_misread_are_written_quoted(tmp_path: Path) -> None:
+    frame = pd.read_csv(_monthly(tmp_path / "a: b.csv", 300)).rename(columns={"y": "yes"})
+    frame.to_csv(tmp_path / "a: b.csv", index=False)
+    data = yaml.safe_load(render(size(str(tmp_path / "a: b.csv"), "yes"), "m"))["data"]
+    assert (data["path"], data["target"]) == (str(tmp_path / "a: b.csv"), "yes")
 
 
 def test_a_season_the_series_cannot_hold_five_times_is_left_out(tmp_path: Path) -> None:
