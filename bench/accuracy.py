@@ -172,7 +172,8 @@ def _verdict(name: str, rows: dict[str, dict[str, Any]]) -> str:
     worst = rows[best]["range"][1]
 
     def versus(other: str) -> str:
-        return f"{1 - rows[best]['mase'] / rows[other]['mase']:+.0%} against {other} ({rows[other]['mase']:.3f})"
+        ratio = rows[best]["mase"] / rows[other]["mase"]
+        return f"{abs(1 - ratio):.0%} {'below' if ratio < 1 else 'above'} {other} ({rows[other]['mase']:.3f})"
 
     scored = f"{name}: best {best}, MASE {rows[best]['mase']:.3f} (worst seed {worst:.3f})"
     return f"{scored}: {versus(naive)}, {versus(stats)}."
