@@ -86,14 +86,13 @@ def statistical(config: Path) -> tuple[str, Scores]:
     return name, point_metrics(np.concatenate(actual), np.stack(forecast), np.asarray(scale))
 
 
-def backtest(config: Path, cells: list[str], seeds: list[int], max_minutes: float, out: Path, *overrides: str) -> Any:
+def backtest(config: Path, cells: list[str], seeds: list[int], max_minutes: float, out: Path) -> Any:
     """``seqcast-train backtest`` of ``cells`` on the config's own test window, once per seed; its result."""
     command = [
         *(sys.executable, "-m", "training.cli", "backtest", "--config", str(config), "--folds", "1"),
         *("--cells", ",".join(cells), "--seeds", ",".join(map(str, seeds)), "--out", str(out)),
         *("--trainer.max_time", f"00:00:{int(max_minutes):02d}:{int(max_minutes % 1 * 60):02d}"),
         *("--trainer.enable_progress_bar", "false"),
-        *overrides,
     ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return json.loads((out / "backtest.json").read_text())

@@ -185,6 +185,7 @@ class Forecaster(nn.Module):
         """A state's recurrent tensors (None for a fresh state), its lagged outputs (horizon, B, hidden) and its
         last season and one step of targets (B, seasonal_lag + 1), zeros where the state is fresh or the config
         carries none."""
+        fresh = state is None
         state = self.zero_state(batch_size) if state is None else state
         recurrent = 2 if self.config.cell == "lstm" else 1
         rows = state_rows(self.config)
@@ -193,7 +194,7 @@ class Forecaster(nn.Module):
         if self.config.seasonal_lag:
             packed = state[-1].transpose(0, 1).reshape(batch_size, rows[-1] * self.config.hidden_size)
             season = packed[:, : self.config.seasonal_lag + 1]
-        return state[:recurrent], carried, season
+        return None if fresh else state[:recurrent], carried, season
 
     def _with_season(self, state: State, season: torch.Tensor) -> State:
         """``state`` with the last season and one step of targets (B, seasonal_lag + 1) appended, packed hidden_size
@@ -284,14 +285,19 @@ class Forecaster(nn.Module):
         """Forecast from the last step; future: (B, horizon, future_dim) when the model has future features."""
         with _single_step_kernels(x.shape[1] == 1):
             outputs, new_state = self.encode(x, state)
-            return self._decode_last(outputs[:, -1], x[:, -1, 0], new_state, future), new_state
+            _, recent, season = self._parts(new_state, len(x))
+            return self._decode_last(outputs[:, -1], x[:, -1, 0], recent, season, future), new_state
 
     def _decode_last(
-        self, last_output: torch.Tensor, last_target: torch.Tensor, new_state: State, future: torch.Tensor | None
+        self,
+        last_output: torch.Tensor,
+        last_target: torch.Tensor,
+        recent: torch.Tensor,
+        season: torch.Tensor,
+        future: torch.Tensor | None,
     ) -> torch.Tensor:
-        """The forecast from a sequence's last step, given its top-layer output and scaled target there and the
-        state after it."""
-        _, recent, season = self._parts(new_state, len(last_output))
+        """The forecast from a sequence's last step, given its top-layer output and scaled target there, and the
+        lagged outputs and season that the state after it carries (see _parts)."""
         # The lagged outputs ending at the last step are exactly what the new state carries.
         readout = recent.transpose(0, 1) if self.config.lagged_outputs else last_output
         if not self.config.seasonal_lag:
@@ -338,12 +344,15 @@ class Forecaster(nn.Module):
                 outputs = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)[0]  # (B, max T_i, hidden)
             horizon, rows = self.config.horizon, torch.arange(len(sequences)).unsqueeze(1)
             joined = torch.cat([carried.transpose(0, 1), outputs], dim=1)  # (B, horizon + max T_i, hidden)
-            recent = joined[rows, lengths.unsqueeze(1) + torch.arange(horizon)]  # each one's last horizon
-            new_state = (*new_state, recent.transpose(0, 1))
+            # (horizon, B, hidden): each sequence's last horizon outputs
+            recent = joined[rows, lengths.unsqueeze(1) + torch.arange(horizon)].transpose(0, 1)
+            new_state = (*new_state, recent)
+        else:
+            recent = carried  # empty: the config carries no lagged outputs
         new_state = self._with_season(new_state, season)
         # The final hidden state is taken at each sequence's own length (packing sees to that), and the top
         # layer's final hidden state is that step's output.
-        return self._decode_last(new_state[0][-1], last, new_state, future), new_state
+        return self._decode_last(new_state[0][-1], last, recent, season, future), new_state
 
     def zero_state(self, batch_size: int) -> State:
         param = next(self.parameters())

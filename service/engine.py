@@ -329,8 +329,8 @@ class Engine:
         raise RuntimeError("a request was flagged out of range, yet none of its values is")
 
     def _short_of_season(self, request: Checked) -> tuple[str, ...]:
-        """A history too short for a seasonal model's season and one step: the forecast reads zeros (the
-        training mean) for the values a season before it, applied all the same."""
+        """A history too short for a seasonal model's season and one step: the forecast reads zeros (the mean it
+        is scaled by) for the values a season before it, applied all the same."""
         season, n = self.config.seasonal_lag, len(request.target)
         if request.field != "history" or not season or n > season:
             return ()

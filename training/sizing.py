@@ -26,7 +26,6 @@ from training.data import DataError, FillPolicy, check_series, read_frame
 from training.evaluate import duration
 from training.metrics import naive_seasons, season_length
 
-CALENDAR = {"intraday": ["time_of_day", "day_of_week"], "daily": ["day_of_week", "day_of_year"]}
 SEASONS_PER_SERIES = 5  # the shortest series must hold this many seasons
 
 
@@ -61,13 +60,23 @@ class Sizing:
         return f" ({duration(step * steps)})" if step is not None else ""
 
 
+def _calendar(freq: str) -> list[str]:
+    """Calendar features that vary within the season: for intraday steps, time of day and day of week; for
+    daily, day of week and of year; none for calendar steps (months, quarters)."""
+    step, day = fixed_step(freq), pd.Timedelta(days=1)
+    if step is not None and step < day:
+        return ["time_of_day", "day_of_week"]
+    return ["day_of_week", "day_of_year"] if step == day else []
+
+
 def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
     """Reads the data and sizes a config for it; raises DataError where the data is too short for any."""
     frame = read_frame(path)
     if target not in frame.columns:
         raise DataError(f"data.target: no column {target!r} (columns: {list(frame.columns)})")
     values = frame[target].dropna().to_numpy(float)
-    counts = bool(len(values)) and bool((values >= 0).all() and (values == np.round(values)).all())
+    nonnegative = bool(len(values)) and bool((values >= 0).all())
+    counts = nonnegative and bool((values == np.round(values)).all())
     fill: FillPolicy
     try:
         check_series(frame, target, (), "error")
@@ -76,14 +85,6 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         fill = "zero" if counts else "interpolate"
     checked = check_series(frame, target, (), fill)
     freq, shortest = checked.freq, min(len(s) for s in checked.series)
-    step = fixed_step(freq)
-    kind = (
-        "intraday"
-        if step is not None and step < pd.Timedelta(days=1)
-        else "daily"
-        if step == pd.Timedelta(days=1)
-        else ""
-    )
     chosen = horizon or (season_length(freq) if season_length(freq) > 1 else 12)  # 12 steps where no season is known
     for season in [*sorted(naive_seasons(freq), reverse=True), 0]:  # the longest first; 0: none
         if season and (season < chosen or shortest < SEASONS_PER_SERIES * season):
@@ -112,9 +113,9 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         warmup=warmup,
         chunk_length=chunk,
         held_out=held_out,
-        calendar=CALENDAR.get(kind, []),
+        calendar=_calendar(freq),
         fill=fill,
-        nonnegative=bool(len(values)) and bool((values >= 0).all()),
+        nonnegative=nonnegative,
     )
 
 
