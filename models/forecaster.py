@@ -57,6 +57,15 @@ class ForecasterConfig:
     # with the season as observed rather than smoothed). The state carries the last season and one step of
     # targets.
     seasonal_lag: int = 0
+    # With seasonal_lag: seasons (each at most seasonal_lag; a day and a week of half-hours are [48, 336]) whose
+    # usual step-to-step changes are learnt by exponential smoothing, one profile of changes per season, each
+    # fitting what the longer ones leave. The head's anchor is then the last value plus the smoothed changes
+    # of the steps ahead, Holt-Winters' double-seasonal smoothing (Taylor, 2003) in changes: last season's
+    # values, one noisy observation each, no longer set the forecast. Each season's rate (``season_rates``) is
+    # fitted to the training data before training and kept; a season's first rounds are averaged, so a fresh
+    # state is usable after one season. The head starts at zero, so training starts at the statistical
+    # forecast. The state also carries the profiles and a count of steps read.
+    smoothed_seasons: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.cell not in ("lstm", "gru", "rnn"):
@@ -74,6 +83,17 @@ class ForecasterConfig:
             )
         if self.seasonal_lag and self.change_from_last:
             raise ValueError("change_from_last and seasonal_lag each set what the head adds to; choose one")
+        object.__setattr__(self, "smoothed_seasons", tuple(int(m) for m in self.smoothed_seasons))
+        if self.smoothed_seasons and (
+            not self.seasonal_lag
+            or list(self.smoothed_seasons) != sorted(set(self.smoothed_seasons))
+            or self.smoothed_seasons[0] < self.horizon
+            or self.smoothed_seasons[-1] > self.seasonal_lag
+        ):
+            raise ValueError(
+                f"smoothed_seasons must be increasing seasons from the horizon ({self.horizon}) to seasonal_lag "
+                f"({self.seasonal_lag}), and need seasonal_lag; got {list(self.smoothed_seasons)}"
+            )
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.nonlinearity == "relu" and self.cell != "rnn":
@@ -98,9 +118,21 @@ class ForecasterConfig:
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["quantiles"] = list(self.quantiles)
+        # Left out when unused, so that a model without them stays readable by versions before the fields.
         if not self.seasonal_lag:
-            del data["seasonal_lag"]  # so that a model without one stays readable by versions before the field
+            del data["seasonal_lag"]
+        data["smoothed_seasons"] = list(self.smoothed_seasons)
+        if not self.smoothed_seasons:
+            del data["smoothed_seasons"]
         return data
+
+    @property
+    def seasonal_width(self) -> int:
+        """How many values a state carries for the seasonal parts: the last season and one step of targets, then
+        with ``smoothed_seasons`` each season's profile of changes and the count of steps read."""
+        if not self.seasonal_lag:
+            return 0
+        return self.seasonal_lag + 1 + (sum(self.smoothed_seasons) + 1 if self.smoothed_seasons else 0)
 
 
 def _build_rnn(config: ForecasterConfig) -> nn.LSTM | nn.GRU | nn.RNN:
@@ -150,14 +182,18 @@ class Forecaster(nn.Module):
             head_in = config.hidden_size + config.horizon * config.future_dim
             head_in += config.horizon if config.seasonal_lag else 0
             out = config.horizon * config.outputs_per_step
+        last = nn.Linear(config.head_hidden or head_in, out)
         if config.head_hidden > 0:
-            self.head: nn.Module = nn.Sequential(
-                nn.Linear(head_in, config.head_hidden), nn.GELU(), nn.Linear(config.head_hidden, out)
-            )
+            self.head: nn.Module = nn.Sequential(nn.Linear(head_in, config.head_hidden), nn.GELU(), last)
         else:
-            self.head = nn.Linear(head_in, out)
-        if config.seasonal_lag:
+            self.head = last
+        if config.seasonal_lag and not config.smoothed_seasons:
             self.seasonal_carry = nn.Parameter(torch.zeros(config.horizon))
+        if config.smoothed_seasons:
+            self.season_rates: torch.Tensor
+            self.register_buffer("season_rates", torch.full((len(config.smoothed_seasons),), 0.2))
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def encode(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Runs the recurrence; returns every step's top-layer output (B, T, hidden) and the new state."""
@@ -165,7 +201,7 @@ class Forecaster(nn.Module):
             raise ValueError(f"x must be (batch, seq_len, {self.config.input_dim}), got {tuple(x.shape)}")
         rnn_state, carried, season = self._parts(state, x.shape[0])
         if self.config.seasonal_lag:
-            x, season = with_seasonal_change(x, season)
+            x, season = self._read_season(x, season)
         outputs, new_state = self._recur(x, rnn_state)
         if self.config.lagged_outputs:
             horizon = self.config.horizon
@@ -183,8 +219,8 @@ class Forecaster(nn.Module):
 
     def _parts(self, state: State | None, batch_size: int) -> tuple[State | None, torch.Tensor, torch.Tensor]:
         """A state's recurrent tensors (None for a fresh state), its lagged outputs (horizon, B, hidden) and its
-        last season and one step of targets (B, seasonal_lag + 1), zeros where the state is fresh or the config
-        carries none."""
+        seasonal parts (B, seasonal_width; see ForecasterConfig.seasonal_width), zeros where the state is fresh
+        or the config carries none."""
         fresh = state is None
         state = self.zero_state(batch_size) if state is None else state
         recurrent = 2 if self.config.cell == "lstm" else 1
@@ -193,12 +229,11 @@ class Forecaster(nn.Module):
         season = state[0].new_zeros(batch_size, 0)
         if self.config.seasonal_lag:
             packed = state[-1].transpose(0, 1).reshape(batch_size, rows[-1] * self.config.hidden_size)
-            season = packed[:, : self.config.seasonal_lag + 1]
+            season = packed[:, : self.config.seasonal_width]
         return None if fresh else state[:recurrent], carried, season
 
     def _with_season(self, state: State, season: torch.Tensor) -> State:
-        """``state`` with the last season and one step of targets (B, seasonal_lag + 1) appended, packed hidden_size
-        to a row."""
+        """``state`` with its seasonal parts (B, seasonal_width) appended, packed hidden_size to a row."""
         if not self.config.seasonal_lag:
             return state
         rows = state_rows(self.config)[-1]
@@ -214,11 +249,82 @@ class Forecaster(nn.Module):
         if not self.config.seasonal_lag:
             return None
         _, _, season = self._parts(state, x.shape[0])
+        if self.config.smoothed_seasons:
+            return self._smooth(x[..., 0], season, record=True)[0]
         m, steps = self.config.seasonal_lag, x.shape[1]
         targets = torch.cat([season, x[..., 0]], dim=1)  # (B, m + 1 + T): step t's target at m + 1 + t
         # Horizon step k (from 1) of origin t is a season after step t + k - m, at index t + k + 1.
         before = targets[:, 2:].unfold(1, self.config.horizon, 1)[:, :steps]
         return self._seasonal_forecast(before, targets[:, m + 1 :] - targets[:, 1 : steps + 1])
+
+    def _read_season(
+        self, x: torch.Tensor, season: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (B, T, D) with each step's change from a season before appended, and the seasonal parts after
+        it (at each sequence's own length where ``lengths`` says how many steps are real)."""
+        m = self.config.seasonal_lag
+        x_read, targets = with_seasonal_change(x, season[:, : m + 1], lengths)
+        if not self.config.smoothed_seasons:
+            return x_read, targets
+        _, profiles, count = self._smooth(x[..., 0], season, lengths)
+        return x_read, torch.cat([targets, profiles, count.unsqueeze(1)], dim=1)
+
+    @torch.no_grad()
+    def _smooth(
+        self, targets: torch.Tensor, season: torch.Tensor, lengths: torch.Tensor | None = None, record: bool = False
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Reads scaled ``targets`` (B, T) into the smoothed profiles of changes that ``season`` carries (see
+        ``smoothed_seasons``). Returns each step's smoothed forecast (B, T, horizon) if ``record``, and the
+        profiles (B, sum of seasons) and count of steps read (B,) after each sequence's last real step.
+
+        A step's change updates the longest season's slot first, then each shorter one with what the longer
+        ones still miss: in a slot's first round the longest season takes each change as it is, so one round
+        of a season that repeats exactly forecasts it exactly. A profile is carried in the order of the steps
+        ahead, slot 0 the next step's.
+        """
+        m, seasons, (batch, steps) = self.config.seasonal_lag, self.config.smoothed_seasons, targets.shape
+        previous, count = season[:, m], season[:, -1]
+        before = count.unsqueeze(1) + torch.arange(steps, device=targets.device)  # (B, T) steps read before each
+        changes = targets - torch.cat([previous.unsqueeze(1), targets[:, :-1]], dim=1)
+        # Until a slot has seen 1 / rate rounds of its season, it averages them; a fresh state's first target has
+        # no change to learn from.
+        rates = [
+            torch.where(before > 0, torch.maximum(rate, 1 / torch.ceil(before.clamp(min=1) / length)), 0.0)
+            for rate, length in zip(self.season_rates, seasons, strict=True)
+        ]
+        # by_step[i][:, s] is season i's slot for step s as last updated before it, a season earlier (or as
+        # carried in, for s below the season): what every origin from s - season to s - 1 reads for step s.
+        by_step = [
+            torch.cat([start, start.new_zeros(batch, steps)], dim=1)
+            for start in season[:, m + 1 : -1].split(seasons, dim=1)
+        ]
+        for t in range(steps):
+            slots = [values[:, t] for values in by_step]
+            for i in reversed(range(len(seasons))):
+                slots[i] = slots[i] + rates[i][:, t] * (changes[:, t] - sum(slots))
+                by_step[i][:, seasons[i] + t] = slots[i]
+        # A row's steps past its own length are computed too, but never read for it.
+        read = torch.full((batch,), steps, device=targets.device) if lengths is None else lengths.to(targets.device)
+        rows = torch.arange(batch, device=targets.device).unsqueeze(1)
+        offsets = [torch.arange(length, device=targets.device) for length in seasons]
+        profiles = [values[rows, read.unsqueeze(1) + offset] for values, offset in zip(by_step, offsets, strict=True)]
+        recorded = None
+        if record:
+            horizon = self.config.horizon  # at most the shortest season, so each step ahead is read as updated
+            ahead = sum(values[:, 1 : steps + horizon].unfold(1, horizon, 1) for values in by_step)  # (B, T, H)
+            recorded = targets.unsqueeze(-1) + torch.cumsum(ahead, dim=-1)  # type: ignore[arg-type]
+        return recorded, torch.cat(profiles, dim=1), (count + read).clamp(max=_COUNT_CAP)
+
+    def smoothed_forecasts(self, targets: torch.Tensor) -> torch.Tensor:
+        """(B, T, horizon): the smoothed forecast (see ``smoothed_seasons``) at every step of scaled ``targets``
+        (B, T) read from a fresh state, as the head's anchor would be."""
+        return self._smooth(targets, self._parts(None, targets.shape[0])[2], record=True)[0]  # type: ignore[return-value]
+
+    def _smoothed_forecast(self, last: torch.Tensor, profiles: list[torch.Tensor]) -> torch.Tensor:
+        """(B, horizon): the last target (B,) plus the smoothed changes of the steps ahead."""
+        ahead = torch.arange(self.config.horizon, device=last.device)
+        changes = sum(p[:, ahead % length] for p, length in zip(profiles, self.config.smoothed_seasons, strict=True))
+        return last.unsqueeze(1) + torch.cumsum(changes, dim=1)  # type: ignore[arg-type]
 
     def _seasonal_forecast(self, before: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
         """(..., horizon): the values a season before each horizon step (..., horizon), plus the latest change
@@ -302,6 +408,10 @@ class Forecaster(nn.Module):
         readout = recent.transpose(0, 1) if self.config.lagged_outputs else last_output
         if not self.config.seasonal_lag:
             return self.decode(readout, future, last_target)
+        if self.config.smoothed_seasons:
+            m, seasons = self.config.seasonal_lag, self.config.smoothed_seasons
+            profiles = list(season[:, m + 1 : -1].split(seasons, dim=1))
+            return self.decode(readout, future, self._smoothed_forecast(season[:, m], profiles))
         # The season holds targets t - m to t: step k's value a season before is at k, the latest change is
         # the last less the first.
         anchor = self._seasonal_forecast(season[:, 1 : self.config.horizon + 1], season[:, -1] - season[:, 0])
@@ -330,13 +440,13 @@ class Forecaster(nn.Module):
             stacked = torch.stack(sequences)  # (B, T, input_dim)
             last = stacked[:, -1, 0]
             if self.config.seasonal_lag:
-                stacked, season = with_seasonal_change(stacked, season)
+                stacked, season = self._read_season(stacked, season)
             outputs, new_state = self._recur(stacked, rnn_state)
         else:
             padded = nn.utils.rnn.pad_sequence(sequences, batch_first=True)  # (B, max T_i, input_dim)
             last = padded[torch.arange(len(sequences)), lengths - 1, 0]
             if self.config.seasonal_lag:
-                padded, season = with_seasonal_change(padded, season, lengths)
+                padded, season = self._read_season(padded, season, lengths)
             packed = nn.utils.rnn.pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
             outputs, new_state = self._recur(packed, rnn_state)
         if self.config.lagged_outputs:
@@ -378,6 +488,11 @@ def with_seasonal_change(
     return torch.cat([x, change.unsqueeze(-1)], dim=-1), after
 
 
+# Steps read, as a smoothed state counts them: only the first rounds of a season matter, and float32 holds whole
+# numbers exactly to 2**24.
+_COUNT_CAP = 2.0**20
+
+
 @contextmanager
 def _single_step_kernels(single_step: bool) -> Iterator[None]:
     """Runs a pass of one step on torch's own CPU kernels rather than oneDNN's.
@@ -401,9 +516,9 @@ def state_rows(config: ForecasterConfig) -> tuple[int, ...]:
     """The first dimension of each tensor a state of this config carries; each is (rows, B, hidden_size).
 
     LSTM carries hidden and cell states, GRU and RNN the hidden state alone, each one row per layer; with
-    ``lagged_outputs`` the last ``horizon`` top-layer outputs follow; with ``seasonal_lag`` the last season and
-    one step of scaled targets, hidden_size to a row, the last row padded with zeros.
+    ``lagged_outputs`` the last ``horizon`` top-layer outputs follow; with ``seasonal_lag`` the seasonal parts
+    (``ForecasterConfig.seasonal_width``), hidden_size to a row, the last row padded with zeros.
     """
     rows = (config.num_layers,) * (2 if config.cell == "lstm" else 1)
     rows += (config.horizon,) if config.lagged_outputs else ()
-    return (*rows, -(-(config.seasonal_lag + 1) // config.hidden_size)) if config.seasonal_lag else rows
+    return (*rows, -(-config.seasonal_width // config.hidden_size)) if config.seasonal_lag else rows

@@ -116,12 +116,17 @@ class SeqcastCLI(LightningCLI):
                 f"before a season would be changes from zeros; set warmup to at least {season} and input_size to "
                 f"at least {season + 1}"
             )
-        from training.seasonal import seasonal_carry
+        from training.seasonal import fit_season_rates, seasonal_carry
 
+        network = self.model.network
         parts = [z[: data.train_part(s).end] for s, z in zip(data.series, data.scaled_targets, strict=True)]
+        if network.config.smoothed_seasons:
+            rates = fit_season_rates(network, parts)
+            print(f"smoothing rates {list(rates)} for seasons {list(network.config.smoothed_seasons)}", flush=True)  # noqa: T201
+            return
         carry = seasonal_carry(parts, season, data.horizon)
         with torch.no_grad():
-            self.model.network.seasonal_carry.copy_(torch.from_numpy(carry))
+            network.seasonal_carry.copy_(torch.from_numpy(carry))
 
     def export_name(self) -> str:
         from training.export import model_name

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
+import torch
+
+from models.forecaster import Forecaster
+
+RATES = (0.05, 0.1, 0.2, 0.3, 0.5)  # tried for each season: from a memory of ~20 rounds to ~2
+ORIGIN_STRIDE = 8  # neighbouring origins score nearly the same
 
 
 def seasonal_carry(targets: list[np.ndarray], season: int, horizon: int) -> np.ndarray:
@@ -22,3 +30,31 @@ def seasonal_carry(targets: list[np.ndarray], season: int, horizon: int) -> np.n
             num[k - 1] += change @ (z[origins + k] - z[origins + k - season])
             den[k - 1] += change @ change
     return num / np.maximum(den, 1e-12)  # a constant series (no change at all) leaves its steps at 0
+
+
+@torch.no_grad()
+def fit_season_rates(model: Forecaster, targets: list[np.ndarray]) -> tuple[float, ...]:
+    """Sets ``model.season_rates`` (see ``ForecasterConfig.smoothed_seasons``) to the combination of ``RATES`` whose
+    smoothed forecast has the least mean absolute error over the horizon on ``targets`` (each series' scaled
+    training part), from origins past two rounds of the longest season; returns the rates."""
+    horizon, longest = model.config.horizon, model.config.smoothed_seasons[-1]
+    pairs = []
+    for z in targets:
+        origins = np.arange(2 * longest, len(z) - horizon, ORIGIN_STRIDE)
+        if len(origins):
+            pairs.append((torch.from_numpy(z.astype(np.float32)).unsqueeze(0), origins))  # (1, T), (N,)
+    if not pairs:
+        raise ValueError(f"no series' training part is longer than two seasons of {longest} and a horizon")
+    best: tuple[float, tuple[float, ...]] | None = None
+    for rates in itertools.product(RATES, repeat=len(model.config.smoothed_seasons)):
+        model.season_rates.copy_(torch.tensor(rates))
+        error = total = 0.0
+        for series, origins in pairs:
+            forecast = model.smoothed_forecasts(series)[0].numpy()[origins]
+            actual = series[0].numpy()[origins[:, None] + 1 + np.arange(horizon)]
+            error, total = error + float(np.abs(forecast - actual).sum()), total + actual.size
+        if best is None or error / total < best[0]:
+            best = (error / total, rates)
+    assert best is not None
+    model.season_rates.copy_(torch.tensor(best[1]))
+    return best[1]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,13 +21,25 @@ HEADS = [
     ("gru", 3, True, 0),
     ("lstm", 0, False, 5),
     ("gru", 3, True, 19),
+    ("lstm", 3, True, (9, (4, 9))),  # smoothed profiles of 4 and 9 steps: three rows of the state
 ]
 
 
+def _seasonal(season: int | tuple[int, tuple[int, ...]]) -> dict[str, object]:
+    """Config fields for a season given as its length, or as (length, smoothed seasons)."""
+    lag, smoothed = season if isinstance(season, tuple) else (season, ())
+    return {"seasonal_lag": lag, "smoothed_seasons": smoothed}
+
+
 def _carrying(model: Forecaster) -> Forecaster:
-    """``model`` with random seasonal coefficients where it has them: zeros would hide the change it carries."""
-    if model.config.seasonal_lag:
-        with torch.no_grad():
+    """``model`` with random seasonal coefficients where it has them: zeros (a carry, a smoothed model's head)
+    would hide the seasonal part its state carries."""
+    with torch.no_grad():
+        if model.config.smoothed_seasons:
+            model.season_rates.uniform_(0.05, 0.6)
+            for parameter in model.head.parameters():
+                parameter.normal_(0, 0.3)
+        elif model.config.seasonal_lag:
             model.seasonal_carry.normal_()
     return model
 
@@ -34,9 +47,12 @@ def _carrying(model: Forecaster) -> Forecaster:
 @pytest.mark.parametrize(
     ("cell", "nonlinearity", "lagged", "season"),
     [(*c, False, 0) for c in CELLS]
-    + [("lstm", "tanh", True, 0), ("gru", "tanh", True, 0), ("lstm", "tanh", True, 24), ("rnn", "tanh", False, 7)],
+    + [("lstm", "tanh", True, 0), ("gru", "tanh", True, 0), ("lstm", "tanh", True, 24), ("rnn", "tanh", False, 7)]
+    + [("gru", "tanh", True, (24, (6, 24))), ("lstm", "tanh", False, (7, (7,)))],
 )
-def test_carried_state_equals_one_pass(cell: str, nonlinearity: str, lagged: bool, season: int) -> None:
+def test_carried_state_equals_one_pass(
+    cell: str, nonlinearity: str, lagged: bool, season: int | tuple[int, tuple[int, ...]]
+) -> None:
     torch.manual_seed(0)
     config = ForecasterConfig(
         input_dim=4,
@@ -50,7 +66,7 @@ def test_carried_state_equals_one_pass(cell: str, nonlinearity: str, lagged: boo
         head_hidden=8,
         context_size=5 if lagged else 0,
         lagged_outputs=lagged,
-        seasonal_lag=season,
+        **_seasonal(season),  # type: ignore[arg-type]
     )
     model = _carrying(Forecaster(config).eval())
     x = torch.randn(3, 97, 4)
@@ -66,10 +82,16 @@ def test_carried_state_equals_one_pass(cell: str, nonlinearity: str, lagged: boo
     assert len(full_state) == (2 if cell == "lstm" else 1) + lagged + bool(season)
 
 
-@pytest.mark.parametrize(("lagged", "season"), [(False, 0), (True, 0), (False, 7), (True, 12)])
-def test_every_step_forecasts_match_last_step_forecast(lagged: bool, season: int) -> None:
+@pytest.mark.parametrize(
+    ("lagged", "season"), [(False, 0), (True, 0), (False, 7), (True, 12), (True, (12, (6, 12))), (False, (7, (7,)))]
+)
+def test_every_step_forecasts_match_last_step_forecast(lagged: bool, season: int | tuple[int, tuple[int, ...]]) -> None:
     config = ForecasterConfig(
-        input_dim=2, horizon=5, context_size=3 if lagged else 0, lagged_outputs=lagged, seasonal_lag=season
+        input_dim=2,
+        horizon=5,
+        context_size=3 if lagged else 0,
+        lagged_outputs=lagged,
+        **_seasonal(season),  # type: ignore[arg-type]
     )
     model = _carrying(Forecaster(config).eval())
     x = torch.randn(2, 30, 2)
@@ -101,6 +123,52 @@ def test_a_seasonal_head_that_adds_nothing_forecasts_the_seasonal_statistics() -
     torch.testing.assert_close(walk[..., 0], x[:, 15:19, 0] + change[:, None])
 
 
+def _smoothed_reference(z: np.ndarray, seasons: tuple[int, ...], rates: tuple[float, ...], horizon: int) -> np.ndarray:
+    """(T, horizon): the smoothed seasonal forecast at each step of ``z``, one step at a time, each profile a ring
+    indexed by time: double-seasonal Holt-Winters in changes, with each slot's first rounds averaged."""
+    profiles = [np.zeros(m) for m in seasons]
+    out = np.zeros((len(z), horizon))
+    for t in range(len(z)):
+        if t:
+            change = z[t] - z[t - 1]
+            for i, m in reversed(list(enumerate(seasons))):
+                rate = max(rates[i], 1 / np.ceil(t / m))  # t changes seen, this one included
+                profiles[i][t % m] += rate * (change - sum(p[t % len(p)] for p in profiles))
+        ahead = np.arange(t + 1, t + 1 + horizon)
+        out[t] = z[t] + np.cumsum(sum(p[ahead % len(p)] for p in profiles))
+    return out
+
+
+def test_a_smoothed_head_starts_at_double_seasonal_smoothing() -> None:
+    """A new smoothed model forecasts, before any training, what a plain per-step implementation of the smoothing
+    does, at every step and from a carried state alike."""
+    seasons, rates = (6, 15), (0.3, 0.1)
+    config = ForecasterConfig(input_dim=2, horizon=4, hidden_size=8, seasonal_lag=15, smoothed_seasons=seasons)
+    model = Forecaster(config).eval()
+    with torch.no_grad():
+        model.season_rates.copy_(torch.tensor(rates))
+    x = torch.randn(2, 70, 2)
+    every = model.decode(model.readout(model.encode(x)[0]), None, model.anchor(x))[..., 0]
+    for row in range(2):
+        expected = _smoothed_reference(x[row, :, 0].double().numpy(), seasons, rates, 4)
+        np.testing.assert_allclose(every[row].detach().numpy(), expected, rtol=1e-4, atol=1e-4)
+    _, state = model(x[:, :33])
+    carried, _ = model(x[:, 33:], state)
+    torch.testing.assert_close(carried[..., 0], every[:, -1])
+
+
+def test_one_round_of_a_noiseless_season_forecasts_it_exactly() -> None:
+    """Daily and weekly patterns and a trend, without noise, are forecast exactly once a week and a step are
+    read: the first round of the longest season takes each change as it is."""
+    config = ForecasterConfig(input_dim=1, horizon=5, hidden_size=8, seasonal_lag=21, smoothed_seasons=(7, 21))
+    model = Forecaster(config).eval()
+    t = torch.arange(60, dtype=torch.float32)
+    z = torch.sin(2 * torch.pi * t / 7) + 0.5 * torch.cos(2 * torch.pi * t / 21) + 0.02 * t
+    forecasts = model.smoothed_forecasts(z.unsqueeze(0))[0]  # (T, H)
+    actual = z[22:55].unfold(0, 5, 1)[: 55 - 22 - 4]  # origins 21.. read steps 22..
+    torch.testing.assert_close(forecasts[21 : 21 + len(actual)], actual, atol=1e-4, rtol=1e-4)
+
+
 def test_relu_rnn_starts_with_identity_recurrence() -> None:
     model = Forecaster(ForecasterConfig(input_dim=2, horizon=1, cell="rnn", nonlinearity="relu", hidden_size=8))
     for name, weight in model.rnn.named_parameters():
@@ -126,6 +194,10 @@ def test_zero_state_is_the_default_state() -> None:
         ({"seasonal_lag": -1}, "seasonal_lag must be >= 0, got -1"),
         ({"horizon": 5, "seasonal_lag": 4}, "seasonal_lag (4) must be at least the horizon (5)"),
         ({"seasonal_lag": 3, "change_from_last": True}, "change_from_last and seasonal_lag each set"),
+        ({"smoothed_seasons": (4,)}, "smoothed_seasons must be increasing seasons from the horizon (1) to"),
+        ({"seasonal_lag": 8, "smoothed_seasons": (8, 4)}, "must be increasing seasons"),
+        ({"horizon": 5, "seasonal_lag": 8, "smoothed_seasons": (4, 8)}, "from the horizon (5) to seasonal_lag (8)"),
+        ({"seasonal_lag": 8, "smoothed_seasons": (4, 12)}, "from the horizon (1) to seasonal_lag (8)"),
     ],
 )
 def test_config_rejects_bad_fields(fields: dict[str, object], message: str) -> None:
@@ -144,7 +216,7 @@ def test_wrong_input_width_is_named() -> None:
 )
 @pytest.mark.parametrize(("cell", "context_size", "lagged", "season"), HEADS)
 def test_ragged_batch_equals_each_sequence_alone(
-    cell: str, context_size: int, lagged: bool, season: int, lengths: tuple[int, ...]
+    cell: str, context_size: int, lagged: bool, season: int | tuple[int, tuple[int, ...]], lengths: tuple[int, ...]
 ) -> None:
     torch.manual_seed(1)
     config = ForecasterConfig(
@@ -155,7 +227,7 @@ def test_ragged_batch_equals_each_sequence_alone(
         hidden_size=8,
         context_size=context_size,
         lagged_outputs=lagged,
-        seasonal_lag=season,
+        **_seasonal(season),  # type: ignore[arg-type]
     )
     model = _carrying(Forecaster(config).eval())
     sequences = [torch.randn(n, 3) for n in lengths]  # ragged: shorter and longer than the horizon

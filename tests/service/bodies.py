@@ -52,12 +52,14 @@ def make_engine(
     lagged_outputs: bool = False,
     per_series: bool = False,
     seasonal_lag: int = 0,
+    smoothed_seasons: tuple[int, ...] = (),
     spec: FeatureSpec = ENGINE_SPEC,
     scaling: Scaling = ENGINE_SCALING,
 ) -> Engine:
     """An engine over a randomly initialised forecaster (horizon 6, three quantiles), for in-process tests;
     ``lagged_outputs`` gives it the shared head that reads the last horizon outputs, ``per_series`` the
-    statistics of two series (SERIES_SCALING), ``seasonal_lag`` a head forecasting changes from a season before."""
+    statistics of two series (SERIES_SCALING), ``seasonal_lag`` a head forecasting changes from a season before,
+    ``smoothed_seasons`` one forecasting changes from the smoothed seasonal forecast."""
     torch.manual_seed(0)
     config = ForecasterConfig(
         input_dim=spec.input_dim,
@@ -71,10 +73,12 @@ def make_engine(
         context_size=4 if lagged_outputs else 0,
         lagged_outputs=lagged_outputs,
         seasonal_lag=seasonal_lag,
+        smoothed_seasons=smoothed_seasons,
     )
     by_series = SERIES_SCALING if per_series else {}
     model = Forecaster(config)
-    if seasonal_lag:
-        torch.nn.init.normal_(model.seasonal_carry)  # zeros would hide the change the state carries
+    # Zeros (the carry, a smoothed head) would hide the seasonal part the state carries.
+    for parameter in model.head.parameters() if smoothed_seasons else [model.seasonal_carry] if seasonal_lag else []:
+        torch.nn.init.normal_(parameter)
     checkpoint = Checkpoint(config, spec, scaling, model.state_dict(), series_scaling=by_series)
     return Engine(checkpoint, "seqcast-forecaster:test", max_observe=max_observe)

@@ -16,13 +16,16 @@ from tests.service.bodies import ENGINE_SPEC, SERIES_SCALING, make_engine
 
 
 @pytest.mark.parametrize(
-    ("cell", "lagged", "season"),
-    [("lstm", False, 0), ("gru", False, 0), ("rnn", False, 0), ("lstm", True, 0), ("gru", True, 0)]
-    # A season shorter than a state row, and one of three rows (hidden 16): the last season travels in the state.
-    + [("lstm", False, 12), ("gru", True, 40)],
+    ("cell", "lagged", "season", "smoothed"),
+    [("lstm", False, 0, ()), ("gru", False, 0, ()), ("rnn", False, 0, ()), ("lstm", True, 0, ()), ("gru", True, 0, ())]
+    # A season shorter than a state row, and one of three rows (hidden 16): the last season travels in the state;
+    # then smoothed profiles of a day and a week of 6 steps (and the count of steps read) with it.
+    + [("lstm", False, 12, ()), ("gru", True, 40, ()), ("gru", True, 42, (6, 42))],
 )
-def test_open_then_observe_equals_one_pass_over_many_random_splits(cell: str, lagged: bool, season: int) -> None:
-    engine = make_engine(cell, lagged_outputs=lagged, seasonal_lag=season)
+def test_open_then_observe_equals_one_pass_over_many_random_splits(
+    cell: str, lagged: bool, season: int, smoothed: tuple[int, ...]
+) -> None:
+    engine = make_engine(cell, lagged_outputs=lagged, seasonal_lag=season, smoothed_seasons=smoothed)
     rng = np.random.default_rng(1)
     start = pd.Timestamp("2024-05-03 21:00").to_pydatetime()
     for _ in range(60):
@@ -43,9 +46,11 @@ def test_open_then_observe_equals_one_pass_over_many_random_splits(cell: str, la
         assert next_time == pd.Timestamp(start).value + n * pd.Timedelta("30min").value
 
 
-@pytest.mark.parametrize(("lagged", "season"), [(False, 0), (True, 0), (False, 12)])
-def test_a_ragged_batch_answers_each_request_as_if_alone(lagged: bool, season: int) -> None:
-    engine = make_engine("lstm", lagged_outputs=lagged, seasonal_lag=season)
+@pytest.mark.parametrize(
+    ("lagged", "season", "smoothed"), [(False, 0, ()), (True, 0, ()), (False, 12, ()), (True, 12, (6, 12))]
+)
+def test_a_ragged_batch_answers_each_request_as_if_alone(lagged: bool, season: int, smoothed: tuple[int, ...]) -> None:
+    engine = make_engine("lstm", lagged_outputs=lagged, seasonal_lag=season, smoothed_seasons=smoothed)
     rng = np.random.default_rng(2)
     start = pd.Timestamp("2024-05-03").to_pydatetime()
     requests = [
