@@ -9,7 +9,7 @@ import torch
 
 from models.forecaster import Forecaster
 
-RATES = (0.05, 0.1, 0.2, 0.3, 0.5)  # tried for each season: from a memory of ~20 rounds to ~2
+RATES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)  # tried for each season: from a memory of ~50 rounds to ~2
 ORIGIN_STRIDE = 8  # neighbouring origins score nearly the same
 
 

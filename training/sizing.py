@@ -2,11 +2,13 @@
 
 The rules (each value's reason is written beside it in the config):
 - the season is the longest pattern the frequency suggests (a week for hourly and half-hourly data, a week of
-  days for daily, a year of months) that fits the shortest series five times over; the model forecasts what a
-  seasonal statistical forecast misses (``ForecasterConfig.seasonal_lag``);
+  days for daily, a year of months) that fits the shortest series five times over; the model forecasts what
+  exponential smoothing of the changes over that season and each shorter one the frequency suggests (a day)
+  misses (``ForecasterConfig.smoothed_seasons``);
 - the horizon is a day for intraday data, else a season, unless given;
-- windows read two seasons; a training chunk warms up over a season and a horizon, then trains on two more;
-  validation and test take two seasons (or two horizons, if longer) each;
+- a training chunk warms up over three seasons and a horizon, so that the smoothing has settled before the
+  loss starts, then trains on two more; windows read as much as the warmup; validation and test take two
+  seasons (or two horizons, if longer) each;
 - calendar features that vary within the season; each series scaled and weighted by its own statistics where
   there are several; zero filling and no negative forecasts for counts.
 """
@@ -27,6 +29,7 @@ from training.evaluate import duration
 from training.metrics import naive_seasons, season_length
 
 SEASONS_PER_SERIES = 5  # the shortest series must hold this many seasons
+WARMUP_SEASONS = 3  # rounds of each season the smoothing reads before a loss or a windowed forecast
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Sizing:
     shortest: int
     folds: int  # backtest folds the shortest series holds, up to backtest's default of 3
     season: int  # 0: none fits
+    smoothed: list[int]  # the seasons smoothed: the season and each shorter one at least the horizon
     horizon: int
     input_size: int
     warmup: int
@@ -90,7 +94,8 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         if season and (season < chosen or shortest < SEASONS_PER_SERIES * season):
             continue
         unit = season or chosen
-        held_out, warmup, window = max(2 * unit, 2 * chosen), season + chosen, max(2 * unit, 5 * chosen)
+        held_out, warmup = max(2 * unit, 2 * chosen), WARMUP_SEASONS * season + chosen
+        window = max(warmup, 2 * unit, 5 * chosen)
         chunk = warmup + max(2 * unit, 8 * chosen)
         needed = 2 * held_out + max(chunk, window) + chosen
         if shortest >= needed:
@@ -108,6 +113,7 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         shortest=shortest,
         folds=min(3, 1 + (shortest - needed) // held_out),  # each further fold ends a test part earlier
         season=season,
+        smoothed=[m for m in sorted(naive_seasons(freq)) if chosen <= m <= season] if season else [],
         horizon=chosen,
         input_size=window,
         warmup=warmup,
@@ -164,6 +170,14 @@ def render(sizing: Sizing, name: str) -> str:
         "        context_size: 16",
         "        lagged_outputs: true     # each step ahead also reads the output a horizon before it",
         f"        {seasonal}",
+        *(
+            [
+                f"        smoothed_seasons: [{', '.join(map(str, s.smoothed))}]"
+                + "  # ...namely exponential smoothing of the changes over each of these"
+            ]
+            if s.season
+            else []
+        ),
         "  lr: 0.003",
         "  weight_decay: 0.01",
         "  schedule: cosine",
@@ -198,7 +212,7 @@ def _data_lines(s: Sizing) -> list[str]:
         ("test_size", s.held_out, f"per series, its last steps{s.span(s.held_out)}"),
         ("chunk_length", s.chunk_length, "steps per training chunk: the warmup, then the steps trained on"),
         ("chunk_stride", s.chunk_stride, ""),
-        ("warmup", s.warmup, "a season and a horizon read before the loss starts" if s.season else ""),
+        ("warmup", s.warmup, f"{WARMUP_SEASONS} seasons and a horizon: the smoothing settles" if s.season else ""),
         ("batch_size", 32, ""),
     ]
     return [(f"  {key}: {value}".ljust(32) + f" # {why}") if why else f"  {key}: {value}" for key, value, why in rows]

@@ -22,7 +22,7 @@ def _monthly(path: Path, months: int) -> str:
 
 
 def test_hourly_counts_with_gaps_get_a_weekly_season_a_day_ahead_and_zero_fill(tmp_path: Path) -> None:
-    hourly_counts_frame(days=70).to_csv(tmp_path / "counts.csv", index=False)  # ten weeks: two backtest folds
+    hourly_counts_frame(days=84).to_csv(tmp_path / "counts.csv", index=False)  # twelve weeks: two backtest folds
     sizing = size(str(tmp_path / "counts.csv"))
     assert (sizing.freq, sizing.season, sizing.horizon) == ("h", 168, 24)
     assert sizing.fill == "zero" and sizing.nonnegative and sizing.series == 3
@@ -31,7 +31,9 @@ def test_hourly_counts_with_gaps_get_a_weekly_season_a_day_ahead_and_zero_fill(t
     data = config["data"]
     assert data["calendar"] == ["time_of_day", "day_of_week"]
     assert data["per_series_scaling"] and data["mase_weights"]
-    assert config["model"]["network"]["init_args"]["config"]["seasonal_lag"] == 168
+    network = config["model"]["network"]["init_args"]["config"]
+    assert (network["seasonal_lag"], network["smoothed_seasons"]) == (168, [24, 168])  # a day and a week
+    assert data["warmup"] >= 3 * 168 and data["input_size"] >= data["warmup"]  # the smoothing settles first
     # What the data module needs fits the shortest series, and so do the backtest folds the header names.
     needed = data["val_size"] + data["test_size"] + max(data["chunk_length"], data["input_size"]) + data["horizon"]
     assert needed + (sizing.folds - 1) * data["test_size"] <= sizing.shortest and sizing.folds == 2
@@ -43,6 +45,7 @@ def test_monthly_levels_get_a_yearly_season_and_no_calendar(tmp_path: Path) -> N
     assert (sizing.season, sizing.horizon, sizing.fill, sizing.calendar) == (12, 12, "error", [])
     assert sizing.series == 1 and not yaml.safe_load(render(sizing, "m"))["data"]["per_series_scaling"]
     assert sizing.folds == 3 and "--folds" not in render(sizing, "m")
+    assert sizing.smoothed == [12]
 
 
 def test_names_yaml_would_misread_are_written_quoted(tmp_path: Path) -> None:
