@@ -286,8 +286,9 @@ class Forecaster(nn.Module):
         previous, count = season[:, m], season[:, -1]
         before = count.unsqueeze(1) + torch.arange(steps, device=targets.device)  # (B, T) steps read before each
         changes = targets - torch.cat([previous.unsqueeze(1), targets[:, :-1]], dim=1)
-        # Until a slot has seen 1 / rate rounds of its season, it averages them; a fresh state's first target has
-        # no change to learn from.
+        # A slot's rate is at least one over the rounds of its season read, so its first rounds are averaged
+        # rather than weighted towards a profile of zeros; a fresh state's first target has no change to learn
+        # from. (A shorter season's first rounds, while the longest takes each change whole, learn nothing.)
         rates = [
             torch.where(before > 0, torch.maximum(rate, 1 / torch.ceil(before.clamp(min=1) / length)), 0.0)
             for rate, length in zip(self.season_rates, seasons, strict=True)

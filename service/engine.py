@@ -334,9 +334,14 @@ class Engine:
         season, n = self.config.seasonal_lag, len(request.target)
         if request.field != "history" or not season or n > season:
             return ()
+        reads = (
+            "no learnt change for the steps of the season it has not seen"
+            if self.config.smoothed_seasons
+            else "the mean for the values before them"
+        )
         return (
             f"history: {n} values, fewer than the model's season and one step ({season + 1}): the forecast reads "
-            "the mean for the values before them; send more history for a seasonal forecast",
+            f"{reads}; send more history for a seasonal forecast",
         )
 
     def _warnings(self, request: Checked, inputs: np.ndarray, future: np.ndarray) -> tuple[str, ...]:

@@ -3,7 +3,9 @@
 A session keeps the last raw inputs it consumed (its *tail*) and a description of what its model reads. A
 service running another model that reads the same inputs rebuilds the session's state by reading the tail from
 a zero state, as a windowed forecast reads its window; the trained state forgets its start within about 100
-steps, so a bounded tail stands for the whole history.
+steps, so a bounded tail stands for the whole history. A smoothed seasonal profile remembers longer (a rate of
+0.02 is about 50 seasons): rebuilt from the tail, it is the windowed forecast's profile, settled over the
+model's input_size rather than the whole history.
 """
 
 from __future__ import annotations

@@ -121,7 +121,10 @@ class SeqcastCLI(LightningCLI):
         network = self.model.network
         parts = [z[: data.train_part(s).end] for s, z in zip(data.series, data.scaled_targets, strict=True)]
         if network.config.smoothed_seasons:
-            rates = fit_season_rates(network, parts)
+            try:
+                rates = fit_season_rates(network, parts)
+            except ValueError as short_data:
+                sys.exit(f"model.network.init_args.config.smoothed_seasons: {short_data}")
             print(f"smoothing rates {list(rates)} for seasons {list(network.config.smoothed_seasons)}", flush=True)  # noqa: T201
             return
         carry = seasonal_carry(parts, season, data.horizon)
