@@ -295,10 +295,7 @@ class Forecaster(nn.Module):
         ]
         # by_step[i][:, s] is season i's slot for step s as last updated before it, a season earlier (or as
         # carried in, for s below the season): what every origin from s - season to s - 1 reads for step s.
-        by_step = [
-            torch.cat([start, start.new_zeros(batch, steps)], dim=1)
-            for start in season[:, m + 1 : -1].split(seasons, dim=1)
-        ]
+        by_step = [torch.cat([start, start.new_zeros(batch, steps)], dim=1) for start in self._profiles(season)]
         for t in range(steps):
             slots = [values[:, t] for values in by_step]
             for i in reversed(range(len(seasons))):
@@ -320,6 +317,11 @@ class Forecaster(nn.Module):
         """(B, T, horizon): the smoothed forecast (see ``smoothed_seasons``) at every step of scaled ``targets``
         (B, T) read from a fresh state, as the head's anchor would be."""
         return self._smooth(targets, self._parts(None, targets.shape[0])[2], record=True)[0]  # type: ignore[return-value]
+
+    def _profiles(self, season: torch.Tensor) -> list[torch.Tensor]:
+        """Each smoothed season's profile of changes (B, season) in a state's seasonal parts (see seasonal_width)."""
+        m = self.config.seasonal_lag
+        return list(season[:, m + 1 : -1].split(self.config.smoothed_seasons, dim=1))
 
     def _smoothed_forecast(self, last: torch.Tensor, profiles: list[torch.Tensor]) -> torch.Tensor:
         """(B, horizon): the last target (B,) plus the smoothed changes of the steps ahead."""
@@ -410,9 +412,8 @@ class Forecaster(nn.Module):
         if not self.config.seasonal_lag:
             return self.decode(readout, future, last_target)
         if self.config.smoothed_seasons:
-            m, seasons = self.config.seasonal_lag, self.config.smoothed_seasons
-            profiles = list(season[:, m + 1 : -1].split(seasons, dim=1))
-            return self.decode(readout, future, self._smoothed_forecast(season[:, m], profiles))
+            last = season[:, self.config.seasonal_lag]
+            return self.decode(readout, future, self._smoothed_forecast(last, self._profiles(season)))
         # The season holds targets t - m to t: step k's value a season before is at k, the latest change is
         # the last less the first.
         anchor = self._seasonal_forecast(season[:, 1 : self.config.horizon + 1], season[:, -1] - season[:, 0])

@@ -78,7 +78,10 @@ def make_engine(
     by_series = SERIES_SCALING if per_series else {}
     model = Forecaster(config)
     # Zeros (the carry, a smoothed head) would hide the seasonal part the state carries.
-    for parameter in model.head.parameters() if smoothed_seasons else [model.seasonal_carry] if seasonal_lag else []:
-        torch.nn.init.normal_(parameter)
+    if smoothed_seasons:
+        for parameter in model.head.parameters():
+            torch.nn.init.normal_(parameter)
+    elif seasonal_lag:
+        torch.nn.init.normal_(model.seasonal_carry)
     checkpoint = Checkpoint(config, spec, scaling, model.state_dict(), series_scaling=by_series)
     return Engine(checkpoint, "seqcast-forecaster:test", max_observe=max_observe)
