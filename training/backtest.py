@@ -59,7 +59,7 @@ def _options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def _fold(rest: list[str], cell: str, drop_last: int, seed: int | None, workdir: Path) -> dict[str, Any]:
     """Trains ``cell`` (from ``seed``, or the config's) on the data less its last ``drop_last`` steps and returns
     the test report, with the seconds the training took."""
-    from training.cli import checkpoint_from_lightning, cli
+    from training.cli import cli
 
     seeded = [] if seed is None else ["--seed_everything", str(seed)]
     run = cli(
@@ -79,13 +79,11 @@ def _fold(rest: list[str], cell: str, drop_last: int, seed: int | None, workdir:
         save_config_callback=None,
     )
     run.datamodule.setup()
-    run.prepare_seasonal()
+    run.prepare_training()
     started = time.perf_counter()
     run.trainer.fit(run.model, run.datamodule)
     train_seconds = time.perf_counter() - started
-    saver = run.trainer.checkpoint_callback
-    best = saver.best_model_path or saver.last_model_path  # type: ignore[union-attr]
-    report, _ = evaluate(checkpoint_from_lightning(best), run.datamodule)
+    report, _ = evaluate(run.chosen_checkpoint()[1], run.datamodule)
     first = run.datamodule.series[0]
     start = first.timestamps[run.datamodule.test_part(first).start]
     return {

@@ -48,6 +48,9 @@ def write_evaluation(checkpoint: Checkpoint, data: SeriesDataModule, out: Path) 
 
 
 class SeqcastCLI(LightningCLI):
+    # A smoothed model's untrained forecaster and its validation loss (see untrained_baseline).
+    untrained: tuple[float, Checkpoint] | None = None
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         # No test or predict: the test part is evaluated after every fit, and the task has no steps for them.
@@ -98,7 +101,34 @@ class SeqcastCLI(LightningCLI):
         # the model store would refuse is refused before the training, not after it.
         self.datamodule.setup()
         self.export_name()
+        self.prepare_training()
+
+    def prepare_training(self) -> None:
+        """Everything fitted or measured before the first step, on a data module that is set up."""
         self.prepare_seasonal()
+        self.untrained = self.untrained_baseline()
+
+    def untrained_baseline(self) -> tuple[float, Checkpoint] | None:
+        """For a smoothed model (``smoothed_seasons``): the untrained forecaster, which forecasts the smoothing
+        alone (the head's last layer starts at zero), with its validation loss. A network that no epoch makes
+        better than its own anchor on validation is not worth serving: this is kept instead."""
+        if not self.model.network.config.smoothed_seasons:
+            return None
+        loss = self.model.validation_loss(self.datamodule)
+        print(f"the smoothing alone: val_loss {loss:.4f}", flush=True)  # noqa: T201
+        return loss, self.model.seqcast_checkpoint(self.datamodule, epoch=0, global_step=0)
+
+    def chosen_checkpoint(self) -> tuple[str, Checkpoint]:
+        """What a fit keeps, and where it came from: the checkpoint of the best epoch by validation loss, or the
+        untrained smoothing where no epoch beat it (see untrained_baseline)."""
+        saver = self.trainer.checkpoint_callback
+        assert isinstance(saver, ModelCheckpoint)
+        best = saver.best_model_path or saver.last_model_path
+        score = saver.best_model_score
+        if self.untrained is not None and score is not None and self.untrained[0] <= float(score):
+            loss, checkpoint = self.untrained
+            return f"the smoothing alone (val_loss {loss:.4f}, the best epoch's {float(score):.4f})", checkpoint
+        return best, checkpoint_from_lightning(best)
 
     def prepare_seasonal(self) -> None:
         """For a seasonal model: checks that its season fits the data's windows, and fits its seasonal
@@ -144,11 +174,9 @@ class SeqcastCLI(LightningCLI):
         trainer = self.trainer
         # log_dir is broadcast from rank 0, so every process must ask for it before the others stop here.
         out = Path(trainer.log_dir or trainer.default_root_dir)
-        saver = trainer.checkpoint_callback
-        if not trainer.is_global_zero or not isinstance(saver, ModelCheckpoint):
+        if not trainer.is_global_zero or not isinstance(trainer.checkpoint_callback, ModelCheckpoint):
             return
-        best = saver.best_model_path or saver.last_model_path
-        checkpoint = checkpoint_from_lightning(best)
+        best, checkpoint = self.chosen_checkpoint()
         report = write_evaluation(checkpoint, self.datamodule, out)
         save_checkpoint(checkpoint, out / "checkpoint.pt")
         print(stop_reason(trainer))  # noqa: T201

@@ -57,7 +57,8 @@ class ForecastTask(L.LightningModule):
         self.quantiles: torch.Tensor
         self.register_buffer("quantiles", torch.tensor(network.config.quantiles), persistent=False)
 
-    def masked_loss(self, batch: Batch, origin_stride: int = 1) -> torch.Tensor:
+    def masked_loss(self, batch: Batch, origin_stride: int = 1, data: Any = None) -> torch.Tensor:
+        """The batch's loss; ``data``: the data module it comes from, by default the one being fitted."""
         x, future, targets, mask = batch
         outputs, _ = self.network.encode(x)  # (B, L, hidden)
         hidden = self.network.readout(outputs)  # (B, L, [H,] hidden)
@@ -72,17 +73,16 @@ class ForecastTask(L.LightningModule):
         elif self.hparams["point_loss"] == "mse":
             elementwise = (forecast.squeeze(-1) - targets) ** 2
         elif self.hparams["point_loss"] == "mape":
-            mean, std = self.target_scaling
+            mean, std = self.target_scaling(data)
             actual = (targets * std + mean).abs().clamp(min=1e-8 * std)
             elementwise = (forecast.squeeze(-1) - targets).abs() * std / actual
         else:
             elementwise = (forecast.squeeze(-1) - targets).abs()
         return (elementwise * mask).sum() / mask.sum().clamp(min=1e-12)  # mask: 0, or its series' weight
 
-    @property
-    def target_scaling(self) -> tuple[float, float]:
-        """The target's training mean and standard deviation, from the data module being fitted."""
-        data = self.trainer.datamodule  # type: ignore[attr-defined]
+    def target_scaling(self, data: Any = None) -> tuple[float, float]:
+        """The target's training mean and standard deviation in ``data``, by default the data module being fitted."""
+        data = data or self.trainer.datamodule  # type: ignore[attr-defined]
         if data.series_scaling:
             # One mean and deviation would turn a series' scaled error into another's percentage.
             raise ValueError(
@@ -125,21 +125,38 @@ class ForecastTask(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Every Lightning checkpoint (best and last) also carries seqcast's own format, so any of them can be
-        # evaluated and exported without the LightningModule.
-        data = self.trainer.datamodule  # type: ignore[attr-defined]
-        checkpoint["seqcast"] = Checkpoint(
+    @torch.no_grad()
+    def validation_loss(self, data: Any) -> float:
+        """The network's loss over ``data``'s validation part as it is now, outside any trainer: each batch's
+        loss weighted by its size, as Lightning averages ``val_loss``."""
+        was_training = self.network.training
+        self.network.eval()
+        total = count = 0.0
+        for batch in data.val_dataloader():
+            size = len(batch[0])
+            total, count = total + float(self.masked_loss(batch, data=data)) * size, count + size
+        self.network.train(was_training)
+        return total / max(count, 1.0)
+
+    def seqcast_checkpoint(self, data: Any, epoch: int, global_step: int) -> Checkpoint:
+        """The network in seqcast's own format, trained on ``data`` for ``epoch`` epochs and ``global_step`` steps."""
+        return Checkpoint(
             config=self.network.config,
             features=data.features,
             scaling=data.scaling,
-            state_dict=self.network.state_dict(),
+            state_dict={name: value.clone() for name, value in self.network.state_dict().items()},
             # input_size: the window a served session keeps to be rebuilt under a later model (service/migration.py)
             metadata={
-                "epoch": self.current_epoch,
-                "global_step": self.global_step,
+                "epoch": epoch,
+                "global_step": global_step,
                 "data_path": data.path,
                 "input_size": data.input_size,
             },
             series_scaling=data.series_scaling,
-        ).to_payload()
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Every Lightning checkpoint (best and last) also carries seqcast's own format, so any of them can be
+        # evaluated and exported without the LightningModule.
+        data = self.trainer.datamodule  # type: ignore[attr-defined]
+        checkpoint["seqcast"] = self.seqcast_checkpoint(data, self.current_epoch, self.global_step).to_payload()

@@ -58,6 +58,27 @@ def test_a_model_worse_than_seasonal_naive_is_not_exported_unless_forced(tmp_pat
     assert len(list((tmp_path / "bentoml").glob("models/*/*/checkpoint.pt"))) == 1
 
 
+def test_a_smoothed_model_no_epoch_improves_is_kept_as_the_smoothing_alone(tmp_path: Path) -> None:
+    """A learning rate that wrecks every epoch: what is evaluated and exported is the untrained forecaster, whose
+    forecasts are the smoothed seasons' alone."""
+    smoothed = ("--model.network.init_args.config.seasonal_lag", "48")
+    smoothed += ("--model.network.init_args.config.smoothed_seasons", "[48]")
+    smoothed += ("--data.input_size", "96", "--data.warmup", "96", "--data.chunk_length", "240")
+    done = train(tmp_path, *smoothed, "--model.lr", "0.5", "--trainer.max_epochs", "2", "--force_export", "true")
+    start = float(done.stdout.split("the smoothing alone: val_loss ")[1].split()[0])
+    best = sorted((tmp_path / "checkpoints").glob("best-*.ckpt"))
+    assert len(best) == 1 and float(best[0].stem.split("val_loss=")[1]) > start
+    assert f"evaluated the smoothing alone (val_loss {start:.4f}" in done.stdout
+    tag = done.stdout.split("exported ")[-1].split()[0]
+    name, version = tag.split(":")
+    stored = load_checkpoint(tmp_path / "bentoml" / "models" / name / version / "checkpoint.pt")
+    assert stored.metadata["global_step"] == 0
+    rate = float(done.stdout.split("smoothing rates [")[1].split("]")[0])
+    assert stored.state_dict["season_rates"].tolist() == pytest.approx([rate])
+    last = [value for key, value in stored.state_dict.items() if key.startswith("head.")][-2:]
+    assert all(not value.any() for value in last)  # the head adds nothing to the smoothed forecast
+
+
 def test_fit_resumes_from_the_last_checkpoint(tmp_path: Path) -> None:
     train(tmp_path, "--trainer.max_epochs", "1", "--export", "false")
     last = tmp_path / "checkpoints" / "last.ckpt"

@@ -49,7 +49,7 @@ def test_origin_stride_must_be_positive() -> None:
 
 def test_mape_loss_is_the_reported_mape_in_the_targets_units(monkeypatch: pytest.MonkeyPatch) -> None:
     mean, std = 50.0, 4.0
-    monkeypatch.setattr(ForecastTask, "target_scaling", property(lambda self: (mean, std)))
+    monkeypatch.setattr(ForecastTask, "target_scaling", lambda self, data=None: (mean, std))
     x, future, targets, _ = _batch()
     task = _task(origin_stride=1)
     task.hparams["point_loss"] = "mape"
