@@ -40,7 +40,8 @@ def test_shed_requests_are_told_why_and_shed_observes_apply_once_retried(model_h
     """A bound of 2 ms sheds much of 16 clients' load; each shed observe must have left its session untouched."""
     log = tmp_path / "serve.log"
     with bentoml_serve(model_home, log, max_latency_ms=2) as running:
-        load = RetryingLoad(running.url, sessions=48, steps=6)
+        # Observes of 800 values each: a batch of them lasts well past the bound, so the queue behind it is shed.
+        load = RetryingLoad(running.url, sessions=48, steps=6, chunk=800)
         load.open()
         load.run()
         load.verify(stored_engine(model_home))

@@ -36,7 +36,8 @@ def test_one_object_gets_one_answer_and_a_list_a_list(client: httpx.Client) -> N
     single = _ok(client.post("/forecast", json=history_body(values, temps)))
     assert len(single["forecast"]) == HORIZON and single["model"].startswith("seqcast-lstm:")
     both = _ok(client.post("/forecast", json=[history_body(values, temps), history_body(values[:50], temps[:50])]))
-    assert [a["forecast"] for a in both][0] == single["forecast"]
+    # The same forecast to float32 rounding: a batch of two lengths runs other kernels than one sequence alone.
+    np.testing.assert_allclose(both[0]["forecast"], single["forecast"], rtol=1e-5)
     assert both[1]["forecast"] != single["forecast"]
 
 
