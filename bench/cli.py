@@ -9,6 +9,7 @@ from pathlib import Path
 # The packages some subcommands need beyond the runtime install, and the extra that brings them.
 NEEDS = {
     "accuracy": {"statsforecast": "bench"},
+    "smoothing": {"statsforecast": "bench"},
     "darts-rnn": {"darts": "peers"},
     "darts-blockrnn": {"darts": "peers"},
     "nf-lstm": {"neuralforecast": "peers"},
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     accuracy.add_argument("--cells", default="lstm,gru")
     accuracy.add_argument("--seeds", default="1,2,3", help="comma-separated seeds, one training run each")
     accuracy.add_argument("--max-minutes", type=float, default=8.0, help="training time limit per run")
+    commands.add_parser("smoothing", help="taylor: variants of the smoothed forecast, no network, vs MSTL-ETS")
     unseen = commands.add_parser("unseen", help="test MASE on series held out of training, scaled by their history")
     unseen.add_argument("--config", type=Path, default=Path("configs/us_employment.yaml"))
     unseen.add_argument("--max-minutes", type=float, default=12.0, help="training time limit")
@@ -166,6 +168,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--datasets: unknown {sorted(set(datasets) - set(known))}; choose from {', '.join(known)}")
         seeds = [int(seed) for seed in args.seeds.split(",")]
         accuracy_bench.run(datasets, cells, seeds, args.max_minutes, args.out).show(args.out)
+    elif args.command == "smoothing":
+        _require(parser, "smoothing")
+        from bench import smoothing as smoothing_bench
+
+        smoothing_bench.run(args.out).show(args.out)
     elif args.command == "unseen":
         from bench import unseen as unseen_bench
 

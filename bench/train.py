@@ -247,7 +247,7 @@ class TestCurve(Callback):
 def seqcast(config: Path, cell: str, workdir: Path, split: Split) -> Result:
     """Trains from the config exactly as ``seqcast-train fit`` does; scores the best checkpoint (by
     validation loss), which is what would be exported."""
-    from training.cli import SeqcastCLI, checkpoint_from_lightning
+    from training.cli import SeqcastCLI
 
     name = f"seqcast {cell.upper()}"
     args = [
@@ -264,9 +264,10 @@ def seqcast(config: Path, cell: str, workdir: Path, split: Split) -> Result:
         save_config_callback=None,
         trainer_defaults={"callbacks": [curve]},
     )
+    cli.datamodule.setup()
+    cli.prepare_training()  # a seasonal config's fitted coefficients, and the smoothing's own validation loss
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    best = checkpoint_from_lightning(cli.trainer.checkpoint_callback.best_model_path)  # type: ignore[union-attr]
-    report, _ = evaluate(best, split.data)
+    report, _ = evaluate(cli.chosen_checkpoint()[1], split.data)
     seconds = curve.curve[-1][0] if curve.curve else 0.0
     return Result(name, len(curve.curve), seconds, curve.origins, report["metrics"]["streaming"], curve.curve)
 

@@ -1,9 +1,10 @@
 """``seqcast-train``: LightningCLI over the forecast task and the series data module.
 
-``fit`` checks the data, trains, keeps the best checkpoint by validation loss, then evaluates that checkpoint
-on the test part, writes the report and plots into the run folder and exports it to the BentoML model store
-under the run's model name. ``check`` reads a config's data and lists every problem without training;
-``backtest`` compares cells and the naive baselines over several test windows; ``models`` lists the store.
+``fit`` checks the data, trains, keeps the best checkpoint by validation loss (a smoothed model: the untrained
+one where no epoch beats it), then evaluates that checkpoint on the test part, writes the report and plots
+into the run folder and exports it to the BentoML model store under the run's model name. ``check`` reads a
+config's data and lists every problem without training; ``backtest`` compares cells and the naive baselines
+over several test windows; ``models`` lists the store.
 """
 
 from __future__ import annotations
@@ -124,10 +125,12 @@ class SeqcastCLI(LightningCLI):
         saver = self.trainer.checkpoint_callback
         assert isinstance(saver, ModelCheckpoint)
         best = saver.best_model_path or saver.last_model_path
-        score = saver.best_model_score
-        if self.untrained is not None and score is not None and self.untrained[0] <= float(score):
+        # Only a lower-is-better validation loss is comparable with the smoothing's.
+        if self.untrained is not None and saver.best_model_score is not None and saver.monitor == "val_loss":
             loss, checkpoint = self.untrained
-            return f"the smoothing alone (val_loss {loss:.4f}, the best epoch's {float(score):.4f})", checkpoint
+            score = float(saver.best_model_score)
+            if saver.mode == "min" and loss <= score:
+                return f"the smoothing alone (val_loss {loss:.4f}, the best epoch's {score:.4f})", checkpoint
         return best, checkpoint_from_lightning(best)
 
     def prepare_seasonal(self) -> None:
@@ -176,11 +179,11 @@ class SeqcastCLI(LightningCLI):
         out = Path(trainer.log_dir or trainer.default_root_dir)
         if not trainer.is_global_zero or not isinstance(trainer.checkpoint_callback, ModelCheckpoint):
             return
-        best, checkpoint = self.chosen_checkpoint()
+        kept, checkpoint = self.chosen_checkpoint()
         report = write_evaluation(checkpoint, self.datamodule, out)
         save_checkpoint(checkpoint, out / "checkpoint.pt")
         print(stop_reason(trainer))  # noqa: T201
-        print(f"evaluated {best} on {report['origins']} test origins; report in {out}")  # noqa: T201
+        print(f"evaluated {kept} on {report['origins']} test origins; report in {out}")  # noqa: T201
         for line in score_lines(report):
             print(line)  # noqa: T201
         options = self.config[self.subcommand]

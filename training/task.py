@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import grad_norm
 
 from models.checkpoint import Checkpoint
 from models.forecaster import Forecaster
+from training.datamodule import SeriesDataModule
 
 # inputs (B, L, D), known-ahead features (B, L, H, F), targets (B, L, H), mask (B, L, H)
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -57,7 +58,7 @@ class ForecastTask(L.LightningModule):
         self.quantiles: torch.Tensor
         self.register_buffer("quantiles", torch.tensor(network.config.quantiles), persistent=False)
 
-    def masked_loss(self, batch: Batch, origin_stride: int = 1, data: Any = None) -> torch.Tensor:
+    def masked_loss(self, batch: Batch, origin_stride: int = 1, data: SeriesDataModule | None = None) -> torch.Tensor:
         """The batch's loss; ``data``: the data module it comes from, by default the one being fitted."""
         x, future, targets, mask = batch
         outputs, _ = self.network.encode(x)  # (B, L, hidden)
@@ -80,9 +81,9 @@ class ForecastTask(L.LightningModule):
             elementwise = (forecast.squeeze(-1) - targets).abs()
         return (elementwise * mask).sum() / mask.sum().clamp(min=1e-12)  # mask: 0, or its series' weight
 
-    def target_scaling(self, data: Any = None) -> tuple[float, float]:
+    def target_scaling(self, data: SeriesDataModule | None = None) -> tuple[float, float]:
         """The target's training mean and standard deviation in ``data``, by default the data module being fitted."""
-        data = data or self.trainer.datamodule  # type: ignore[attr-defined]
+        data = data if data is not None else self.trainer.datamodule  # type: ignore[attr-defined]
         if data.series_scaling:
             # One mean and deviation would turn a series' scaled error into another's percentage.
             raise ValueError(
@@ -126,20 +127,23 @@ class ForecastTask(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     @torch.no_grad()
-    def validation_loss(self, data: Any) -> float:
+    def validation_loss(self, data: SeriesDataModule) -> float:
         """The network's loss over ``data``'s validation part as it is now, outside any trainer: each batch's
-        loss weighted by its size, as Lightning averages ``val_loss``."""
+        loss weighted by its size, as Lightning averages ``val_loss`` on one device; NaN without batches."""
         was_training = self.network.training
         self.network.eval()
         total = count = 0.0
-        for batch in data.val_dataloader():
-            size = len(batch[0])
-            total, count = total + float(self.masked_loss(batch, data=data)) * size, count + size
-        self.network.train(was_training)
-        return total / max(count, 1.0)
+        try:
+            for batch in data.val_dataloader():
+                size = len(batch[0])
+                total, count = total + float(self.masked_loss(batch, data=data)) * size, count + size
+        finally:
+            self.network.train(was_training)
+        return total / count if count else float("nan")
 
-    def seqcast_checkpoint(self, data: Any, epoch: int, global_step: int) -> Checkpoint:
-        """The network in seqcast's own format, trained on ``data`` for ``epoch`` epochs and ``global_step`` steps."""
+    def seqcast_checkpoint(self, data: SeriesDataModule, epoch: int, global_step: int) -> Checkpoint:
+        """The network in seqcast's own format as it is now, trained on ``data``: at epoch ``epoch`` (from 0)
+        after ``global_step`` steps. Its tensors are copies, so later steps leave it as it is."""
         return Checkpoint(
             config=self.network.config,
             features=data.features,

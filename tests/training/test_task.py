@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from models import Forecaster, ForecasterConfig
+from tests.conftest import synthetic_frame
+from training.datamodule import SeriesDataModule
 from training.metrics import point_metrics
 from training.task import ForecastTask
 
@@ -59,3 +63,44 @@ def test_mape_loss_is_the_reported_mape_in_the_targets_units(monkeypatch: pytest
     predicted = (forecast.squeeze(-1) * std + mean).reshape(-1, 4).detach().numpy()
     reported = point_metrics(actual, predicted, np.ones(len(actual)))["mape"]
     assert loss.item() * 100 == pytest.approx(reported, rel=1e-5)
+
+
+def test_the_loss_measured_outside_a_trainer_is_lightnings_val_loss(tmp_path: Path) -> None:
+    """What a smoothed model's untrained loss is compared with: Lightning's epoch mean of val_loss, over batches
+    of unequal size (four series' validation parts, three to a batch) weighted as Lightning weighs them."""
+    import lightning as L
+
+    from models.features import future_width, input_width
+
+    synthetic_frame(points=1000, series=4).to_csv(tmp_path / "series.csv", index=False)
+    calendar = ["time_of_day"]
+    data = SeriesDataModule(
+        path=str(tmp_path / "series.csv"),
+        future_covariates=["temperature"],
+        calendar=calendar,  # type: ignore[arg-type]
+        input_size=96,
+        horizon=12,
+        val_size=200,
+        test_size=200,
+        chunk_length=144,
+        chunk_stride=24,
+        warmup=12,
+        batch_size=3,
+    )
+    data.setup("fit")
+    config = ForecasterConfig(
+        input_dim=input_width((), ("temperature",), tuple(calendar)),
+        future_dim=future_width(("temperature",), tuple(calendar)),
+        horizon=12,
+        hidden_size=8,
+        dropout=0.5,
+        num_layers=2,
+    )
+    torch.manual_seed(0)
+    task = ForecastTask(Forecaster(config))
+    assert len({len(batch[0]) for batch in data.val_dataloader()}) > 1
+    mine = task.validation_loss(data)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    [theirs] = trainer.validate(task, datamodule=data, verbose=False)
+    assert task.network.training  # left as it was found
+    assert mine == pytest.approx(theirs["val_loss"], rel=1e-5)
