@@ -83,7 +83,8 @@ def _fold(rest: list[str], cell: str, drop_last: int, seed: int | None, workdir:
     started = time.perf_counter()
     run.trainer.fit(run.model, run.datamodule)
     train_seconds = time.perf_counter() - started
-    report, _ = evaluate(run.chosen_checkpoint()[1], run.datamodule)
+    checkpoint = run.chosen_checkpoint()[1]
+    report, _ = evaluate(checkpoint, run.datamodule)
     first = run.datamodule.series[0]
     start = first.timestamps[run.datamodule.test_part(first).start]
     return {
@@ -91,6 +92,8 @@ def _fold(rest: list[str], cell: str, drop_last: int, seed: int | None, workdir:
         "test_start": str(start),
         "test_end": str(first.timestamps[-1]),
         "train_seconds": train_seconds,
+        # A smoothed model that no epoch improved is scored untrained, as fit would export it.
+        "untrained": run.untrained is not None and checkpoint is run.untrained[1],
     }
 
 
@@ -155,6 +158,9 @@ def summary(result: dict[str, Any]) -> list[str]:
                 f"{name}: {len(result['seeds'])} seeds, MASE {min(every):.3f} to {max(every):.3f}, "
                 f"{np.mean(took):.0f} s of training a run"
             )
+    untrained = sum(bool(report.get("untrained")) for report in result["reports"])
+    if untrained:
+        lines.append(f"{untrained} of {len(result['reports'])} runs kept the smoothing alone: no epoch beat it")
     for k, (start, end) in enumerate(result["windows"]):
         lines.append(f"fold {k + 1}: test window {start} to {end}")
     best = names[0]
