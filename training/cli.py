@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -117,7 +118,10 @@ class SeqcastCLI(LightningCLI):
             return None
         loss = self.model.validation_loss(self.datamodule)
         print(f"the smoothing alone: val_loss {loss:.4f}", flush=True)  # noqa: T201
-        return loss, self.model.seqcast_checkpoint(self.datamodule, epoch=0, global_step=0)
+        untrained = self.model.seqcast_checkpoint(self.datamodule, epoch=0, global_step=0)
+        # A copy of the weights: training updates the network's own tensors in place.
+        weights = {name: value.clone() for name, value in untrained.state_dict.items()}
+        return loss, replace(untrained, state_dict=weights)
 
     def chosen_checkpoint(self) -> tuple[str, Checkpoint]:
         """What a fit keeps, and where it came from: the checkpoint of the best epoch by validation loss, or the

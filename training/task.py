@@ -143,12 +143,12 @@ class ForecastTask(L.LightningModule):
 
     def seqcast_checkpoint(self, data: SeriesDataModule, epoch: int, global_step: int) -> Checkpoint:
         """The network in seqcast's own format as it is now, trained on ``data``: at epoch ``epoch`` (from 0)
-        after ``global_step`` steps. Its tensors are copies, so later steps leave it as it is."""
+        after ``global_step`` steps. Its tensors are the network's own, which later steps update in place."""
         return Checkpoint(
             config=self.network.config,
             features=data.features,
             scaling=data.scaling,
-            state_dict={name: value.clone() for name, value in self.network.state_dict().items()},
+            state_dict=self.network.state_dict(),
             # input_size: the window a served session keeps to be rebuilt under a later model (service/migration.py)
             metadata={
                 "epoch": epoch,
