@@ -6,7 +6,7 @@ and never runs code from the file. The model is rebuilt from the stored config, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,11 @@ import torch
 from models.features import FeatureSpec, Scaling
 from models.forecaster import Forecaster, ForecasterConfig
 
-# 2 added per-series scaling statistics; version 1 files, which have none, still load.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 2 added per-series scaling statistics; version 1 files, which have none, still load. 3 marks a seasonal
+# model (ForecasterConfig.seasonal_lag): versions that read only 1 and 2 then refuse it by its version rather
+# than fail on fields they do not know. A model without seasons is still written as 2, which they read.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 # Where a published forecaster is found: its name in a model store and its file inside the stored model.
 PUBLISHED_NAME = "seqcast-forecaster"
 PUBLISHED_FILE = "checkpoint.pt"
@@ -58,13 +60,21 @@ class Checkpoint:
 
     def build_model(self) -> Forecaster:
         """The forecaster with these weights, in eval mode on the CPU."""
-        model = Forecaster(self.config)
-        model.load_state_dict(self.state_dict)
+        try:
+            model = Forecaster(self.config)
+            model.load_state_dict(self.state_dict)
+        except (TypeError, ValueError, RuntimeError) as error:  # a config or weights that are not this model's
+            raise CheckpointError(f"checkpoint weights do not fit its config: {error}") from error
         return model.eval()
+
+    @property
+    def format_version(self) -> int:
+        """The oldest format that describes this checkpoint, so that older readers load what they can."""
+        return FORMAT_VERSION if self.config.seasonal_lag else 2
 
     def to_payload(self) -> dict[str, Any]:
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": self.format_version,
             "config": self.config.to_dict(),
             "features": self.features.to_dict(),
             "scaling": self.scaling.to_dict(),
@@ -80,16 +90,25 @@ class Checkpoint:
             raise CheckpointError(
                 f"checkpoint format_version {version!r} is not supported (this seqcast reads {READABLE_VERSIONS})"
             )
-        config = dict(payload["config"])
-        config["quantiles"] = tuple(config.get("quantiles", ()))
         return cls(
-            config=ForecasterConfig(**config),
+            config=_config(payload["config"]),
             features=FeatureSpec(**payload["features"]),
             scaling=Scaling.from_dict(payload["scaling"]),
             state_dict=dict(payload["state_dict"]),
             metadata=dict(payload.get("metadata", {})),
             series_scaling={uid: Scaling.from_dict(s) for uid, s in payload.get("series_scaling", {}).items()},
         )
+
+
+def _config(stored: dict[str, Any]) -> ForecasterConfig:
+    """The stored forecaster config; CheckpointError names what this version cannot build it from."""
+    unknown = sorted(set(stored) - {f.name for f in fields(ForecasterConfig)})
+    if unknown:
+        raise CheckpointError(f"checkpoint config has fields this seqcast does not know: {', '.join(unknown)}")
+    try:
+        return ForecasterConfig(**{**stored, "quantiles": tuple(stored.get("quantiles", ()))})
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint config is not valid: {error}") from error
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:

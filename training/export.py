@@ -10,7 +10,7 @@ from typing import Any
 
 import bentoml
 
-from models.checkpoint import FORMAT_VERSION, PUBLISHED_FILE, PUBLISHED_NAME, Checkpoint, save_checkpoint
+from models.checkpoint import PUBLISHED_FILE, PUBLISHED_NAME, Checkpoint, save_checkpoint
 from training.evaluate import method_label
 
 
@@ -90,7 +90,7 @@ def export_to_bentoml(
 ) -> str:
     """Stores the checkpoint as ``name`` under ``BENTOML_HOME``; returns the new tag."""
     metadata = {
-        "format_version": FORMAT_VERSION,
+        "format_version": checkpoint.format_version,
         "config": checkpoint.config.to_dict(),
         "features": checkpoint.features.to_dict(),
         # BentoML's metadata holds no null: an undefined metric (MAPE over zero actuals) is left out.

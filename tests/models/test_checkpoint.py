@@ -76,6 +76,16 @@ def test_second_format_checkpoint_still_loads_its_series_statistics_and_forecast
     torch.testing.assert_close(forecast, torch.tensor(expected["forecast"]))
 
 
+def test_third_format_checkpoint_still_loads_its_smoothing_and_forecasts_the_same() -> None:
+    checkpoint = load_checkpoint(DATA / "checkpoint_v3.pt")
+    expected = json.loads((DATA / "checkpoint_v3_expected.json").read_text())
+    assert checkpoint.config.smoothed_seasons == (3, 6)
+    model = checkpoint.build_model()
+    torch.testing.assert_close(model.season_rates, torch.tensor([0.3, 0.1]))
+    forecast, _ = model(torch.tensor(expected["input"]))
+    torch.testing.assert_close(forecast, torch.tensor(expected["forecast"]))
+
+
 def test_unknown_format_version_is_refused(tmp_path: Path) -> None:
     payload = _checkpoint().to_payload()
     payload["format_version"] = 99
@@ -96,3 +106,46 @@ def test_a_pickled_object_is_never_unpickled(tmp_path: Path, capsys: pytest.Capt
     with pytest.raises(CheckpointError, match="cannot read"):
         load_checkpoint(path)
     assert "code ran" not in capsys.readouterr().out
+
+
+def test_a_seasonal_model_is_written_as_the_third_format_and_a_plain_one_as_the_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seasonal = ForecasterConfig(input_dim=1, horizon=2, hidden_size=4, seasonal_lag=4, smoothed_seasons=(2, 4))
+    checkpoints = {"plain": _checkpoint(), "seasonal": replace(_checkpoint(), config=seasonal)}
+    checkpoints["seasonal"] = replace(checkpoints["seasonal"], state_dict=Forecaster(seasonal).state_dict())
+    for name, checkpoint in checkpoints.items():
+        save_checkpoint(checkpoint, tmp_path / f"{name}.pt")
+    assert torch.load(tmp_path / "plain.pt", weights_only=True)["format_version"] == 2
+    assert load_checkpoint(tmp_path / "seasonal.pt").config == seasonal
+    # A version that reads only formats 1 and 2 loads the plain model and refuses the seasonal one by its version.
+    monkeypatch.setattr("models.checkpoint.READABLE_VERSIONS", (1, 2))
+    assert load_checkpoint(tmp_path / "plain.pt").config == checkpoints["plain"].config
+    with pytest.raises(CheckpointError, match="format_version 3 is not supported"):
+        load_checkpoint(tmp_path / "seasonal.pt")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"ensemble_size": 4}, "fields this seqcast does not know: ensemble_size"),
+        ({"cell": "tcn"}, "not valid: cell must be"),
+        ({"quantiles": [0.9, 0.1]}, "not valid: quantiles must be strictly increasing"),
+    ],
+)
+def test_a_config_this_version_cannot_build_is_refused_naming_what(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    payload = _checkpoint().to_payload()
+    payload["config"] = {**payload["config"], **change}
+    torch.save(payload, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_weights_that_do_not_fit_the_config_are_refused_when_built(tmp_path: Path) -> None:
+    payload = _checkpoint().to_payload()
+    payload["config"]["hidden_size"] = 16
+    torch.save(payload, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="weights do not fit its config"):
+        load_checkpoint(tmp_path / "c.pt").build_model()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from models import load_checkpoint
 from tests.conftest import run_training as train
@@ -71,8 +72,10 @@ def test_a_smoothed_model_no_epoch_improves_is_kept_as_the_smoothing_alone(tmp_p
     assert f"evaluated the smoothing alone (val_loss {start:.4f}" in done.stdout
     tag = done.stdout.split("exported ")[-1].split()[0]
     name, version = tag.split(":")
-    stored = load_checkpoint(tmp_path / "bentoml" / "models" / name / version / "checkpoint.pt")
+    folder = tmp_path / "bentoml" / "models" / name / version
+    stored = load_checkpoint(folder / "checkpoint.pt")
     assert stored.metadata["global_step"] == 0
+    assert yaml.safe_load((folder / "model.yaml").read_text())["metadata"]["format_version"] == 3  # seasonal
     rate = float(done.stdout.split("smoothing rates [")[1].split("]")[0])
     assert stored.state_dict["season_rates"].tolist() == pytest.approx([rate])
     last = [value for key, value in stored.state_dict.items() if key.startswith("head.")][-2:]
