@@ -27,6 +27,7 @@ DAY, WEEK, HORIZON = 48, 336, 48
 PHIS = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)  # how much of the last deviation from the pattern persists a step
 DRIFT_RATES = (0.01, 0.02, 0.05, 0.1, 0.2)
 LAGS = (1, 4, 12, 48)  # innovations read by the least-squares correction
+TAIL_WEEKS = (2, 4, 6)  # 4: configs/taylor.yaml's input_size, the tail a session keeps by default
 
 
 class Scorer:
@@ -51,6 +52,15 @@ def smoothed(z: np.ndarray, rates: tuple[float, ...]) -> np.ndarray:
 def _model() -> Forecaster:
     config = ForecasterConfig(input_dim=1, horizon=HORIZON, seasonal_lag=WEEK, smoothed_seasons=(DAY, WEEK))
     return Forecaster(config)
+
+
+def rebuilt(z: np.ndarray, rates: tuple[float, ...], origins: np.ndarray, tail: int) -> np.ndarray:
+    """(T, H), NaN but at ``origins``: the shipped forecast of only the last ``tail`` values at each origin, what a
+    session rebuilt from a tail of that length answers right after a model upgrade (service/migration.py)."""
+    forecasts = np.full((len(z), HORIZON), np.nan)
+    for origin in origins:
+        forecasts[origin] = smoothed(z[origin + 1 - tail : origin + 1], rates)[-1]
+    return forecasts
 
 
 def innovations(z: np.ndarray, forecasts: np.ndarray) -> np.ndarray:
@@ -132,6 +142,12 @@ def run(out: Path) -> Table:
     best_test = min(pairs, key=lambda rates: score(pairs[rates], "test"))
     add(f"rates {best_test}, for reference", "test", pairs[best_test])
     add(f"the mean forecast of all {len(pairs)} pairs", "-", np.mean(list(pairs.values()), axis=0))
+
+    progress("smoothing: sessions rebuilt from a tail")
+    scored = np.concatenate([val_origins, test])
+    for weeks in TAIL_WEEKS:
+        forecasts = rebuilt(z, shipped_rates, scored, weeks * WEEK)
+        add(f"shipped, from the last {weeks} weeks only (a session rebuilt after an upgrade)", "-", forecasts)
 
     progress("smoothing: corrections of the shipped forecast")
     errors = innovations(z, shipped)

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.smoothing import HORIZON, WEEK, corrected, decaying, drifting, holt_winters, innovations, smoothed
+from bench.smoothing import (
+    HORIZON,
+    WEEK,
+    corrected,
+    decaying,
+    drifting,
+    holt_winters,
+    innovations,
+    rebuilt,
+    smoothed,
+)
 
 
 def _weeks(count: int, noise: float = 0.0) -> np.ndarray:
@@ -34,3 +44,12 @@ def test_corrections_that_persist_fully_or_read_nothing_leave_the_forecast_as_it
     actual = z[fit[:, None] + 1 + np.arange(HORIZON)]
     fitted = corrected(forecasts, errors, z, 4, fit)
     assert ((actual - fitted[fit]) ** 2).sum() <= ((actual - forecasts[fit]) ** 2).sum()
+
+
+def test_a_tail_as_long_as_the_series_is_the_whole_history_and_a_shorter_one_differs() -> None:
+    z = _weeks(4, noise=0.3)
+    origins = np.array([3 * WEEK + 5, len(z) - 1])
+    whole = smoothed(z, (0.3, 0.02))[origins]
+    np.testing.assert_allclose(rebuilt(z, (0.3, 0.02), origins[1:], len(z))[origins[1:]], whole[1:], atol=1e-5)
+    shorter = rebuilt(z, (0.3, 0.02), origins, 2 * WEEK)
+    assert np.isnan(shorter[0]).all() and not np.allclose(shorter[origins], whole, atol=1e-3)
