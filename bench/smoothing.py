@@ -57,6 +57,8 @@ def _model() -> Forecaster:
 def rebuilt(z: np.ndarray, rates: tuple[float, ...], origins: np.ndarray, tail: int) -> np.ndarray:
     """(T, H), NaN but at ``origins``: the shipped forecast of only the last ``tail`` values at each origin, what a
     session rebuilt from a tail of that length answers right after a model upgrade (service/migration.py)."""
+    if origins.min() + 1 < tail:
+        raise ValueError(f"an origin at {origins.min()} has fewer than {tail} values before it")
     forecasts = np.full((len(z), HORIZON), np.nan)
     for origin in origins:
         forecasts[origin] = smoothed(z[origin + 1 - tail : origin + 1], rates)[-1]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -23,6 +23,9 @@ READABLE_VERSIONS = (1, 2, 3)
 # Where a published forecaster is found: its name in a model store and its file inside the stored model.
 PUBLISHED_NAME = "seqcast-forecaster"
 PUBLISHED_FILE = "checkpoint.pt"
+
+
+T = TypeVar("T")
 
 
 class CheckpointError(ValueError):
@@ -91,8 +94,8 @@ class Checkpoint:
                 f"checkpoint format_version {version!r} is not supported (this seqcast reads {READABLE_VERSIONS})"
             )
         return cls(
-            config=_config(payload["config"]),
-            features=FeatureSpec(**payload["features"]),
+            config=_built(ForecasterConfig, dict(payload["config"]), "config"),
+            features=_built(FeatureSpec, dict(payload["features"]), "features"),
             scaling=Scaling.from_dict(payload["scaling"]),
             state_dict=dict(payload["state_dict"]),
             metadata=dict(payload.get("metadata", {})),
@@ -100,15 +103,15 @@ class Checkpoint:
         )
 
 
-def _config(stored: dict[str, Any]) -> ForecasterConfig:
-    """The stored forecaster config; CheckpointError names what this version cannot build it from."""
-    unknown = sorted(set(stored) - {f.name for f in fields(ForecasterConfig)})
+def _built(kind: type[T], stored: dict[str, Any], part: str) -> T:
+    """``kind`` from a checkpoint's ``part``; CheckpointError names what this version cannot build it from."""
+    unknown = sorted(set(stored) - {f.name for f in fields(kind)})  # type: ignore[arg-type]
     if unknown:
-        raise CheckpointError(f"checkpoint config has fields this seqcast does not know: {', '.join(unknown)}")
+        raise CheckpointError(f"checkpoint {part} has fields this seqcast does not know: {', '.join(unknown)}")
     try:
-        return ForecasterConfig(**{**stored, "quantiles": tuple(stored.get("quantiles", ()))})
+        return kind(**stored)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"checkpoint config is not valid: {error}") from error
+        raise CheckpointError(f"checkpoint {part} is not valid: {error}") from error
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,13 @@ class Settings(BaseSettings):
     def _known_store(cls, value: str) -> str:
         if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"session_store must be 'memory' or a redis:// URL, got {value!r}")
+        user, at, _ = urlsplit(value).netloc.rpartition("@")
+        _, colon, password = user.partition(":")
+        if at and colon and not password:  # an unset variable expanded into the URL, say
+            raise ValueError(
+                "session_store names an empty password (':@'), which Redis takes for none: set one, or leave "
+                "out ':@' for a Redis without one"
+            )
         return value
 
     @field_validator("api_key")

@@ -4,6 +4,7 @@ pattern exactly, where it should."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bench.smoothing import (
     HORIZON,
@@ -53,3 +54,5 @@ def test_a_tail_as_long_as_the_series_is_the_whole_history_and_a_shorter_one_dif
     np.testing.assert_allclose(rebuilt(z, (0.3, 0.02), origins[1:], len(z))[origins[1:]], whole[1:], atol=1e-5)
     shorter = rebuilt(z, (0.3, 0.02), origins, 2 * WEEK)
     assert np.isnan(shorter[0]).all() and not np.allclose(shorter[origins], whole, atol=1e-3)
+    with pytest.raises(ValueError, match="fewer than"):
+        rebuilt(z, (0.3, 0.02), origins, len(z) + 1)

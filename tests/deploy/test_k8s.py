@@ -3,8 +3,11 @@ Kubernetes version, and checked against the service: every setting, port and pro
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +16,11 @@ from typing import Any
 import httpx
 import kubernetes_validate
 import pytest
+import redis
 import yaml
+from pydantic import ValidationError
 
-from bench.servers import Service, redis_server
+from bench.servers import Service, free_port, wait_until
 from service.settings import Settings
 from tests.conftest import ROOT
 
@@ -159,42 +164,61 @@ def _variables(container: Manifest, secrets: dict[str, dict[str, str]]) -> dict[
     return env
 
 
-def test_the_bundled_redis_asks_for_the_password_the_api_connects_with(k8s: Path, tmp_path: Path) -> None:
-    """The Redis container's command and the API's store URL, resolved as Kubernetes resolves them, run against a
-    real redis-server: a client with the API's URL is let in, one without the password is not."""
-    import base64
-
-    import redis
-
-    manifests = render(k8s / "base")
-    secrets = {
+def _rendered_secrets(manifests: list[Manifest]) -> dict[str, dict[str, str]]:
+    return {
         m["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in m["data"].items()}
         for m in manifests
         if m["kind"] == "Secret"
     }
-    statefulset = next(m for m in manifests if m["kind"] == "StatefulSet")
-    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_the_bundled_redis_asks_for_the_password_the_api_connects_with(k8s: Path, tmp_path: Path) -> None:
+    """The Redis container's arguments, its readiness probe and the API's store URL, resolved as Kubernetes
+    resolves them, run natively: the URL and the probe get in; a client or a probe without the password does not."""
+    manifests = render(k8s / "base")
+    secrets = _rendered_secrets(manifests)
+    container = next(m for m in manifests if m["kind"] == "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
     env = _variables(container, secrets)
-    assert env["REDISCLI_AUTH"] == env["REDIS_PASSWORD"] == REDIS_PASSWORD  # the probe's ping authenticates
     args = [_expanded(arg, env) for arg in container["args"]]
-    assert args[0] == "redis-server" and args[args.index("--requirepass") + 1] == REDIS_PASSWORD
+    assert args[args.index("--requirepass") + 1] == REDIS_PASSWORD
     url = _variables(api_container(manifests), secrets)["SEQCAST_SESSION_STORE"]
     assert url == f"redis://:{REDIS_PASSWORD}@seqcast-redis:6379/0"
-    with redis_server(tmp_path, password=REDIS_PASSWORD) as local:
-        client = redis.Redis.from_url(url.replace("seqcast-redis:6379", local.split("@")[1].split("/")[0]))
-        assert client.ping()
-        with pytest.raises(redis.AuthenticationError):
-            redis.Redis.from_url(local.replace(f":{REDIS_PASSWORD}@", "")).ping()
+    port = free_port()
+    local = [shutil.which(args[0]) or args[0], *(str(tmp_path) if arg == "/data" else arg for arg in args[1:])]
+    server = subprocess.Popen([*local, "--port", str(port), "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: socket.create_connection(("127.0.0.1", port), 0.5).close() is None, 10, "redis")
+        assert redis.Redis.from_url(url.replace("seqcast-redis:6379", f"127.0.0.1:{port}")).ping()
+        probe = container["readinessProbe"]["exec"]["command"]
+        probe = [probe[0], "-p", str(port), *probe[1:]]
+        without = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
+        assert subprocess.run(probe, env={**without, "REDISCLI_AUTH": env["REDISCLI_AUTH"]}).returncode == 0
+        assert subprocess.run(probe, env=without, capture_output=True).returncode != 0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
-def test_the_external_redis_overlay_drops_the_statefulset_and_takes_the_url_from_a_secret(k8s: Path) -> None:
+def test_an_empty_redis_password_stops_the_api_from_starting(k8s: Path) -> None:
+    """Redis takes an empty --requirepass for none, so a password file copied unedited must not pass silently."""
+    (k8s / "base" / "redis-password.env").write_text("REDIS_PASSWORD=\n")
+    manifests = render(k8s / "base")
+    url = _variables(api_container(manifests), _rendered_secrets(manifests))["SEQCAST_SESSION_STORE"]
+    with pytest.raises(ValidationError, match="session_store names an empty password"):
+        Settings(session_store=url)
+
+
+def test_the_external_redis_overlay_has_no_bundled_redis_and_takes_the_url_from_a_secret(k8s: Path) -> None:
     manifests = render(k8s / "overlays" / "external-redis")
     kinds = by_kind(manifests)
     assert "StatefulSet" not in kinds and "NetworkPolicy" not in kinds
     assert "seqcast-redis" not in {m["metadata"]["name"] for m in kinds["Service"]}
     store = next(m for m in kinds["Secret"] if m["metadata"]["name"].startswith("seqcast-session-store"))
     secret_refs = [s["secretRef"]["name"] for s in api_container(manifests)["envFrom"] if "secretRef" in s]
-    assert secret_refs[-1] == store["metadata"]["name"]  # the last source wins over the ConfigMap's URL
+    assert secret_refs[-1] == store["metadata"]["name"]
+    api = api_container(manifests)
+    assert "SEQCAST_SESSION_STORE" not in {variable["name"] for variable in api.get("env", [])}
+    assert "seqcast-redis-password" not in yaml.safe_dump(manifests)
 
 
 def test_every_setting_the_manifests_set_is_one_the_service_reads(k8s: Path) -> None:

@@ -149,3 +149,11 @@ def test_weights_that_do_not_fit_the_config_are_refused_when_built(tmp_path: Pat
     torch.save(payload, tmp_path / "c.pt")
     with pytest.raises(CheckpointError, match="weights do not fit its config"):
         load_checkpoint(tmp_path / "c.pt").build_model()
+
+
+def test_features_this_version_cannot_read_are_refused_naming_them(tmp_path: Path) -> None:
+    payload = _checkpoint().to_payload()
+    payload["features"] = {**payload["features"], "static_covariates": ["region"]}
+    torch.save(payload, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="checkpoint features has fields this seqcast does not know: static"):
+        load_checkpoint(tmp_path / "c.pt")

@@ -22,6 +22,8 @@ from tests.conftest import ROOT
         ({"session_ttl_s": 0.0004}, "greater than or equal to 1"),
         ({"api_key": ""}, "api_key is empty"),
         ({"api_key": "  "}, "api_key is empty"),
+        ({"session_store": "redis://:@redis:6379/0"}, "session_store names an empty password"),
+        ({"session_store": "rediss://default:@redis:6380/0"}, "session_store names an empty password"),
     ],
 )
 def test_a_setting_that_cannot_work_is_refused_by_name(settings: dict[str, object], complaint: str) -> None:
@@ -31,6 +33,8 @@ def test_a_setting_that_cannot_work_is_refused_by_name(settings: dict[str, objec
 
 def test_what_can_work_is_accepted() -> None:
     Settings(workers=2, session_store="redis://127.0.0.1:6379/0", session_ttl_s=1, api_key="k")
+    Settings(session_store="redis://:0123abcd@redis:6379/0")
+    Settings(session_store="rediss://default:0123abcd@redis:6380/0")
 
 
 def test_a_misspelt_variable_is_named_with_the_nearest_setting() -> None:
