@@ -100,7 +100,9 @@ def wait_until_idle(url: str, timeout: float = 300.0) -> None:
     raise TimeoutError(f"the service at {url} was still busy after {timeout:g} s")
 
 
-def _accepts(port: int) -> bool:
+def accepts(port: int) -> bool:
+    """Whether something listens on ``port`` of 127.0.0.1 (a refusal is an OSError, which ``wait_until`` waits
+    out)."""
     socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
     return True
 
@@ -117,7 +119,7 @@ def redis_server(workdir: Path, appendonly: bool = False, port: int | None = Non
     command += ["--appendonly", "yes" if appendonly else "no", "--protected-mode", "no"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: _accepts(port), 10, "redis")
+        wait_until(lambda: accepts(port), 10, "redis")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()

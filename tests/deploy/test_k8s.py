@@ -7,7 +7,6 @@ import base64
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import redis
 import yaml
 from pydantic import ValidationError
 
-from bench.servers import Service, free_port, wait_until
+from bench.servers import Service, accepts, free_port, wait_until
 from service.settings import Settings
 from tests.conftest import ROOT
 
@@ -187,7 +186,7 @@ def test_the_bundled_redis_asks_for_the_password_the_api_connects_with(k8s: Path
     local = [shutil.which(args[0]) or args[0], *(str(tmp_path) if arg == "/data" else arg for arg in args[1:])]
     server = subprocess.Popen([*local, "--port", str(port), "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)
     try:
-        wait_until(lambda: socket.create_connection(("127.0.0.1", port), 0.5).close() is None, 10, "redis")
+        wait_until(lambda: accepts(port), 10, "redis")
         assert redis.Redis.from_url(url.replace("seqcast-redis:6379", f"127.0.0.1:{port}")).ping()
         probe = container["readinessProbe"]["exec"]["command"]
         probe = [probe[0], "-p", str(port), *probe[1:]]
@@ -214,9 +213,9 @@ def test_the_external_redis_overlay_has_no_bundled_redis_and_takes_the_url_from_
     assert "StatefulSet" not in kinds and "NetworkPolicy" not in kinds
     assert "seqcast-redis" not in {m["metadata"]["name"] for m in kinds["Service"]}
     store = next(m for m in kinds["Secret"] if m["metadata"]["name"].startswith("seqcast-session-store"))
-    secret_refs = [s["secretRef"]["name"] for s in api_container(manifests)["envFrom"] if "secretRef" in s]
-    assert secret_refs[-1] == store["metadata"]["name"]
     api = api_container(manifests)
+    secret_refs = [s["secretRef"]["name"] for s in api["envFrom"] if "secretRef" in s]
+    assert secret_refs[-1] == store["metadata"]["name"]
     assert "SEQCAST_SESSION_STORE" not in {variable["name"] for variable in api.get("env", [])}
     assert "seqcast-redis-password" not in yaml.safe_dump(manifests)
 
