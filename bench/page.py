@@ -24,6 +24,7 @@ QUESTIONS = {
     "memory": "How much memory does an open session take, in process and in Redis?",
     "soak": "Do many clients observing for minutes see errors, or the service's memory grow?",
     "accuracy": "Test MASE and sMAPE of the LSTM and GRU against naive, seasonal naive and ETS.",
+    "field": "The same on data no config was tuned on, each set with the config `seqcast-train init` writes for it.",
     "smoothing": "What else was tried on taylor, with no network, to close the gap to MSTL-ETS?",
     "unseen": "Accuracy on series held out of training, scaled by their own history.",
     "train": "Training speed and time to accuracy against Darts and NeuralForecast on the same split.",

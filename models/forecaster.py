@@ -66,6 +66,12 @@ class ForecasterConfig:
     # state is usable after one season. The head starts at zero, so training starts at the statistical
     # forecast. The state also carries the profiles and a count of steps read.
     smoothed_seasons: tuple[int, ...] = ()
+    # With smoothed_seasons: the network sees no level, only changes. The recurrence reads each step's change
+    # from the one before in place of the scaled target (0 for a fresh state's first step), and the head reads
+    # each step's smoothed forecast less the first step's. The smoothing carries the level; what the network
+    # learns then holds at levels training never saw, as a warm spell in winter or a grown business, rather
+    # than steering them back to the levels it saw (the level normalisation of Smyl's ES-RNN).
+    level_free: bool = False
 
     def __post_init__(self) -> None:
         if self.cell not in ("lstm", "gru", "rnn"):
@@ -94,6 +100,8 @@ class ForecasterConfig:
                 f"smoothed_seasons must be increasing seasons from the horizon ({self.horizon}) to seasonal_lag "
                 f"({self.seasonal_lag}), and need seasonal_lag; got {list(self.smoothed_seasons)}"
             )
+        if self.level_free and not self.smoothed_seasons:
+            raise ValueError("level_free needs smoothed_seasons: the smoothing carries the level it hides")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.nonlinearity == "relu" and self.cell != "rnn":
@@ -124,6 +132,8 @@ class ForecasterConfig:
         data["smoothed_seasons"] = list(self.smoothed_seasons)
         if not self.smoothed_seasons:
             del data["smoothed_seasons"]
+        if not self.level_free:
+            del data["level_free"]
         return data
 
     @property
@@ -267,6 +277,13 @@ class Forecaster(nn.Module):
         if not self.config.smoothed_seasons:
             return x_read, targets
         _, profiles, count = self._smooth(x[..., 0], season, lengths)
+        if self.config.level_free:
+            # Changes from before a fresh state's first step would be changes from zeros, that is levels.
+            before = season[:, -1:] + torch.arange(x.shape[1], device=x.device)  # steps read before each
+            previous = torch.cat([season[:, m : m + 1], x[:, :-1, 0]], dim=1)
+            step_change = torch.where(before > 0, x[..., 0] - previous, 0.0)
+            seasonal_change = torch.where(before >= m, x_read[..., -1], 0.0)
+            x_read = torch.cat([step_change[..., None], x_read[..., 1:-1], seasonal_change[..., None]], dim=-1)
         return x_read, torch.cat([targets, profiles, count.unsqueeze(1)], dim=1)
 
     @torch.no_grad()
@@ -360,7 +377,8 @@ class Forecaster(nn.Module):
             got = None if anchor is None else tuple(anchor.shape)
             raise ValueError(f"anchor must be {tuple(expected)}, what each step read forecasts changes from, got {got}")
         if config.seasonal_lag:
-            return self._head(readout, future, anchor) + anchor[..., None]
+            seen = anchor - anchor[..., :1] if config.level_free else anchor
+            return self._head(readout, future, seen) + anchor[..., None]
         return self._head(readout, future) + anchor[..., None, None]
 
     def _head(

@@ -10,7 +10,8 @@ The rules (each value's reason is written beside it in the config):
   loss starts, then trains on two more; windows read as much as the warmup; validation and test take two
   seasons (or two horizons, if longer) each;
 - calendar features that vary within the season; each series scaled and weighted by its own statistics where
-  there are several; zero filling and no negative forecasts for counts.
+  there are several; zero filling and no negative forecasts for counts;
+- the network reads changes only (``level_free``) unless the data are counts, whose level it uses.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class Sizing:
     calendar: list[str]
     fill: FillPolicy
     nonnegative: bool
+    # Whether the network sees changes only (ForecasterConfig.level_free): for levels (temperature, demand) the
+    # level is where the weather or the business happens to be; for counts it says how noisy a step is and how
+    # near zero, which the network uses.
+    level_free: bool
 
     @property
     def chunk_stride(self) -> int:
@@ -122,6 +127,7 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         calendar=_calendar(freq),
         fill=fill,
         nonnegative=nonnegative,
+        level_free=bool(season) and not counts,
     )
 
 
@@ -173,7 +179,10 @@ def render(sizing: Sizing, name: str) -> str:
         *(
             [
                 f"        smoothed_seasons: [{', '.join(map(str, s.smoothed))}]"
-                + "  # ...namely exponential smoothing of the changes over each of these"
+                + "  # ...namely exponential smoothing of the changes over each of these",
+                "        level_free: true         # a level: the network reads changes only, so holds at levels unseen"
+                if s.level_free
+                else "        level_free: false        # counts: their level says how noisy and how near zero",
             ]
             if s.season
             else []

@@ -7,7 +7,9 @@ import pandas as pd
 import yaml
 
 from bench.accuracy import statistical
+from bench.field_data import write_departures, write_temperature
 from tests.conftest import synthetic_frame
+from training.sizing import size
 
 
 def test_statistical_baseline_is_scored_on_the_test_origins(tmp_path: Path) -> None:
@@ -43,3 +45,12 @@ def test_monthly_data_gets_autoets_with_a_yearly_season(tmp_path: Path) -> None:
     assert name == "AutoETS (statsforecast)"
     # Same month last year misses a year of trend (6 units); a trended, seasonal ETS does not.
     assert scores["mase"] < 0.5
+
+
+def test_the_field_sets_are_hourly_series_per_airport_that_init_sizes_for_a_week(tmp_path: Path) -> None:
+    """Departures: counts with hours missing (none departed), zero-filled; temperature: a level with readings
+    missing, interpolated. Both get a day ahead and a weekly season from `seqcast-train init`."""
+    for write, fill in [(write_departures, "zero"), (write_temperature, "interpolate")]:
+        sizing = size(str(write(tmp_path / f"{write.__name__}.csv")))
+        assert (sizing.series, sizing.freq, sizing.horizon, sizing.season, sizing.fill) == (3, "h", 24, 168, fill)
+        assert sizing.shortest > 8700  # a year of hours

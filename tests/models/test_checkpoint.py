@@ -108,21 +108,26 @@ def test_a_pickled_object_is_never_unpickled(tmp_path: Path, capsys: pytest.Capt
     assert "code ran" not in capsys.readouterr().out
 
 
-def test_a_seasonal_model_is_written_as_the_third_format_and_a_plain_one_as_the_second(
+def test_each_model_is_written_as_the_oldest_format_that_describes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Plain: 2; seasonal: 3; level-free: 4. An older version loads what it can forecast right and refuses the
+    rest by its version."""
     seasonal = ForecasterConfig(input_dim=1, horizon=2, hidden_size=4, seasonal_lag=4, smoothed_seasons=(2, 4))
-    checkpoints = {"plain": _checkpoint(), "seasonal": replace(_checkpoint(), config=seasonal)}
-    checkpoints["seasonal"] = replace(checkpoints["seasonal"], state_dict=Forecaster(seasonal).state_dict())
-    for name, checkpoint in checkpoints.items():
+    configs = {"plain": _checkpoint().config, "seasonal": seasonal, "level_free": replace(seasonal, level_free=True)}
+    for name, config in configs.items():
+        checkpoint = replace(_checkpoint(), config=config, state_dict=Forecaster(config).state_dict())
         save_checkpoint(checkpoint, tmp_path / f"{name}.pt")
-    assert torch.load(tmp_path / "plain.pt", weights_only=True)["format_version"] == 2
-    assert load_checkpoint(tmp_path / "seasonal.pt").config == seasonal
-    # A version that reads only formats 1 and 2 loads the plain model and refuses the seasonal one by its version.
-    monkeypatch.setattr("models.checkpoint.READABLE_VERSIONS", (1, 2))
-    assert load_checkpoint(tmp_path / "plain.pt").config == checkpoints["plain"].config
-    with pytest.raises(CheckpointError, match="format_version 3 is not supported"):
-        load_checkpoint(tmp_path / "seasonal.pt")
+    written = {name: torch.load(tmp_path / f"{name}.pt", weights_only=True)["format_version"] for name in configs}
+    assert written == {"plain": 2, "seasonal": 3, "level_free": 4}
+    assert {name: load_checkpoint(tmp_path / f"{name}.pt").config for name in configs} == configs
+    for readable, refused in [((1, 2, 3), "level_free"), ((1, 2), "seasonal")]:
+        monkeypatch.setattr("models.checkpoint.READABLE_VERSIONS", readable)
+        for name in configs:
+            if written[name] in readable:
+                assert load_checkpoint(tmp_path / f"{name}.pt").config == configs[name]
+        with pytest.raises(CheckpointError, match=f"format_version {written[refused]} is not supported"):
+            load_checkpoint(tmp_path / f"{refused}.pt")
 
 
 @pytest.mark.parametrize(

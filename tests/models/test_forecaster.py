@@ -22,13 +22,18 @@ HEADS = [
     ("lstm", 0, False, 5),
     ("gru", 3, True, 19),
     ("lstm", 3, True, (9, (4, 9))),  # smoothed profiles of 4 and 9 steps: three rows of the state
+    ("gru", 3, True, (9, (4, 9), True)),  # ...read level-free
 ]
 
 
-def _seasonal(season: int | tuple[int, tuple[int, ...]]) -> dict[str, object]:
-    """Config fields for a season given as its length, or as (length, smoothed seasons)."""
-    lag, smoothed = season if isinstance(season, tuple) else (season, ())
-    return {"seasonal_lag": lag, "smoothed_seasons": smoothed}
+Season = int | tuple[int, tuple[int, ...]] | tuple[int, tuple[int, ...], bool]
+
+
+def _seasonal(season: Season) -> dict[str, object]:
+    """Config fields for a season given as its length, as (length, smoothed seasons), or as (length, smoothed
+    seasons, level_free)."""
+    lag, smoothed, level_free = (*season, False)[:3] if isinstance(season, tuple) else (season, (), False)
+    return {"seasonal_lag": lag, "smoothed_seasons": smoothed, "level_free": level_free}
 
 
 def _carrying(model: Forecaster) -> Forecaster:
@@ -48,11 +53,10 @@ def _carrying(model: Forecaster) -> Forecaster:
     ("cell", "nonlinearity", "lagged", "season"),
     [(*c, False, 0) for c in CELLS]
     + [("lstm", "tanh", True, 0), ("gru", "tanh", True, 0), ("lstm", "tanh", True, 24), ("rnn", "tanh", False, 7)]
-    + [("gru", "tanh", True, (24, (6, 24))), ("lstm", "tanh", False, (7, (7,)))],
+    + [("gru", "tanh", True, (24, (6, 24))), ("lstm", "tanh", False, (7, (7,)))]
+    + [("gru", "tanh", True, (24, (6, 24), True)), ("lstm", "tanh", False, (7, (7,), True))],
 )
-def test_carried_state_equals_one_pass(
-    cell: str, nonlinearity: str, lagged: bool, season: int | tuple[int, tuple[int, ...]]
-) -> None:
+def test_carried_state_equals_one_pass(cell: str, nonlinearity: str, lagged: bool, season: Season) -> None:
     torch.manual_seed(0)
     config = ForecasterConfig(
         input_dim=4,
@@ -83,9 +87,11 @@ def test_carried_state_equals_one_pass(
 
 
 @pytest.mark.parametrize(
-    ("lagged", "season"), [(False, 0), (True, 0), (False, 7), (True, 12), (True, (12, (6, 12))), (False, (7, (7,)))]
+    ("lagged", "season"),
+    [(False, 0), (True, 0), (False, 7), (True, 12), (True, (12, (6, 12))), (False, (7, (7,)))]
+    + [(True, (12, (6, 12), True))],
 )
-def test_every_step_forecasts_match_last_step_forecast(lagged: bool, season: int | tuple[int, tuple[int, ...]]) -> None:
+def test_every_step_forecasts_match_last_step_forecast(lagged: bool, season: Season) -> None:
     config = ForecasterConfig(
         input_dim=2,
         horizon=5,
@@ -157,6 +163,32 @@ def test_a_smoothed_head_starts_at_double_seasonal_smoothing() -> None:
     torch.testing.assert_close(carried[..., 0], every[:, -1])
 
 
+@pytest.mark.parametrize("level_free", [True, False])
+def test_a_level_free_network_moves_its_forecast_with_the_level(level_free: bool) -> None:
+    """Shifting every target by a constant shifts a level-free model's forecasts by that constant, from a fresh
+    state and a carried one alike: the network sees changes only. A model that reads levels does not."""
+    torch.manual_seed(0)
+    config = ForecasterConfig(
+        input_dim=2,
+        horizon=4,
+        hidden_size=8,
+        context_size=3,
+        lagged_outputs=True,
+        head_hidden=6,
+        **_seasonal((12, (4, 12), level_free)),  # type: ignore[arg-type]
+    )
+    model = _carrying(Forecaster(config).eval())
+    x = torch.randn(2, 40, 2)
+    shifted = x.clone()
+    shifted[..., 0] += 3.0
+    _, state = model(x[:, :25])
+    _, shifted_state = model(shifted[:, :25])
+    pairs = [(model(x), model(shifted)), (model(x[:, 25:], state), model(shifted[:, 25:], shifted_state))]
+    for (a, _), (b, _) in pairs:
+        gap = (b - a - 3.0).abs().max().item()
+        assert gap < 1e-4 if level_free else gap > 1e-2
+
+
 def test_one_round_of_a_noiseless_season_forecasts_it_exactly() -> None:
     """Daily and weekly patterns and a trend, without noise, are forecast exactly once a week and a step are
     read: the first round of the longest season takes each change as it is."""
@@ -198,6 +230,7 @@ def test_zero_state_is_the_default_state() -> None:
         ({"seasonal_lag": 8, "smoothed_seasons": (8, 4)}, "must be increasing seasons"),
         ({"horizon": 5, "seasonal_lag": 8, "smoothed_seasons": (4, 8)}, "from the horizon (5) to seasonal_lag (8)"),
         ({"seasonal_lag": 8, "smoothed_seasons": (4, 12)}, "from the horizon (1) to seasonal_lag (8)"),
+        ({"seasonal_lag": 8, "level_free": True}, "level_free needs smoothed_seasons"),
     ],
 )
 def test_config_rejects_bad_fields(fields: dict[str, object], message: str) -> None:
@@ -216,7 +249,7 @@ def test_wrong_input_width_is_named() -> None:
 )
 @pytest.mark.parametrize(("cell", "context_size", "lagged", "season"), HEADS)
 def test_ragged_batch_equals_each_sequence_alone(
-    cell: str, context_size: int, lagged: bool, season: int | tuple[int, tuple[int, ...]], lengths: tuple[int, ...]
+    cell: str, context_size: int, lagged: bool, season: Season, lengths: tuple[int, ...]
 ) -> None:
     torch.manual_seed(1)
     config = ForecasterConfig(

@@ -53,13 +53,15 @@ def make_engine(
     per_series: bool = False,
     seasonal_lag: int = 0,
     smoothed_seasons: tuple[int, ...] = (),
+    level_free: bool = False,
     spec: FeatureSpec = ENGINE_SPEC,
     scaling: Scaling = ENGINE_SCALING,
 ) -> Engine:
     """An engine over a randomly initialised forecaster (horizon 6, three quantiles), for in-process tests;
     ``lagged_outputs`` gives it the shared head that reads the last horizon outputs, ``per_series`` the
     statistics of two series (SERIES_SCALING), ``seasonal_lag`` a head forecasting changes from a season before,
-    ``smoothed_seasons`` one forecasting changes from the smoothed seasonal forecast."""
+    ``smoothed_seasons`` one forecasting changes from the smoothed seasonal forecast, ``level_free`` with a
+    network that reads changes only."""
     torch.manual_seed(0)
     config = ForecasterConfig(
         input_dim=spec.input_dim,
@@ -74,6 +76,7 @@ def make_engine(
         lagged_outputs=lagged_outputs,
         seasonal_lag=seasonal_lag,
         smoothed_seasons=smoothed_seasons,
+        level_free=level_free,
     )
     by_series = SERIES_SCALING if per_series else {}
     model = Forecaster(config)

@@ -33,6 +33,7 @@ def test_hourly_counts_with_gaps_get_a_weekly_season_a_day_ahead_and_zero_fill(t
     assert data["per_series_scaling"] and data["mase_weights"]
     network = config["model"]["network"]["init_args"]["config"]
     assert (network["seasonal_lag"], network["smoothed_seasons"]) == (168, [24, 168])  # a day and a week
+    assert network["level_free"] is False  # a count's level says how noisy it is
     assert data["warmup"] >= 3 * 168 and data["input_size"] >= data["warmup"]  # the smoothing settles first
     # What the data module needs fits the shortest series, and so do the backtest folds the header names.
     needed = data["val_size"] + data["test_size"] + max(data["chunk_length"], data["input_size"]) + data["horizon"]
@@ -46,6 +47,7 @@ def test_monthly_levels_get_a_yearly_season_and_no_calendar(tmp_path: Path) -> N
     assert sizing.series == 1 and not yaml.safe_load(render(sizing, "m"))["data"]["per_series_scaling"]
     assert sizing.folds == 3 and "--folds" not in render(sizing, "m")
     assert sizing.smoothed == [12]
+    assert yaml.safe_load(render(sizing, "m"))["model"]["network"]["init_args"]["config"]["level_free"] is True
 
 
 def test_names_yaml_would_misread_are_written_quoted(tmp_path: Path) -> None:

