@@ -102,7 +102,7 @@ def backtest(config: Path, cells: list[str], seeds: list[int], max_minutes: floa
 
 
 def initialised(name: str, workdir: Path) -> Path:
-    """Writes the simulated data set ``name`` and the config `seqcast-train init` sizes for it; the config."""
+    """Writes the data set ``name`` and the config `seqcast-train init` sizes for it; the config."""
     data = WRITTEN[name](workdir / f"{name}.csv")
     command = [sys.executable, "-m", "training.cli", "init", "--data.path", str(data), "--name", name]
     config = workdir / f"{name}.yaml"

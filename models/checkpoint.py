@@ -18,7 +18,7 @@ from models.forecaster import Forecaster, ForecasterConfig
 # 2 added per-series scaling statistics; version 1 files, which have none, still load. 3 marks a seasonal
 # model (ForecasterConfig.seasonal_lag): versions that read only 1 and 2 then refuse it by its version rather
 # than fail on fields they do not know. A model without seasons is still written as 2, which they read. 4 marks
-# a level-free model (ForecasterConfig.level_free), which a version reading 3 would forecast wrongly with.
+# a level-free model (ForecasterConfig.level_free): a version reading 3 refuses it by its version, not by a field.
 FORMAT_VERSION = 4
 READABLE_VERSIONS = (1, 2, 3, 4)
 # Where a published forecaster is found: its name in a model store and its file inside the stored model.
@@ -74,7 +74,7 @@ class Checkpoint:
     @property
     def format_version(self) -> int:
         """The oldest format that describes this checkpoint, so that older readers load what they can."""
-        return 4 if self.config.level_free else 3 if self.config.seasonal_lag else 2
+        return FORMAT_VERSION if self.config.level_free else 3 if self.config.seasonal_lag else 2
 
     def to_payload(self) -> dict[str, Any]:
         return {
