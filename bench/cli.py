@@ -98,9 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     field.add_argument(
         "--datasets",
-        default="counts,departures,temperature",
+        default="counts,departures,temperature,taylor,elecdemand",
         help="comma-separated: counts (simulated hourly counts with zeros), departures and temperature (hourly, "
-        "New York's airports in 2013)",
+        "New York's airports in 2013), and the built-in taylor and elecdemand, each with init's config",
     )
     # field: GRU, the cell init writes, and 4 minutes a run, for three sets of a year of hourly steps
     for parser_of, cells, minutes in [(accuracy, "lstm,gru", 8.0), (field, "gru", 4.0)]:
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         from bench import accuracy as accuracy_bench
 
         datasets, cells = args.datasets.split(","), args.cells.split(",")
-        known = accuracy_bench.CONFIGS if args.command == "accuracy" else accuracy_bench.WRITTEN
+        known = accuracy_bench.CONFIGS if args.command == "accuracy" else accuracy_bench.FIELD
         if set(datasets) - set(known):
             parser.error(f"--datasets: unknown {sorted(set(datasets) - set(known))}; choose from {', '.join(known)}")
         seeds = [int(seed) for seed in args.seeds.split(",")]

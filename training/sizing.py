@@ -11,7 +11,8 @@ The rules (each value's reason is written beside it in the config):
   seasons (or two horizons, if longer) each;
 - calendar features that vary within the season; each series scaled and weighted by its own statistics where
   there are several; zero filling and no negative forecasts for counts;
-- the network reads changes only (``level_free``) unless the data are counts, whose level it uses.
+- the network reads changes only (``level_free``) unless the data are counts, whose level it uses; counts are
+  whole numbers that come near zero (see ``_counts``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,14 @@ def _calendar(freq: str) -> list[str]:
     return ["day_of_week", "day_of_year"] if step == day else []
 
 
+def _counts(values: np.ndarray) -> bool:
+    """Whether non-negative ``values`` look like events per step: whole numbers that reach 1 or a tenth of their
+    median, as quiet hours do. Levels recorded in whole units (demand in MW, temperatures in whole degrees) are
+    whole numbers too, but stay far from zero: their gaps are interpolated and their level hidden."""
+    whole = bool((values == np.round(values)).all())
+    return whole and float(values.min()) <= max(1.0, float(np.median(values)) / 10)
+
+
 def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
     """Reads the data and sizes a config for it; raises DataError where the data is too short for any."""
     frame = read_frame(path)
@@ -85,7 +94,7 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         raise DataError(f"data.target: no column {target!r} (columns: {list(frame.columns)})")
     values = frame[target].dropna().to_numpy(float)
     nonnegative = bool(len(values)) and bool((values >= 0).all())
-    counts = nonnegative and bool((values == np.round(values)).all())
+    counts = nonnegative and _counts(values)
     fill: FillPolicy
     try:
         check_series(frame, target, (), "error")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.accuracy import statistical
+from bench.accuracy import _verdict, statistical
 from bench.field_data import write_departures, write_temperature
 from tests.conftest import synthetic_frame
 from training.sizing import size
@@ -54,3 +54,16 @@ def test_the_field_sets_are_hourly_series_per_airport_that_init_sizes_for_a_week
         sizing = size(str(write(tmp_path / f"{write.__name__}.csv")))
         assert (sizing.series, sizing.freq, sizing.horizon, sizing.season, sizing.fill) == (3, "h", 24, 168, fill)
         assert sizing.shortest > 8700  # a year of hours
+
+
+def test_the_verdict_measures_against_the_strongest_naive_the_last_value_included() -> None:
+    rows = {
+        "seqcast gru": {"mase": 0.9, "range": (0.85, 0.95)},
+        "naive (the last value)": {"mase": 1.0},  # hourly temperature: the last reading beats yesterday's
+        "seasonal naive, 24 steps (1 day)": {"mase": 1.2},
+        "MSTL-ETS (statsforecast)": {"mase": 0.8},
+    }
+    verdict = _verdict("temperature", rows)
+    assert "10% below naive (the last value) (1.000)" in verdict
+    assert "12% above MSTL-ETS (statsforecast) (0.800)" in verdict
+    assert "worst seed 0.950" in verdict

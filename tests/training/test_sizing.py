@@ -41,6 +41,19 @@ def test_hourly_counts_with_gaps_get_a_weekly_season_a_day_ahead_and_zero_fill(t
     assert "backtest --config counts.yaml --folds 2\n" in render(sizing, "counts")
 
 
+def test_demand_in_whole_megawatts_is_a_level_not_counts(tmp_path: Path) -> None:
+    from training.data import read_frame
+
+    frame = read_frame("builtin:taylor")  # half-hourly demand, whole MW from 18640 up
+    frame.drop(index=[100, 101]).to_csv(tmp_path / "demand.csv", index=False)  # an hour lost in the export
+    sizing = size(str(tmp_path / "demand.csv"))
+    assert (sizing.season, sizing.smoothed, sizing.horizon) == (336, [48, 336], 48)
+    assert sizing.fill == "interpolate" and sizing.level_free  # zero-filled, demand would fall to nothing
+    # The same numbers less their minimum reach zero: read as counts, whose level the network uses.
+    frame.assign(y=frame["y"] - frame["y"].min()).to_csv(tmp_path / "shifted.csv", index=False)
+    assert not size(str(tmp_path / "shifted.csv")).level_free
+
+
 def test_monthly_levels_get_a_yearly_season_and_no_calendar(tmp_path: Path) -> None:
     sizing = size(_monthly(tmp_path / "monthly.csv", 300))
     assert (sizing.season, sizing.horizon, sizing.fill, sizing.calendar) == (12, 12, "error", [])
