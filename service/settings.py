@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,6 +13,14 @@ PREFIX = "SEQCAST_"
 # Redis keeps a TTL in milliseconds as a 64-bit integer, and a session idle for a year is not being served;
 # below a second a session would expire between two requests of one client.
 MAX_TTL_S = 365 * 24 * 3600.0
+
+
+def _host_and_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - parsing it raises on a port that is not a number
+    except ValueError:
+        return False
+    return bool(parts.hostname)
 
 
 class Settings(BaseSettings):
@@ -63,7 +71,14 @@ class Settings(BaseSettings):
     def _known_store(cls, value: str) -> str:
         if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"session_store must be 'memory' or a redis:// URL, got {value!r}")
-        user, at, _ = urlsplit(value).netloc.rpartition("@")
+        parts = urlsplit(value)
+        if value.startswith(("redis://", "rediss://")) and not _host_and_port(parts):
+            # A password read into the URL as it is ends the host part at its first '/', '?' or '#'.
+            raise ValueError(
+                "session_store has no host and port Redis can be reached at: percent-encode a password holding "
+                "'/', '?' or '#' (%2F, %3F, %23), or use one of letters and digits"
+            )
+        user, at, _ = parts.netloc.rpartition("@")
         _, colon, password = user.partition(":")
         if at and colon and not password:  # an unset variable expanded into the URL, say
             raise ValueError(

@@ -24,6 +24,10 @@ from tests.conftest import ROOT
         ({"api_key": "  "}, "api_key is empty"),
         ({"session_store": "redis://:@redis:6379/0"}, "session_store names an empty password"),
         ({"session_store": "rediss://default:@redis:6380/0"}, "session_store names an empty password"),
+        # Passwords from `openssl rand -base64` hold '/' and '+': unencoded, the host part ends at the '/'.
+        ({"session_store": "redis://:ab/c+d=@redis:6379/0"}, "session_store has no host and port"),
+        ({"session_store": "redis://:ab#cd@redis:6379/0"}, "percent-encode a password"),
+        ({"session_store": "redis://redis:63x9/0"}, "session_store has no host and port"),
     ],
 )
 def test_a_setting_that_cannot_work_is_refused_by_name(settings: dict[str, object], complaint: str) -> None:
@@ -35,6 +39,9 @@ def test_what_can_work_is_accepted() -> None:
     Settings(workers=2, session_store="redis://127.0.0.1:6379/0", session_ttl_s=1, api_key="k")
     Settings(session_store="redis://:0123abcd@redis:6379/0")
     Settings(session_store="rediss://default:0123abcd@redis:6380/0")
+    Settings(session_store="redis://:ab%2Fc+d=@redis:6379/0")  # percent-encoded, as redis-py decodes it
+    Settings(session_store="redis://:p@ss@redis/0")  # the last '@' ends the password; the port defaults
+    Settings(session_store="unix:///run/redis.sock")
 
 
 def test_a_misspelt_variable_is_named_with_the_nearest_setting() -> None:
