@@ -198,8 +198,12 @@ def _is_naive(method: str) -> bool:
 
 
 def _plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
-    fig, axes = figure(1, len(results), figsize=(5 * len(results), 3.8), squeeze=False)
-    for ax, (name, methods) in zip(axes[0], results.items(), strict=True):
+    columns = min(3, len(results))  # wider than three panels, a page shrinks them past reading
+    rows = -(-len(results) // columns)
+    fig, axes = figure(rows, columns, figsize=(5.5 * columns, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(results) :]:
+        ax.set_visible(False)
+    for ax, (name, methods) in zip(axes.flat, results.items(), strict=False):
         mase = [row["mase"] for row in methods.values()]
         # Networks: the bar is the mean over seeds, the whisker the range.
         spread = [

@@ -9,8 +9,9 @@ The rules (each value's reason is written beside it in the config):
 - a training chunk warms up over three seasons and a horizon, so that the smoothing has settled before the
   loss starts, then trains on two more; windows read as much as the warmup; validation and test take two
   seasons (or two horizons, if longer) each;
-- calendar features that vary within the season; each series scaled and weighted by its own statistics where
-  there are several; zero filling and no negative forecasts for counts;
+- calendar features that vary within the season (the day of year only with two years to train on); each
+  series scaled and weighted by its own statistics where there are several; zero filling and no negative
+  forecasts for counts;
 - the network reads changes only (``level_free``) unless the data are counts, whose level it uses; counts are
   whole numbers that come near zero (see ``_counts``).
 """
@@ -32,6 +33,7 @@ from training.metrics import naive_seasons, season_length
 
 SEASONS_PER_SERIES = 5  # the shortest series must hold this many seasons
 WARMUP_SEASONS = 3  # rounds of each season the smoothing reads before a loss or a windowed forecast
+DAYS_PER_YEAR = 365
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,19 @@ class Sizing:
         return f" ({duration(step * steps)})" if step is not None else ""
 
 
-def _calendar(freq: str) -> list[str]:
+def _calendar(freq: str, training_steps: int) -> list[str]:
     """Calendar features that vary within the season: for intraday steps, time of day and day of week; for
-    daily, day of week and of year; none for calendar steps (months, quarters)."""
+    daily, day of week, and day of year where training holds two years (``training_steps``); none for calendar
+    steps (months, quarters)."""
     step, day = fixed_step(freq), pd.Timedelta(days=1)
     if step is not None and step < day:
         return ["time_of_day", "day_of_week"]
-    return ["day_of_week", "day_of_year"] if step == day else []
+    if step != day:
+        return []
+    # In a single year each date is seen once: the network learns the date, not the time of year, and the
+    # held-out dates at the end were never seen (a year of daily departures, 3 folds, seeds 1-2: MASE 3.71
+    # without, 4.04 with).
+    return ["day_of_week", "day_of_year"] if training_steps >= 2 * DAYS_PER_YEAR else ["day_of_week"]
 
 
 def _counts(values: np.ndarray) -> bool:
@@ -133,7 +141,7 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         warmup=warmup,
         chunk_length=chunk,
         held_out=held_out,
-        calendar=_calendar(freq),
+        calendar=_calendar(freq, shortest - 2 * held_out),
         fill=fill,
         nonnegative=nonnegative,
         level_free=bool(season) and not counts,

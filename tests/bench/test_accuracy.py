@@ -57,7 +57,7 @@ def test_the_field_sets_are_series_per_airport_that_init_sizes_for_a_week(tmp_pa
         assert sizing.shortest > 8700  # a year of hours
     daily = size(str(write_daily_departures(tmp_path / "daily.csv")))
     assert (daily.series, daily.freq, daily.shortest, daily.horizon, daily.season) == (3, "D", 365, 7, 7)
-    assert (daily.fill, daily.level_free, daily.calendar) == ("error", True, ["day_of_week", "day_of_year"])
+    assert (daily.fill, daily.level_free, daily.calendar) == ("error", True, ["day_of_week"])  # a year only
 
 
 def test_the_verdict_measures_against_the_strongest_naive_the_last_value_included() -> None:
