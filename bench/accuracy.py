@@ -203,7 +203,7 @@ def _plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
     fig, axes = figure(rows, columns, figsize=(5.5 * columns, 3.8 * rows), squeeze=False)
     for ax in axes.flat[len(results) :]:
         ax.set_visible(False)
-    for ax, (name, methods) in zip(axes.flat, results.items(), strict=False):
+    for ax, (name, methods) in zip(axes.flat[: len(results)], results.items(), strict=True):
         mase = [row["mase"] for row in methods.values()]
         # Networks: the bar is the mean over seeds, the whisker the range.
         spread = [
@@ -213,6 +213,6 @@ def _plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
         ax.barh(list(methods), mase, xerr=np.array(spread).T, capsize=3)
         naive = min(row["mase"] for method, row in methods.items() if _is_naive(method))
         ax.axvline(naive, color="grey", linestyle="--", linewidth=1)
-        ax.set(title=name, xlabel="test MASE (lower is better; dashed: strongest naive)")
+        ax.set(title=name, xlabel="test MASE (dashed: strongest naive)")
         ax.invert_yaxis()
     save_figure(fig, path)

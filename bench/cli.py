@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         "daily-departures (hourly and daily, New York's airports in 2013), and the built-in taylor and elecdemand, "
         "each with init's config",
     )
-    # field: GRU, the cell init writes, and 4 minutes a run, for sets of up to a year of hourly steps
+    # field: GRU, the cell init writes, and 4 minutes a run, for sets of up to a year of half-hours
     for parser_of, cells, minutes in [(accuracy, "lstm,gru", 8.0), (field, "gru", 4.0)]:
         parser_of.add_argument("--cells", default=cells)
         parser_of.add_argument("--seeds", default="1,2,3", help="comma-separated seeds, one training run each")
