@@ -15,7 +15,14 @@ PREFIX = "SEQCAST_"
 MAX_TTL_S = 365 * 24 * 3600.0
 
 
-def _host_and_port(parts: SplitResult) -> bool:
+def _host_part_intact(parts: SplitResult) -> bool:
+    """Whether a store URL's host part reads as meant. A password put into the URL as it is ends that part at
+    its first '/', '?' or '#': the rest of the password and its '@' then land in the path, query or fragment,
+    and a username, or the password's first characters, is read as the host or the port."""
+    if "@" in parts.path + parts.query + parts.fragment:
+        return False
+    if parts.scheme == "unix":
+        return True
     try:
         parts.port  # noqa: B018 - parsing it raises on a port that is not a number
     except ValueError:
@@ -24,7 +31,8 @@ def _host_and_port(parts: SplitResult) -> bool:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True)
+    # hide_input_in_errors: a refused store URL or API key would otherwise be echoed, secret and all, into the log.
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, hide_input_in_errors=True)
 
     # BentoML model store tag of the forecaster to serve; unset or empty, the store's only forecaster name's latest.
     model_tag: str | None = None
@@ -69,11 +77,15 @@ class Settings(BaseSettings):
     @field_validator("session_store")
     @classmethod
     def _known_store(cls, value: str) -> str:
-        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"session_store must be 'memory' or a redis:// URL, got {value!r}")
+        if value == "memory":
+            return value
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            # The scheme only: the rest may hold a password, and start-up errors end up in logs.
+            raise ValueError(
+                f"session_store must be 'memory' or a redis:// URL, got scheme {value.partition(':')[0]!r}"
+            )
         parts = urlsplit(value)
-        if value.startswith(("redis://", "rediss://")) and not _host_and_port(parts):
-            # A password read into the URL as it is ends the host part at its first '/', '?' or '#'.
+        if not _host_part_intact(parts):
             raise ValueError(
                 "session_store has no host and port Redis can be reached at: percent-encode a password holding "
                 "'/', '?' or '#' (%2F, %3F, %23), or use one of letters and digits"

@@ -28,6 +28,11 @@ from tests.conftest import ROOT
         ({"session_store": "redis://:ab/c+d=@redis:6379/0"}, "session_store has no host and port"),
         ({"session_store": "redis://:ab#cd@redis:6379/0"}, "percent-encode a password"),
         ({"session_store": "redis://redis:63x9/0"}, "session_store has no host and port"),
+        # With a username, the password's first '/', '?' or '#' made the username the host and the rest a path.
+        ({"session_store": "rediss://default:/abc+d=@redis:6380/0"}, "session_store has no host and port"),
+        ({"session_store": "redis://default:1234/x@redis:6379/0"}, "session_store has no host and port"),
+        ({"session_store": "redis://default:?ab@redis:6379/0"}, "session_store has no host and port"),
+        ({"session_store": "unix://:p/w@/run/redis.sock"}, "session_store has no host and port"),
     ],
 )
 def test_a_setting_that_cannot_work_is_refused_by_name(settings: dict[str, object], complaint: str) -> None:
@@ -42,6 +47,16 @@ def test_what_can_work_is_accepted() -> None:
     Settings(session_store="redis://:ab%2Fc+d=@redis:6379/0")  # percent-encoded, as redis-py decodes it
     Settings(session_store="redis://:p@ss@redis/0")  # the last '@' ends the password; the port defaults
     Settings(session_store="unix:///run/redis.sock")
+    Settings(session_store="unix://:pw@/run/redis.sock?db=0")
+    Settings(session_store="redis://[::1]:6379/0")
+    Settings(session_store="redis://redis:6379?db=2")
+
+
+def test_a_refused_store_url_or_key_is_not_echoed_into_the_log() -> None:
+    for settings in [{"session_store": "redis://:s3cr/et@redis:6379/0"}, {"session_store": "redsi://:s3cret@redis"}]:
+        with pytest.raises(ValidationError) as refused:
+            Settings(**settings)  # type: ignore[arg-type]
+        assert "s3cr" not in str(refused.value)
 
 
 def test_a_misspelt_variable_is_named_with_the_nearest_setting() -> None:
