@@ -66,7 +66,7 @@ def test_monthly_levels_get_a_yearly_season_and_no_calendar(tmp_path: Path) -> N
 def test_daily_levels_read_the_day_of_year_only_with_two_years_to_train_on(tmp_path: Path) -> None:
     """In one year each date is seen once, so the day of year names a day rather than a time of year."""
     calendars = []
-    for days in (365, 900):
+    for days in (365, 757, 758):  # two years to train on start at 758 days: 730 and two held-out fortnights
         rng = np.random.default_rng(days)
         y = 300 + 20 * (np.arange(days) % 7 == 5) + rng.normal(0, 5, days)
         frame = pd.DataFrame({"ds": pd.date_range("2013-01-01", periods=days, freq="D"), "y": y})
@@ -74,7 +74,7 @@ def test_daily_levels_read_the_day_of_year_only_with_two_years_to_train_on(tmp_p
         sizing = size(str(tmp_path / f"{days}.csv"))
         assert (sizing.season, sizing.horizon) == (7, 7)
         calendars.append(sizing.calendar)
-    assert calendars == [["day_of_week"], ["day_of_week", "day_of_year"]]
+    assert calendars == [["day_of_week"], ["day_of_week"], ["day_of_week", "day_of_year"]]
 
 
 def test_names_yaml_would_misread_are_written_quoted(tmp_path: Path) -> None:
