@@ -308,8 +308,8 @@ def check_series(
         values = _values(group, timestamps if fill == "error" else grid, columns, fills, check)
         if len(grid) < min_length:
             check.problems.append(
-                f"has {len(grid)} points; one training chunk plus validation and test need {min_length} "
-                "(chunk_length or input_size, + horizon + val_size + test_size)"
+                f"has {len(grid)} points; training, validation and test need {min_length} "
+                "(warmup + horizon + 1 for one training origin, + val_size + test_size)"
             )
         series.append(Series(check.uid, pd.DatetimeIndex(grid), values[:, 0], values[:, 1:]))
     if len(set(freqs.values())) > 1:

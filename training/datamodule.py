@@ -75,6 +75,10 @@ class ChunkDataset(Dataset[Item]):
     def __getitem__(self, index: int) -> Item:
         span = self.spans[index]
         x = self.inputs[span.series][span.start : span.start + span.length]  # (L, D)
+        if len(x) < span.length:
+            # A series that ends inside the span (a short one batched with longer ones) is padded at the end:
+            # the recurrence is causal, so padding changes no earlier step, and no padded row is counted below.
+            x = torch.cat([x, x.new_zeros(span.length - len(x), x.shape[1])])
         origins = torch.arange(span.start, span.start + span.length)
         steps = origins.unsqueeze(1) + torch.arange(1, self.horizon + 1)  # (L, H) absolute target indices
         # A row counts only when its whole horizon lies in the part: the head mixes all horizon steps, so
@@ -204,8 +208,10 @@ class SeriesDataModule(L.LightningDataModule):
 
     @property
     def min_length(self) -> int:
-        """Points a series needs: one training chunk (or window), a horizon, then validation and test."""
-        return self.val_size + self.test_size + max(self.chunk_length, self.input_size) + self.horizon
+        """Points a series needs: a training part with one origin past the warmup and its horizon, then
+        validation and test. A series shorter than a chunk is trained on as one chunk, padded at its end; one
+        shorter than a window is forecast from all it has."""
+        return self.val_size + self.test_size + self.warmup + self.horizon + 1
 
     def train_rows(self, series: Series) -> np.ndarray:
         """(T, 1 + covariates) raw values of the series' training part."""
@@ -236,23 +242,27 @@ class SeriesDataModule(L.LightningDataModule):
         return Part(len(series) - self.test_size, len(series))
 
     def train_dataset(self) -> ChunkDataset:
-        spans = []
+        spans: list[Span] = []
         for index, s in enumerate(self.series):
             part = self.train_part(s)
-            for start in range(0, part.end - self.chunk_length, self.chunk_stride):
-                spans.append(Span(index, start, self.chunk_length, start + self.warmup, part))
+            starts = range(0, part.end - self.chunk_length, self.chunk_stride) or [0]  # [0]: one padded chunk
+            spans.extend(Span(index, start, self.chunk_length, start + self.warmup, part) for start in starts)
         return ChunkDataset(
             self.inputs, self.features.known_ahead_columns, self.scaled_targets, spans, self.horizon, self.weights
         )
 
     def held_out_dataset(self, part_of: str) -> ChunkDataset:
-        """One chunk per series: ``input_size`` steps of history, then the part's origins."""
-        spans = []
-        for index, s in enumerate(self.series):
-            part = self.val_part(s) if part_of == "val" else self.test_part(s)
-            start = part.start - self.input_size
-            # The first origin is the step before the part, so the first target is the part's first value.
-            spans.append(Span(index, start, part.end - 1 - start, part.start - 1, part))
+        """One chunk per series: ``input_size`` steps of history (or all there is), then the part's origins. The
+        chunks share one length, so a series with less history reads past its part: those rows are not
+        counted, and a series' end is padded."""
+        parts = [self.val_part(s) if part_of == "val" else self.test_part(s) for s in self.series]
+        starts = [max(0, part.start - self.input_size) for part in parts]
+        length = max(part.end - 1 - start for part, start in zip(parts, starts, strict=True))
+        # The first origin is the step before the part, so the first target is the part's first value.
+        spans = [
+            Span(index, start, length, part.start - 1, part)
+            for index, (part, start) in enumerate(zip(parts, starts, strict=True))
+        ]
         return ChunkDataset(
             self.inputs, self.features.known_ahead_columns, self.scaled_targets, spans, self.horizon, self.weights
         )

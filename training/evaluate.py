@@ -118,10 +118,9 @@ def forecast_series(
     scaling = checkpoint.scaling_for(series.uid if checkpoint.series_scaling else None)
     inputs = encode_inputs(checkpoint.features, scaling, series.target, series.covariates, series.timestamps.asi8)
     origins, actual, mase_scale = scored_origins(data, series, horizon, season)
-    windows = np.stack([inputs[o - data.input_size + 1 : o + 1] for o in origins])  # (N, input_size, D)
     ahead = inputs[:, checkpoint.features.known_ahead_columns]
     future = torch.from_numpy(np.stack([ahead[o + 1 : o + 1 + horizon] for o in origins]))  # (N, H, F)
-    windowed, _ = model(torch.from_numpy(windows), future=future)  # (N, H, Q)
+    windowed = windowed_forecasts(model, inputs, origins, future, data.input_size)
     whole = torch.from_numpy(inputs).unsqueeze(0)  # (1, T, D)
     hidden, _ = model.encode(whole)  # (1, T, hidden)
     anchor = model.anchor(whole)  # (1, T[, H]) what each step's forecasts are changes from, or None
@@ -136,6 +135,21 @@ def forecast_series(
         hidden=hidden[0].numpy(),
         mase_scale=mase_scale,
     )
+
+
+def windowed_forecasts(
+    model: Forecaster, inputs: np.ndarray, origins: np.ndarray, future: torch.Tensor, input_size: int
+) -> torch.Tensor:
+    """(N, H, Q): each origin forecast from its last ``input_size`` inputs, or all before it where fewer, from a
+    zero state. Origins with windows of one length are forecast together."""
+    starts = np.maximum(origins - input_size + 1, 0)
+    lengths = origins + 1 - starts
+    windowed = torch.empty(len(origins), model.config.horizon, model.config.outputs_per_step)
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        windows = np.stack([inputs[starts[i] : origins[i] + 1] for i in rows])  # (n, length, D)
+        windowed[rows], _ = model(torch.from_numpy(windows), future=future[rows])
+    return windowed
 
 
 def build_report(checkpoint: Checkpoint, forecasts: list[SeriesForecasts]) -> dict[str, Any]:

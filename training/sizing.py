@@ -9,6 +9,9 @@ The rules (each value's reason is written beside it in the config):
 - a training chunk warms up over three seasons and a horizon, so that the smoothing has settled before the
   loss starts, then trains on two more; windows read as much as the warmup; validation and test take two
   seasons (or two horizons, if longer) each;
+- where the shortest series cannot hold that with one training origin, validation and test take one season
+  each, then the warmup shrinks to two rounds, then one, before the season is given up; series shorter than a
+  chunk are trained on as one chunk, so the longest series sets its length;
 - calendar features that vary within the season (the day of year only with two years to train on); each
   series scaled and weighted by its own statistics where there are several; zero filling and no negative
   forecasts for counts;
@@ -110,23 +113,14 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
     except DataError:  # gaps, or worse: filled, or listed again below
         fill = "zero" if counts else "interpolate"
     checked = check_series(frame, target, (), fill)
-    freq, shortest = checked.freq, min(len(s) for s in checked.series)
+    lengths = [len(s) for s in checked.series]
+    freq, shortest, longest = checked.freq, min(lengths), max(lengths)
     chosen = horizon or (season_length(freq) if season_length(freq) > 1 else 12)  # 12 steps where no season is known
-    for season in [*sorted(naive_seasons(freq), reverse=True), 0]:  # the longest first; 0: none
-        if season and (season < chosen or shortest < SEASONS_PER_SERIES * season):
-            continue
-        unit = season or chosen
-        held_out, warmup = max(2 * unit, 2 * chosen), WARMUP_SEASONS * season + chosen
-        window = max(warmup, 2 * unit, 5 * chosen)
-        chunk = warmup + max(2 * unit, 8 * chosen)
-        needed = 2 * held_out + max(chunk, window) + chosen
-        if shortest >= needed:
-            break
-    if shortest < needed:
-        raise DataError(
-            f"the shortest series has {shortest} points; a config for {chosen} steps ahead needs {needed} "
-            "(a chunk, validation and test): give a shorter horizon (--data.horizon) or longer series"
-        )
+    season, held_out, warmup, needed = _fit(freq, chosen, shortest)
+    unit = season or chosen
+    window = max(warmup, 2 * unit, 5 * chosen)
+    # Longer than every training part, a chunk would be padding only; shorter series are padded to it.
+    chunk = min(warmup + max(2 * unit, 8 * chosen), longest - 2 * held_out)
     return Sizing(
         path=path,
         target=target,
@@ -145,6 +139,27 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         fill=fill,
         nonnegative=nonnegative,
         level_free=bool(season) and not counts,
+    )
+
+
+def _fit(freq: str, horizon: int, shortest: int) -> tuple[int, int, int, int]:
+    """(season, held_out, warmup, points needed) for the longest season the shortest series holds: 0 where
+    none. Where the preferred sizes do not fit, validation and test shrink to one season (or horizon) each,
+    then the warmup to two rounds, then one (a season's first round is averaged, so a fresh state is usable
+    after it); a season is dropped only after all of these."""
+    for season in [*sorted(naive_seasons(freq), reverse=True), 0]:  # the longest first; 0: none
+        if season and (season < horizon or shortest < SEASONS_PER_SERIES * season):
+            continue
+        unit = max(season, horizon)
+        for held_out, rounds in ((2 * unit, WARMUP_SEASONS), (unit, WARMUP_SEASONS), (unit, 2), (unit, 1)):
+            warmup = rounds * season + horizon
+            needed = 2 * held_out + warmup + horizon + 1  # one training origin past the warmup, then its horizon
+            if shortest >= needed:
+                return season, held_out, warmup, needed
+    raise DataError(
+        f"the shortest series has {shortest} points; a config for {horizon} steps ahead needs {needed} "
+        "(a training origin past a warmup, validation and test): give a shorter horizon (--data.horizon) or "
+        "longer series"
     )
 
 
@@ -238,10 +253,15 @@ def _data_lines(s: Sizing) -> list[str]:
         ("test_size", s.held_out, f"per series, its last steps{s.span(s.held_out)}"),
         ("chunk_length", s.chunk_length, "steps per training chunk: the warmup, then the steps trained on"),
         ("chunk_stride", s.chunk_stride, ""),
-        ("warmup", s.warmup, f"{WARMUP_SEASONS} seasons and a horizon: the smoothing settles" if s.season else ""),
+        ("warmup", s.warmup, f"{_rounds(s)} and a horizon: the smoothing settles" if s.season else ""),
         ("batch_size", 32, ""),
     ]
     return [(f"  {key}: {value}".ljust(32) + f" # {why}") if why else f"  {key}: {value}" for key, value, why in rows]
+
+
+def _rounds(s: Sizing) -> str:
+    rounds = (s.warmup - s.horizon) // s.season
+    return f"{rounds} season" + ("" if rounds == 1 else "s")
 
 
 def main(argv: list[str]) -> None:

@@ -80,14 +80,36 @@ def test_validation_chunk_starts_with_a_full_input_window(series_csv: Path) -> N
     assert x.shape == (SIZES["input_size"] + SIZES["val_size"] - 1, data.features.input_dim)
 
 
-def test_series_too_short_for_one_window_is_named(tmp_path: Path) -> None:
-    frame = synthetic_frame(points=800, series=2)
-    frame = frame[(frame.unique_id == "s0") | (frame.index < 800 + 500)]
-    frame.to_csv(tmp_path / "short.csv", index=False)
-    with pytest.raises(
-        DataError, match=r"series 's1': has 500 points; one training chunk plus validation and test need 664"
-    ):
-        _module(tmp_path / "short.csv")
+def _uneven(path: Path, short: int) -> Path:
+    """Two series: s0 of 1500 points and s1 of ``short``."""
+    frame = synthetic_frame(points=1500, series=2)
+    frame[(frame.unique_id == "s0") | (frame.index < 1500 + short)].to_csv(path, index=False)
+    return path
+
+
+def test_series_too_short_for_one_training_origin_is_named(tmp_path: Path) -> None:
+    # val 200 + test 200 + warmup 12 + horizon 24 + 1
+    with pytest.raises(DataError, match=r"series 's1': has 436 points; training, validation and test need 437"):
+        _module(_uneven(tmp_path / "short.csv", 436))
+
+
+def test_a_series_shorter_than_a_chunk_and_a_window_trains_and_validates_on_what_it_has(tmp_path: Path) -> None:
+    data = _module(_uneven(tmp_path / "uneven.csv", 450), chunk_length=480)  # s1: 50 points to train on
+    dataset = data.train_dataset()
+    (only,) = [index for index, span in enumerate(dataset.spans) if span.series == 1]
+    x, _, targets, mask = dataset[only]
+    assert x.shape == (480, data.features.input_dim)  # padded at its end to the chunk's length
+    np.testing.assert_array_equal(x[:450].numpy(), data.inputs[1])
+    assert not x[450:].any()
+    counted = mask.any(dim=1).nonzero().flatten().tolist()
+    assert counted == list(range(12, 50 - 24))  # past the warmup, each with its whole horizon in training
+    np.testing.assert_allclose(targets[12].numpy(), data.scaled_targets[1][13:37], rtol=1e-6)
+    # Validation: s1 has 50 points of history, not input_size's 96; both chunks share one length.
+    val = data.held_out_dataset("val")
+    assert (val.spans[1].start, val.spans[0].length) == (0, val.spans[1].length)
+    _, _, _, val_mask = val[1]
+    counted = val_mask.any(dim=1).nonzero().flatten()
+    assert (int(counted[0]), int(counted[-1])) == (49, 249 - 24)  # val's origins only, none past it
 
 
 def test_scaling_comes_from_training_rows_only(series_csv: Path) -> None:

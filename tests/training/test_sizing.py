@@ -22,7 +22,7 @@ def _monthly(path: Path, months: int) -> str:
 
 
 def test_hourly_counts_with_gaps_get_a_weekly_season_a_day_ahead_and_zero_fill(tmp_path: Path) -> None:
-    hourly_counts_frame(days=84).to_csv(tmp_path / "counts.csv", index=False)  # twelve weeks: two backtest folds
+    hourly_counts_frame(days=70).to_csv(tmp_path / "counts.csv", index=False)  # ten weeks: two backtest folds
     sizing = size(str(tmp_path / "counts.csv"))
     assert (sizing.freq, sizing.season, sizing.horizon) == ("h", 168, 24)
     assert sizing.fill == "zero" and sizing.nonnegative and sizing.series == 3
@@ -36,7 +36,7 @@ def test_hourly_counts_with_gaps_get_a_weekly_season_a_day_ahead_and_zero_fill(t
     assert network["level_free"] is False  # a count's level says how noisy it is
     assert data["warmup"] >= 3 * 168 and data["input_size"] >= data["warmup"]  # the smoothing settles first
     # What the data module needs fits the shortest series, and so do the backtest folds the header names.
-    needed = data["val_size"] + data["test_size"] + max(data["chunk_length"], data["input_size"]) + data["horizon"]
+    needed = data["val_size"] + data["test_size"] + data["warmup"] + data["horizon"] + 1
     assert needed + (sizing.folds - 1) * data["test_size"] <= sizing.shortest and sizing.folds == 2
     assert "backtest --config counts.yaml --folds 2\n" in render(sizing, "counts")
 
@@ -94,3 +94,27 @@ def test_a_season_the_series_cannot_hold_five_times_is_left_out(tmp_path: Path) 
 def test_series_too_short_for_any_config_are_refused_with_what_they_need(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"the shortest series has 20 points; a config for 12 steps ahead needs"):
         size(_monthly(tmp_path / "tiny.csv", 20))
+
+
+def test_short_monthly_series_keep_their_year_by_holding_out_less_then_warming_up_less(tmp_path: Path) -> None:
+    sizes = {}
+    for months in (120, 96, 84, 72, 60):
+        sizing = size(_monthly(tmp_path / f"{months}.csv", months))
+        sizes[months] = (sizing.season, sizing.held_out, sizing.warmup)
+    assert sizes == {
+        120: (12, 24, 48),  # two years held out, three rounds of warmup and a horizon
+        96: (12, 12, 48),  # one year each for validation and test
+        84: (12, 12, 36),  # and two rounds of warmup
+        72: (12, 12, 24),  # and one
+        60: (0, 12, 12),  # no year fits with a training origin: no season
+    }
+
+
+def test_an_uneven_panel_is_sized_by_its_shortest_series_and_chunked_by_its_longest(tmp_path: Path) -> None:
+    frames = [pd.read_csv(_monthly(tmp_path / f"{n}.csv", n)).assign(unique_id=f"s{n}") for n in (90, 150, 400)]
+    pd.concat(frames).to_csv(tmp_path / "panel.csv", index=False)
+    sizing = size(str(tmp_path / "panel.csv"))
+    assert (sizing.shortest, sizing.season, sizing.held_out, sizing.warmup) == (90, 12, 12, 48)
+    assert sizing.chunk_length == 48 + 8 * 12  # longer than the shortest series' training part: padded to it
+    data = yaml.safe_load(render(sizing, "panel"))["data"]
+    assert data["val_size"] + data["test_size"] + data["warmup"] + data["horizon"] + 1 <= 90
