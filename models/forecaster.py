@@ -72,6 +72,12 @@ class ForecasterConfig:
     # learns then holds at levels training never saw, as a warm spell in winter or a grown business, rather
     # than steering them back to the levels it saw (the level normalisation of Smyl's ES-RNN).
     level_free: bool = False
+    # With smoothed_seasons: forecasts start from a smoothed level rather than the last value. Each step's level
+    # is its value times ``level_rate`` plus, for the rest, the last level and the change the profiles expected
+    # (Holt-Winters' level, in changes). The last value of a noisy series, a month of wine sales, then no longer
+    # shifts the whole forecast; at rate 1 the level is the last value. The rate is fitted with the seasons'.
+    # The state carries the level.
+    smoothed_level: bool = False
 
     def __post_init__(self) -> None:
         if self.cell not in ("lstm", "gru", "rnn"):
@@ -102,6 +108,8 @@ class ForecasterConfig:
             )
         if self.level_free and not self.smoothed_seasons:
             raise ValueError("level_free needs smoothed_seasons: the smoothing carries the level it hides")
+        if self.smoothed_level and not self.smoothed_seasons:
+            raise ValueError("smoothed_level needs smoothed_seasons: the level moves by their expected changes")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.nonlinearity == "relu" and self.cell != "rnn":
@@ -134,15 +142,19 @@ class ForecasterConfig:
             del data["smoothed_seasons"]
         if not self.level_free:
             del data["level_free"]
+        if not self.smoothed_level:
+            del data["smoothed_level"]
         return data
 
     @property
     def seasonal_width(self) -> int:
         """How many values a state carries for the seasonal parts: the last season and one step of targets, then
-        with ``smoothed_seasons`` each season's profile of changes and the count of steps read."""
+        with ``smoothed_seasons`` each season's profile of changes, the level with ``smoothed_level``, and the
+        count of steps read."""
         if not self.seasonal_lag:
             return 0
-        return self.seasonal_lag + 1 + (sum(self.smoothed_seasons) + 1 if self.smoothed_seasons else 0)
+        smoothed = sum(self.smoothed_seasons) + int(self.smoothed_level) + 1 if self.smoothed_seasons else 0
+        return self.seasonal_lag + 1 + smoothed
 
 
 def _build_rnn(config: ForecasterConfig) -> nn.LSTM | nn.GRU | nn.RNN:
@@ -204,6 +216,9 @@ class Forecaster(nn.Module):
             self.register_buffer("season_rates", torch.full((len(config.smoothed_seasons),), 0.2))
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
+        if config.smoothed_level:
+            self.level_rate: torch.Tensor
+            self.register_buffer("level_rate", torch.ones(()))
 
     def encode(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Runs the recurrence; returns every step's top-layer output (B, T, hidden) and the new state."""
@@ -276,7 +291,7 @@ class Forecaster(nn.Module):
         x_read, targets = with_seasonal_change(x, season[:, : m + 1], lengths)
         if not self.config.smoothed_seasons:
             return x_read, targets
-        _, profiles, count = self._smooth(x[..., 0], season, lengths)
+        _, smoothed, count = self._smooth(x[..., 0], season, lengths)
         if self.config.level_free:
             # Changes from before a fresh state's first step would be changes from zeros, that is levels.
             before = season[:, -1:] + torch.arange(x.shape[1], device=x.device)  # steps read before each
@@ -284,15 +299,16 @@ class Forecaster(nn.Module):
             step_change = torch.where(before > 0, x[..., 0] - previous, 0.0)
             seasonal_change = torch.where(before >= m, x_read[..., -1], 0.0)
             x_read = torch.cat([step_change[..., None], x_read[..., 1:-1], seasonal_change[..., None]], dim=-1)
-        return x_read, torch.cat([targets, profiles, count.unsqueeze(1)], dim=1)
+        return x_read, torch.cat([targets, smoothed, count.unsqueeze(1)], dim=1)
 
     @torch.no_grad()
     def _smooth(
         self, targets: torch.Tensor, season: torch.Tensor, lengths: torch.Tensor | None = None, record: bool = False
     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """Reads scaled ``targets`` (B, T) into the smoothed profiles of changes that ``season`` carries (see
-        ``smoothed_seasons``). Returns each step's smoothed forecast (B, T, horizon) if ``record``, and the
-        profiles (B, sum of seasons) and count of steps read (B,) after each sequence's last real step.
+        """Reads scaled ``targets`` (B, T) into the smoothed profiles of changes (and level) that ``season``
+        carries (see ``smoothed_seasons``). Returns each step's smoothed forecast (B, T, horizon) if ``record``,
+        and the profiles with the level (B, sum of seasons [+ 1]) and count of steps read (B,) after each
+        sequence's last real step.
 
         A step's change updates the longest season's slot first, then each shorter one with what the longer
         ones still miss: in a slot's first round the longest season takes each change as it is, so one round
@@ -313,8 +329,14 @@ class Forecaster(nn.Module):
         # by_step[i][:, s] is season i's slot for step s as last updated before it, a season earlier (or as
         # carried in, for s below the season): what every origin from s - season to s - 1 reads for step s.
         by_step = [torch.cat([start, start.new_zeros(batch, steps)], dim=1) for start in self._profiles(season)]
+        levels: list[torch.Tensor] = []
+        level = season[:, -2]  # with smoothed_level, the level before the first step
         for t in range(steps):
             slots = [values[:, t] for values in by_step]
+            if self.config.smoothed_level:  # a fresh state's first level is its first value
+                rate = torch.where(before[:, t] > 0, self.level_rate, 1.0)
+                level = rate * targets[:, t] + (1 - rate) * (level + sum(slots))
+                levels.append(level)
             for i in reversed(range(len(seasons))):
                 slots[i] = slots[i] + rates[i][:, t] * (changes[:, t] - sum(slots))
                 by_step[i][:, seasons[i] + t] = slots[i]
@@ -322,13 +344,16 @@ class Forecaster(nn.Module):
         read = torch.full((batch,), steps, device=targets.device) if lengths is None else lengths.to(targets.device)
         rows = torch.arange(batch, device=targets.device).unsqueeze(1)
         offsets = [torch.arange(length, device=targets.device) for length in seasons]
-        profiles = [values[rows, read.unsqueeze(1) + offset] for values, offset in zip(by_step, offsets, strict=True)]
+        smoothed = [values[rows, read.unsqueeze(1) + offset] for values, offset in zip(by_step, offsets, strict=True)]
+        starts = torch.stack(levels, dim=1) if levels else targets  # (B, T) what each step's forecast starts from
+        if self.config.smoothed_level:
+            smoothed.append(starts[rows, read.unsqueeze(1) - 1])
         recorded = None
         if record:
             horizon = self.config.horizon  # at most the shortest season, so each step ahead is read as updated
             ahead = sum(values[:, 1 : steps + horizon].unfold(1, horizon, 1) for values in by_step)  # (B, T, H)
-            recorded = targets.unsqueeze(-1) + torch.cumsum(ahead, dim=-1)  # type: ignore[arg-type]
-        return recorded, torch.cat(profiles, dim=1), (count + read).clamp(max=_COUNT_CAP)
+            recorded = starts.unsqueeze(-1) + torch.cumsum(ahead, dim=-1)  # type: ignore[arg-type]
+        return recorded, torch.cat(smoothed, dim=1), (count + read).clamp(max=_COUNT_CAP)
 
     def smoothed_forecasts(self, targets: torch.Tensor) -> torch.Tensor:
         """(B, T, horizon): the smoothed forecast (see ``smoothed_seasons``) at every step of scaled ``targets``
@@ -337,11 +362,11 @@ class Forecaster(nn.Module):
 
     def _profiles(self, season: torch.Tensor) -> list[torch.Tensor]:
         """Each smoothed season's profile of changes (B, season) in a state's seasonal parts (see seasonal_width)."""
-        m = self.config.seasonal_lag
-        return list(season[:, m + 1 : -1].split(self.config.smoothed_seasons, dim=1))
+        m, seasons = self.config.seasonal_lag, self.config.smoothed_seasons
+        return list(season[:, m + 1 : m + 1 + sum(seasons)].split(seasons, dim=1))
 
     def _smoothed_forecast(self, last: torch.Tensor, profiles: list[torch.Tensor]) -> torch.Tensor:
-        """(B, horizon): the last target (B,) plus the smoothed changes of the steps ahead."""
+        """(B, horizon): the last target or level (B,) plus the smoothed changes of the steps ahead."""
         ahead = torch.arange(self.config.horizon, device=last.device)
         changes = sum(p[:, ahead % length] for p, length in zip(profiles, self.config.smoothed_seasons, strict=True))
         return last.unsqueeze(1) + torch.cumsum(changes, dim=1)  # type: ignore[arg-type]
@@ -430,7 +455,7 @@ class Forecaster(nn.Module):
         if not self.config.seasonal_lag:
             return self.decode(readout, future, last_target)
         if self.config.smoothed_seasons:
-            last = season[:, self.config.seasonal_lag]
+            last = season[:, -2] if self.config.smoothed_level else season[:, self.config.seasonal_lag]
             return self.decode(readout, future, self._smoothed_forecast(last, self._profiles(season)))
         # The season holds targets t - m to t: step k's value a season before is at k, the latest change is
         # the last less the first.

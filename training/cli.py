@@ -162,7 +162,9 @@ class SeqcastCLI(LightningCLI):
                 rates = fit_season_rates(network, parts)
             except ValueError as short_data:
                 sys.exit(f"model.network.init_args.config.smoothed_seasons: {short_data}")
-            print(f"smoothing rates {list(rates)} for seasons {list(network.config.smoothed_seasons)}", flush=True)  # noqa: T201
+            seasons = list(network.config.smoothed_seasons)
+            named = f"seasons {seasons}" + (" and the level" if network.config.smoothed_level else "")
+            print(f"smoothing rates {list(rates)} for {named}", flush=True)  # noqa: T201
             return
         carry = seasonal_carry(parts, season, data.horizon)
         with torch.no_grad():

@@ -35,6 +35,9 @@ from training.evaluate import duration
 from training.metrics import naive_seasons, season_length
 
 SEASONS_PER_SERIES = 5  # the shortest series must hold this many seasons
+EPOCHS = 40  # validations a run may make
+BATCH_SIZE = 32
+STEPS_PER_VALIDATION = 10  # a few short series make epochs of one batch: the run validates every few epochs
 WARMUP_SEASONS = 3  # rounds of each season the smoothing reads before a loss or a windowed forecast
 DAYS_PER_YEAR = 365
 
@@ -61,10 +64,14 @@ class Sizing:
     # level is where the weather or the business happens to be; for counts it says how noisy a step is and how
     # near zero, which the network uses.
     level_free: bool
+    # Whether forecasts start from a smoothed level (ForecasterConfig.smoothed_level): for steps of a day or
+    # longer, where one day's or month's value is noisy; within a day the last value is the level.
+    smoothed_level: bool
+    epochs_per_validation: int
 
     @property
     def chunk_stride(self) -> int:
-        return max(1, self.horizon // 2)
+        return _chunk_stride(self.horizon)
 
     @property
     def origin_stride(self) -> int:
@@ -73,6 +80,18 @@ class Sizing:
     def span(self, steps: int) -> str:
         step = fixed_step(self.freq)
         return f" ({duration(step * steps)})" if step is not None else ""
+
+
+def _chunk_stride(horizon: int) -> int:
+    return max(1, horizon // 2)
+
+
+def _epochs_per_validation(lengths: list[int], held_out: int, chunk: int, horizon: int) -> int:
+    """Epochs between validations, so that at least STEPS_PER_VALIDATION batches train between them: the
+    chunks the data module cuts from each training part (one where the part is shorter than a chunk)."""
+    stride = _chunk_stride(horizon)
+    chunks = sum(len(range(0, n - 2 * held_out - chunk, stride)) or 1 for n in lengths)
+    return -(-STEPS_PER_VALIDATION // -(-chunks // BATCH_SIZE))
 
 
 def _calendar(freq: str, training_steps: int) -> list[str]:
@@ -117,6 +136,7 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
     freq, shortest, longest = checked.freq, min(lengths), max(lengths)
     chosen = horizon or (season_length(freq) if season_length(freq) > 1 else 12)  # 12 steps where no season is known
     season, held_out, warmup, needed = _fit(freq, chosen, shortest)
+    step = fixed_step(freq)
     unit = season or chosen
     window = max(warmup, 2 * unit, 5 * chosen)
     # Longer than every training part, a chunk would be padding only; shorter series are padded to it.
@@ -139,6 +159,8 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         fill=fill,
         nonnegative=nonnegative,
         level_free=bool(season) and not counts,
+        smoothed_level=bool(season) and (step is None or step >= pd.Timedelta(days=1)),
+        epochs_per_validation=_epochs_per_validation(lengths, held_out, chunk, chosen),
     )
 
 
@@ -180,7 +202,15 @@ def render(sizing: Sizing, name: str) -> str:
         f"#   seqcast-train fit --config {name}.yaml       # exports seqcast-{name} if it beats the naive forecasts",
         "seed_everything: 42",
         "trainer:",
-        "  max_epochs: 40",
+        f"  max_epochs: {EPOCHS * s.epochs_per_validation}",
+        *(
+            [
+                f"  check_val_every_n_epoch: {s.epochs_per_validation}".ljust(32)
+                + f" # {STEPS_PER_VALIDATION}+ batches between validations"
+            ]
+            if s.epochs_per_validation > 1
+            else []
+        ),
         '  max_time: "00:00:10:00"',
         "  accelerator: auto",
         "  devices: 1",
@@ -215,6 +245,9 @@ def render(sizing: Sizing, name: str) -> str:
                 "        level_free: true         # a level: the network reads changes only, so holds at levels unseen"
                 if s.level_free
                 else "        level_free: false        # counts: their level says how noisy and how near zero",
+                "        smoothed_level: true     # a day's or a month's value is noisy: forecasts start from a level"
+                if s.smoothed_level
+                else "        smoothed_level: false    # within a day, the last value is the level",
             ]
             if s.season
             else []
@@ -254,7 +287,7 @@ def _data_lines(s: Sizing) -> list[str]:
         ("chunk_length", s.chunk_length, "steps per training chunk: the warmup, then the steps trained on"),
         ("chunk_stride", s.chunk_stride, ""),
         ("warmup", s.warmup, f"{_rounds(s)} and a horizon: the smoothing settles" if s.season else ""),
-        ("batch_size", 32, ""),
+        ("batch_size", BATCH_SIZE, ""),
     ]
     return [(f"  {key}: {value}".ljust(32) + f" # {why}") if why else f"  {key}: {value}" for key, value, why in rows]
 

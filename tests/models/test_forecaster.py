@@ -23,17 +23,19 @@ HEADS = [
     ("gru", 3, True, 19),
     ("lstm", 3, True, (9, (4, 9))),  # smoothed profiles of 4 and 9 steps: three rows of the state
     ("gru", 3, True, (9, (4, 9), True)),  # ...read level-free
+    ("gru", 3, True, (9, (4, 9), True, True)),  # ...from a smoothed level
 ]
 
 
-Season = int | tuple[int, tuple[int, ...]] | tuple[int, tuple[int, ...], bool]
+Season = int | tuple[int, tuple[int, ...]] | tuple[int, tuple[int, ...], bool] | tuple[int, tuple[int, ...], bool, bool]
 
 
 def _seasonal(season: Season) -> dict[str, object]:
     """Config fields for a season given as its length, as (length, smoothed seasons), or as (length, smoothed
-    seasons, level_free)."""
-    lag, smoothed, level_free = (*season, False)[:3] if isinstance(season, tuple) else (season, (), False)
-    return {"seasonal_lag": lag, "smoothed_seasons": smoothed, "level_free": level_free}
+    seasons, level_free[, smoothed_level])."""
+    fields = (*season, False, False)[:4] if isinstance(season, tuple) else (season, (), False, False)
+    lag, smoothed, level_free, level = fields
+    return {"seasonal_lag": lag, "smoothed_seasons": smoothed, "level_free": level_free, "smoothed_level": level}
 
 
 def _carrying(model: Forecaster) -> Forecaster:
@@ -42,6 +44,8 @@ def _carrying(model: Forecaster) -> Forecaster:
     with torch.no_grad():
         if model.config.smoothed_seasons:
             model.season_rates.uniform_(0.05, 0.6)
+            if model.config.smoothed_level:
+                model.level_rate.fill_(0.4)
             for parameter in model.head.parameters():
                 parameter.normal_(0, 0.3)
         elif model.config.seasonal_lag:
@@ -54,7 +58,8 @@ def _carrying(model: Forecaster) -> Forecaster:
     [(*c, False, 0) for c in CELLS]
     + [("lstm", "tanh", True, 0), ("gru", "tanh", True, 0), ("lstm", "tanh", True, 24), ("rnn", "tanh", False, 7)]
     + [("gru", "tanh", True, (24, (6, 24))), ("lstm", "tanh", False, (7, (7,)))]
-    + [("gru", "tanh", True, (24, (6, 24), True)), ("lstm", "tanh", False, (7, (7,), True))],
+    + [("gru", "tanh", True, (24, (6, 24), True)), ("lstm", "tanh", False, (7, (7,), True))]
+    + [("gru", "tanh", True, (24, (6, 24), True, True)), ("lstm", "tanh", False, (7, (7,), False, True))],
 )
 def test_carried_state_equals_one_pass(cell: str, nonlinearity: str, lagged: bool, season: Season) -> None:
     torch.manual_seed(0)
@@ -89,7 +94,7 @@ def test_carried_state_equals_one_pass(cell: str, nonlinearity: str, lagged: boo
 @pytest.mark.parametrize(
     ("lagged", "season"),
     [(False, 0), (True, 0), (False, 7), (True, 12), (True, (12, (6, 12))), (False, (7, (7,)))]
-    + [(True, (12, (6, 12), True))],
+    + [(True, (12, (6, 12), True)), (True, (12, (6, 12), False, True))],
 )
 def test_every_step_forecasts_match_last_step_forecast(lagged: bool, season: Season) -> None:
     config = ForecasterConfig(
@@ -129,34 +134,43 @@ def test_a_seasonal_head_that_adds_nothing_forecasts_the_seasonal_statistics() -
     torch.testing.assert_close(walk[..., 0], x[:, 15:19, 0] + change[:, None])
 
 
-def _smoothed_reference(z: np.ndarray, seasons: tuple[int, ...], rates: tuple[float, ...], horizon: int) -> np.ndarray:
+def _smoothed_reference(
+    z: np.ndarray, seasons: tuple[int, ...], rates: tuple[float, ...], horizon: int, level_rate: float = 1.0
+) -> np.ndarray:
     """(T, horizon): the smoothed seasonal forecast at each step of ``z``, one step at a time, each profile a ring
-    indexed by time: double-seasonal Holt-Winters in changes, with each slot's first rounds averaged."""
+    indexed by time: double-seasonal Holt-Winters in changes, with each slot's first rounds averaged, from a level
+    smoothed at ``level_rate``."""
     profiles = [np.zeros(m) for m in seasons]
     out = np.zeros((len(z), horizon))
+    level = z[0]
     for t in range(len(z)):
         if t:
+            expected = sum(p[t % len(p)] for p in profiles)
+            level = level_rate * z[t] + (1 - level_rate) * (level + expected)
             change = z[t] - z[t - 1]
             for i, m in reversed(list(enumerate(seasons))):
                 rate = max(rates[i], 1 / np.ceil(t / m))  # t changes seen, this one included
                 profiles[i][t % m] += rate * (change - sum(p[t % len(p)] for p in profiles))
         ahead = np.arange(t + 1, t + 1 + horizon)
-        out[t] = z[t] + np.cumsum(sum(p[ahead % len(p)] for p in profiles))
+        out[t] = level + np.cumsum(sum(p[ahead % len(p)] for p in profiles))
     return out
 
 
-def test_a_smoothed_head_starts_at_double_seasonal_smoothing() -> None:
+@pytest.mark.parametrize("level_rate", [None, 0.3], ids=["last-value", "smoothed-level"])
+def test_a_smoothed_head_starts_at_double_seasonal_smoothing(level_rate: float | None) -> None:
     """A new smoothed model forecasts, before any training, what a plain per-step implementation of the smoothing
     does, at every step and from a carried state alike."""
     seasons, rates = (6, 15), (0.3, 0.1)
-    config = ForecasterConfig(input_dim=2, horizon=4, hidden_size=8, seasonal_lag=15, smoothed_seasons=seasons)
-    model = Forecaster(config).eval()
+    fields = _seasonal((15, seasons, False, bool(level_rate)))
+    model = Forecaster(ForecasterConfig(input_dim=2, horizon=4, hidden_size=8, **fields)).eval()  # type: ignore[arg-type]
     with torch.no_grad():
         model.season_rates.copy_(torch.tensor(rates))
+        if level_rate:
+            model.level_rate.fill_(level_rate)
     x = torch.randn(2, 70, 2)
     every = model.decode(model.readout(model.encode(x)[0]), None, model.anchor(x))[..., 0]
     for row in range(2):
-        expected = _smoothed_reference(x[row, :, 0].double().numpy(), seasons, rates, 4)
+        expected = _smoothed_reference(x[row, :, 0].double().numpy(), seasons, rates, 4, level_rate or 1.0)
         np.testing.assert_allclose(every[row].detach().numpy(), expected, rtol=1e-4, atol=1e-4)
     _, state = model(x[:, :33])
     carried, _ = model(x[:, 33:], state)

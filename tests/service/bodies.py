@@ -54,6 +54,7 @@ def make_engine(
     seasonal_lag: int = 0,
     smoothed_seasons: tuple[int, ...] = (),
     level_free: bool = False,
+    smoothed_level: bool = False,
     spec: FeatureSpec = ENGINE_SPEC,
     scaling: Scaling = ENGINE_SCALING,
 ) -> Engine:
@@ -61,7 +62,7 @@ def make_engine(
     ``lagged_outputs`` gives it the shared head that reads the last horizon outputs, ``per_series`` the
     statistics of two series (SERIES_SCALING), ``seasonal_lag`` a head forecasting changes from a season before,
     ``smoothed_seasons`` one forecasting changes from the smoothed seasonal forecast, ``level_free`` with a
-    network that reads changes only."""
+    network that reads changes only, ``smoothed_level`` from a smoothed level (rate 0.4)."""
     torch.manual_seed(0)
     config = ForecasterConfig(
         input_dim=spec.input_dim,
@@ -77,6 +78,7 @@ def make_engine(
         seasonal_lag=seasonal_lag,
         smoothed_seasons=smoothed_seasons,
         level_free=level_free,
+        smoothed_level=smoothed_level,
     )
     by_series = SERIES_SCALING if per_series else {}
     model = Forecaster(config)
@@ -84,6 +86,8 @@ def make_engine(
     if smoothed_seasons:
         for parameter in model.head.parameters():
             torch.nn.init.normal_(parameter)
+        if smoothed_level:
+            model.level_rate.fill_(0.4)
     elif seasonal_lag:
         torch.nn.init.normal_(model.seasonal_carry)
     checkpoint = Checkpoint(config, spec, scaling, model.state_dict(), series_scaling=by_series)

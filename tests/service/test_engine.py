@@ -16,20 +16,26 @@ from tests.service.bodies import ENGINE_SPEC, SERIES_SCALING, make_engine
 
 
 @pytest.mark.parametrize(
-    ("cell", "lagged", "season", "smoothed", "level_free"),
-    [(cell, False, 0, (), False) for cell in ("lstm", "gru", "rnn")]
-    + [(cell, True, 0, (), False) for cell in ("lstm", "gru")]
+    ("cell", "lagged", "season", "smoothed", "level_free", "smoothed_level"),
+    [(cell, False, 0, (), False, False) for cell in ("lstm", "gru", "rnn")]
+    + [(cell, True, 0, (), False, False) for cell in ("lstm", "gru")]
     # A season shorter than a state row, and one of three rows (hidden 16): the last season travels in the state;
-    # then smoothed profiles of a day and a week of 6 steps (and the count of steps read) with it, and the same
-    # read by a level-free network.
-    + [("lstm", False, 12, (), False), ("gru", True, 40, (), False)]
-    + [("gru", True, 42, (6, 42), False), ("gru", True, 42, (6, 42), True)],
+    # then smoothed profiles of a day and a week of 6 steps (and the count of steps read) with it, the same read
+    # by a level-free network, and from a smoothed level.
+    + [("lstm", False, 12, (), False, False), ("gru", True, 40, (), False, False)]
+    + [("gru", True, 42, (6, 42), False, False), ("gru", True, 42, (6, 42), True, False)]
+    + [("gru", True, 42, (6, 42), True, True)],
 )
 def test_open_then_observe_equals_one_pass_over_many_random_splits(
-    cell: str, lagged: bool, season: int, smoothed: tuple[int, ...], level_free: bool
+    cell: str, lagged: bool, season: int, smoothed: tuple[int, ...], level_free: bool, smoothed_level: bool
 ) -> None:
     engine = make_engine(
-        cell, lagged_outputs=lagged, seasonal_lag=season, smoothed_seasons=smoothed, level_free=level_free
+        cell,
+        lagged_outputs=lagged,
+        seasonal_lag=season,
+        smoothed_seasons=smoothed,
+        level_free=level_free,
+        smoothed_level=smoothed_level,
     )
     rng = np.random.default_rng(1)
     start = pd.Timestamp("2024-05-03 21:00").to_pydatetime()

@@ -142,3 +142,48 @@ def _forecast_over_http(workdir: Path, frame: pd.DataFrame, tag: str) -> None:
             running.url + "/observe", json={"session_id": opened["session_id"], "seq": 336, "values": [3.0]}
         ).json()
         assert more["timestamps"][0] == answer["timestamps"][1]  # one hour on
+
+
+def _monthly_panel() -> pd.DataFrame:
+    """Three shops' monthly sales, 90, 150 and 400 months: levels that wander, a yearly pattern, and months
+    noisy enough that the last one is a poor guide to the level."""
+    rng = np.random.default_rng(7)
+    frames = []
+    for index, months in enumerate((90, 150, 400)):
+        ds = pd.date_range("1990-01-01", periods=months, freq="MS")
+        level = 100.0 * (index + 1) + np.cumsum(rng.normal(0, 0.5, months))
+        y = level * (1 + 0.1 * np.sin(2 * np.pi * ds.month.to_numpy() / 12)) + rng.normal(0, 4, months)
+        frames.append(pd.DataFrame({"unique_id": f"shop{index}", "ds": ds, "y": y.round(2)}))
+    return pd.concat(frames[::-1])  # the longest first, as an export sorted by size would list them
+
+
+def test_a_short_uneven_monthly_panel_from_init_to_a_forecast_over_http(tmp_path: Path) -> None:
+    """A panel whose shortest series holds seven and a half years: it used to be refused. init keeps the year,
+    holds one out each for validation and test, and starts forecasts from a smoothed level."""
+    frame = _monthly_panel()
+    frame.to_csv(tmp_path / "shops.csv", index=False)
+    written = _ok(_seqcast_train(tmp_path, "init", "--data.path", "shops.csv", "--name", "shops")).stdout
+    for line in ("seasonal_lag: 12", "smoothed_level: true", "val_size: 12", "test_size: 12", "warmup: 48"):
+        assert line in written
+    (tmp_path / "shops.yaml").write_text(written)
+    fit = _ok(_seqcast_train(tmp_path, "fit", "--config", "shops.yaml", *QUICK, "--trainer.max_epochs", "50"))
+    rates = fit.stdout.split("smoothing rates [")[1].split("]")[0].split(", ")
+    assert float(rates[-1]) < 1.0  # the noisy months' level is smoothed
+    report = json.loads((tmp_path / "runs" / "shops" / "version_0" / "report.json").read_text())
+    metrics = report["metrics"]
+    assert metrics["streaming"]["mase"] < metrics[report["strongest_naive"]]["mase"]
+    tag = fit.stdout.split("exported ")[-1].split()[0]
+
+    shortest = frame[frame.unique_id == "shop0"]
+    with bentoml_serve(tmp_path / "bentoml", tmp_path / "serve.log") as running, httpx.Client(timeout=30) as client:
+        history = shortest.y.tolist()
+        body = {"history": history, "start": shortest.ds.iloc[0].isoformat(), "series": "shop0"}
+        answer = client.post(running.url + "/forecast", json=body).json()
+        assert answer["model"] == tag
+        assert len(answer["forecast"]) == 12 and min(answer["forecast"]) > 0
+        opened = client.post(running.url + "/open", json={**body, "history": history[:50]}).json()
+        observed = client.post(
+            running.url + "/observe", json={"session_id": opened["session_id"], "seq": 50, "values": history[50:]}
+        ).json()
+        # The session carries the smoothed level with the profiles: the same forecast as the whole at once.
+        np.testing.assert_allclose(observed["forecast"], answer["forecast"], rtol=1e-4, atol=1e-3)

@@ -4,12 +4,19 @@ import numpy as np
 import pytest
 
 from models import Forecaster, ForecasterConfig
-from training.seasonal import RATES, fit_season_rates
+from training.seasonal import LEVEL_RATES, RATES, fit_season_rates
 
 
-def _model() -> Forecaster:
+def _model(smoothed_level: bool = False) -> Forecaster:
     return Forecaster(
-        ForecasterConfig(input_dim=1, horizon=4, hidden_size=8, seasonal_lag=28, smoothed_seasons=(7, 28))
+        ForecasterConfig(
+            input_dim=1,
+            horizon=4,
+            hidden_size=8,
+            seasonal_lag=28,
+            smoothed_seasons=(7, 28),
+            smoothed_level=smoothed_level,
+        )
     )
 
 
@@ -37,3 +44,15 @@ def test_a_pattern_that_changes_every_few_weeks_is_followed_quickly() -> None:
 def test_series_too_short_to_fit_are_refused() -> None:
     with pytest.raises(ValueError, match="longer than two seasons of 28 and a horizon"):
         fit_season_rates(_model(), [np.zeros(50)])
+
+
+def test_a_level_is_smoothed_where_single_values_are_noise_and_kept_where_it_wanders() -> None:
+    """Noise around a fixed level and pattern: the slowest level rate. A level that wanders as a random walk, with
+    little noise: the last value (rate 1)."""
+    rng = np.random.default_rng(3)
+    noisy = [_pattern(20, seed) + 1.0 * rng.normal(size=20 * 28) for seed in (1, 2)]
+    model = _model(smoothed_level=True)
+    assert fit_season_rates(model, noisy)[-1] == min(LEVEL_RATES) == pytest.approx(float(model.level_rate))
+    wandering = [_pattern(20, seed) + np.cumsum(rng.normal(size=20 * 28)) for seed in (1, 2)]
+    assert fit_season_rates(model, wandering)[-1] == 1.0
+    assert len(fit_season_rates(_model(), noisy)) == 2  # without a smoothed level: the seasons' rates alone

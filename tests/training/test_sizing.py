@@ -34,6 +34,7 @@ def test_hourly_counts_with_gaps_get_a_weekly_season_a_day_ahead_and_zero_fill(t
     network = config["model"]["network"]["init_args"]["config"]
     assert (network["seasonal_lag"], network["smoothed_seasons"]) == (168, [24, 168])  # a day and a week
     assert network["level_free"] is False  # a count's level says how noisy it is
+    assert network["smoothed_level"] is False  # within a day the last value is the level
     assert data["warmup"] >= 3 * 168 and data["input_size"] >= data["warmup"]  # the smoothing settles first
     # What the data module needs fits the shortest series, and so do the backtest folds the header names.
     needed = data["val_size"] + data["test_size"] + data["warmup"] + data["horizon"] + 1
@@ -116,5 +117,10 @@ def test_an_uneven_panel_is_sized_by_its_shortest_series_and_chunked_by_its_long
     sizing = size(str(tmp_path / "panel.csv"))
     assert (sizing.shortest, sizing.season, sizing.held_out, sizing.warmup) == (90, 12, 12, 48)
     assert sizing.chunk_length == 48 + 8 * 12  # longer than the shortest series' training part: padded to it
-    data = yaml.safe_load(render(sizing, "panel"))["data"]
+    config = yaml.safe_load(render(sizing, "panel"))
+    data = config["data"]
     assert data["val_size"] + data["test_size"] + data["warmup"] + data["horizon"] + 1 <= 90
+    assert config["model"]["network"]["init_args"]["config"]["smoothed_level"] is True  # a month's value is noisy
+    # 41 chunks (39 from the longest series, one each from the others) make epochs of two batches: the run
+    # validates every five epochs, so that ten batches train between validations, and may make 40 of them.
+    assert (config["trainer"]["check_val_every_n_epoch"], config["trainer"]["max_epochs"]) == (5, 200)
