@@ -34,6 +34,14 @@ def _require(parser: argparse.ArgumentParser, *needs: str) -> None:
         parser.error(f"needs {', '.join(sorted(missing))}: pip install -e '.[{extras}]' (torch==2.13.0 first)")
 
 
+def _datasets(parser: argparse.ArgumentParser, text: str, known: list[str]) -> list[str]:
+    """The comma-separated data sets of ``--datasets``; stops on one not ``known``."""
+    datasets = text.split(",")
+    if set(datasets) - set(known):
+        parser.error(f"--datasets: unknown {sorted(set(datasets) - set(known))}; choose from {', '.join(known)}")
+    return datasets
+
+
 def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",")]
 
@@ -109,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         parser_of.add_argument("--seeds", default="1,2,3", help="comma-separated seeds, one training run each")
         parser_of.add_argument("--max-minutes", type=float, default=minutes, help="training time limit per run")
     commands.add_parser("smoothing", help="taylor: variants of the smoothed forecast, no network, vs MSTL-ETS")
+    level = commands.add_parser("level", help="field sets: the smoothing alone from the last value and from a level")
+    level.add_argument("--datasets", default=field.get_default("datasets"), help="as for field")
     unseen = commands.add_parser("unseen", help="test MASE on series held out of training, scaled by their history")
     unseen.add_argument("--config", type=Path, default=Path("configs/us_employment.yaml"))
     unseen.add_argument("--max-minutes", type=float, default=12.0, help="training time limit")
@@ -175,10 +185,8 @@ def main(argv: list[str] | None = None) -> None:
         _require(parser, args.command)
         from bench import accuracy as accuracy_bench
 
-        datasets, cells = args.datasets.split(","), args.cells.split(",")
         known = accuracy_bench.CONFIGS if args.command == "accuracy" else accuracy_bench.FIELD
-        if set(datasets) - set(known):
-            parser.error(f"--datasets: unknown {sorted(set(datasets) - set(known))}; choose from {', '.join(known)}")
+        datasets, cells = _datasets(parser, args.datasets, list(known)), args.cells.split(",")
         seeds = [int(seed) for seed in args.seeds.split(",")]
         accuracy_bench.run(datasets, cells, seeds, args.max_minutes, args.out, args.command).show(args.out)
     elif args.command == "smoothing":
@@ -186,6 +194,11 @@ def main(argv: list[str] | None = None) -> None:
         from bench import smoothing as smoothing_bench
 
         smoothing_bench.run(args.out).show(args.out)
+    elif args.command == "level":
+        from bench import accuracy as accuracy_bench
+        from bench import level as level_bench
+
+        level_bench.run(_datasets(parser, args.datasets, accuracy_bench.FIELD)).show(args.out)
     elif args.command == "unseen":
         from bench import unseen as unseen_bench
 

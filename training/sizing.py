@@ -64,8 +64,9 @@ class Sizing:
     # level is where the weather or the business happens to be; for counts it says how noisy a step is and how
     # near zero, which the network uses.
     level_free: bool
-    # Whether forecasts start from a smoothed level (ForecasterConfig.smoothed_level): for steps of a day or
-    # longer, where one day's or month's value is noisy; within a day the last value is the level.
+    # Whether forecasts start from a smoothed level (ForecasterConfig.smoothed_level): for steps longer than a
+    # day, where one month's value is noisy. Within a day the last value is the level; for daily departures
+    # the level made the smoothing alone better but the network worse (see docs/training.md).
     smoothed_level: bool
     epochs_per_validation: int
 
@@ -159,7 +160,7 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         fill=fill,
         nonnegative=nonnegative,
         level_free=bool(season) and not counts,
-        smoothed_level=bool(season) and (step is None or step >= pd.Timedelta(days=1)),
+        smoothed_level=bool(season) and (step is None or step > pd.Timedelta(days=1)),
         epochs_per_validation=_epochs_per_validation(lengths, held_out, chunk, chosen),
     )
 
@@ -245,9 +246,9 @@ def render(sizing: Sizing, name: str) -> str:
                 "        level_free: true         # a level: the network reads changes only, so holds at levels unseen"
                 if s.level_free
                 else "        level_free: false        # counts: their level says how noisy and how near zero",
-                "        smoothed_level: true     # a day's or a month's value is noisy: forecasts start from a level"
+                "        smoothed_level: true     # a month's value is noisy: forecasts start from a smoothed level"
                 if s.smoothed_level
-                else "        smoothed_level: false    # within a day, the last value is the level",
+                else "        smoothed_level: false    # forecasts start from the last value",
             ]
             if s.season
             else []

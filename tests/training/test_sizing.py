@@ -73,7 +73,7 @@ def test_daily_levels_read_the_day_of_year_only_with_two_years_to_train_on(tmp_p
         frame = pd.DataFrame({"ds": pd.date_range("2013-01-01", periods=days, freq="D"), "y": y})
         frame.to_csv(tmp_path / f"{days}.csv", index=False)
         sizing = size(str(tmp_path / f"{days}.csv"))
-        assert (sizing.season, sizing.horizon) == (7, 7)
+        assert (sizing.season, sizing.horizon, sizing.smoothed_level) == (7, 7, False)
         calendars.append(sizing.calendar)
     assert calendars == [["day_of_week"], ["day_of_week"], ["day_of_week", "day_of_year"]]
 
