@@ -92,6 +92,12 @@ class ChunkDataset(Dataset[Item]):
         return x, future, targets, counted_steps * self.weights[span.series]
 
 
+def chunk_starts(train_end: int, chunk_length: int, stride: int) -> range | list[int]:
+    """Where a series' training chunks start: every ``stride`` steps, or one padded chunk at 0 where the
+    training part is shorter than a chunk."""
+    return range(0, train_end - chunk_length, stride) or [0]
+
+
 class SeriesDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -245,7 +251,7 @@ class SeriesDataModule(L.LightningDataModule):
         spans: list[Span] = []
         for index, s in enumerate(self.series):
             part = self.train_part(s)
-            starts = range(0, part.end - self.chunk_length, self.chunk_stride) or [0]  # [0]: one padded chunk
+            starts = chunk_starts(part.end, self.chunk_length, self.chunk_stride)
             spans.extend(Span(index, start, self.chunk_length, start + self.warmup, part) for start in starts)
         return ChunkDataset(
             self.inputs, self.features.known_ahead_columns, self.scaled_targets, spans, self.horizon, self.weights

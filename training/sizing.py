@@ -31,6 +31,7 @@ import pandas as pd
 
 from models.features import fixed_step
 from training.data import DataError, FillPolicy, check_series, read_frame
+from training.datamodule import chunk_starts
 from training.evaluate import duration
 from training.metrics import naive_seasons, season_length
 
@@ -90,8 +91,7 @@ def _chunk_stride(horizon: int) -> int:
 def _epochs_per_validation(lengths: list[int], held_out: int, chunk: int, horizon: int) -> int:
     """Epochs between validations, so that at least STEPS_PER_VALIDATION batches train between them: the
     chunks the data module cuts from each training part (one where the part is shorter than a chunk)."""
-    stride = _chunk_stride(horizon)
-    chunks = sum(len(range(0, n - 2 * held_out - chunk, stride)) or 1 for n in lengths)
+    chunks = sum(len(chunk_starts(n - 2 * held_out, chunk, _chunk_stride(horizon))) for n in lengths)
     return -(-STEPS_PER_VALIDATION // -(-chunks // BATCH_SIZE))
 
 
