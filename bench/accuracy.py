@@ -206,9 +206,10 @@ def _plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
         ax.set_visible(False)
     for ax, (name, methods) in zip(axes.flat[: len(results)], results.items(), strict=True):
         mase = [row["mase"] for row in methods.values()]
-        # Networks: the bar is the mean over seeds, the whisker the range.
+        # Networks: the bar is the mean over seeds, the whisker the range. Clamped at zero: a mean of rounded
+        # scores can fall a hair outside their range, and matplotlib refuses a negative error.
         spread = [
-            (m - row["range"][0], row["range"][1] - m) if "range" in row else (0, 0)
+            (max(0, m - row["range"][0]), max(0, row["range"][1] - m)) if "range" in row else (0, 0)
             for m, row in zip(mase, methods.values(), strict=True)
         ]
         ax.barh(list(methods), mase, xerr=np.array(spread).T, capsize=3)

@@ -2,7 +2,7 @@
 
 Lightning's progress bar redraws one line with carriage returns, which a log keeps as one unreadable line
 written at the end (or never, when the run is killed). Without a terminal, this prints a plain line every
-``every_n_batches`` batches and one after each validation, flushed at once.
+``every_n_batches`` batches and one after each epoch (its val_loss where it validated), flushed at once.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class ProgressLines(Callback):
         self.every_n_batches = every_n_batches
         self.enabled = when == "always" or (when == "no_terminal" and not sys.stdout.isatty())
         self._started = time.monotonic()
+        self._validated = False
 
     def _print(self, trainer: L.Trainer, line: str) -> None:
         if self.enabled and trainer.is_global_zero:
@@ -50,8 +51,18 @@ class ProgressLines(Callback):
             shown = f" train_loss {float(loss):.4f}" if loss is not None else ""
             self._print(trainer, f"batch {batch_idx + 1}/{trainer.num_training_batches}{shown}")
 
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._validated = not trainer.sanity_checking
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # After the epoch's validation and the checkpoint it made, so that the best score includes this epoch.
+        # With check_val_every_n_epoch above 1 most epochs do not validate: they show their training loss rather
+        # than repeat an older val_loss as if it were new.
+        validated, self._validated = self._validated, False
+        if not validated:
+            loss = trainer.callback_metrics.get("train_loss")
+            self._print(trainer, f"train_loss {float(loss):.4f}" if loss is not None else "trained")
+            return
         loss = trainer.callback_metrics.get("val_loss")
         saver = trainer.checkpoint_callback
         best = getattr(saver, "best_model_score", None)

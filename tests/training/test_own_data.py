@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,8 +69,10 @@ def test_hourly_counts_with_gaps_from_check_to_a_forecast_over_http(
     assert not (tmp_path / "runs").exists()
 
     fit = _ok(_seqcast_train(tmp_path, "fit", *config, "--trainer.max_epochs", "8"))
-    # Without a terminal: a line per epoch, and why the run ended.
-    assert "epoch 0/8 val_loss" in fit.stdout and "trained to its epoch limit (8" in fit.stdout
+    # Without a terminal: a line per epoch, its val_loss where it validated, and why the run ended.
+    epochs = re.findall(r"^epoch (\d)/8 (val_loss|train_loss) ", fit.stdout, flags=re.MULTILINE)
+    assert [int(epoch) for epoch, _ in epochs] == list(range(8)), fit.stdout[-2000:]
+    assert any(kind == "val_loss" for _, kind in epochs) and "trained to its epoch limit (8" in fit.stdout
     report = json.loads((tmp_path / "runs" / "hourly" / "version_0" / "report.json").read_text())
     metrics = report["metrics"]
     # Weekends are quiet, so a week back beats a day back: the gate compared with the week.
