@@ -117,8 +117,10 @@ def main(argv: list[str] | None = None) -> None:
         parser_of.add_argument("--seeds", default="1,2,3", help="comma-separated seeds, one training run each")
         parser_of.add_argument("--max-minutes", type=float, default=minutes, help="training time limit per run")
     commands.add_parser("smoothing", help="taylor: variants of the smoothed forecast, no network, vs MSTL-ETS")
-    level = commands.add_parser("level", help="field sets: the smoothing alone from the last value and from a level")
-    level.add_argument("--datasets", default=field.get_default("datasets"), help="as for field")
+    level = commands.add_parser("level", help="the smoothing alone from the last value, a level and a level in logs")
+    level.add_argument(
+        "--datasets", default=f"{field.get_default('datasets')},us_employment", help="field sets and us_employment"
+    )
     unseen = commands.add_parser("unseen", help="test MASE on series held out of training, scaled by their history")
     unseen.add_argument("--config", type=Path, default=Path("configs/us_employment.yaml"))
     unseen.add_argument("--max-minutes", type=float, default=12.0, help="training time limit")
@@ -198,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
         from bench import accuracy as accuracy_bench
         from bench import level as level_bench
 
-        level_bench.run(_datasets(parser, args.datasets, accuracy_bench.FIELD)).show(args.out)
+        known = [*accuracy_bench.FIELD, "us_employment"]
+        level_bench.run(_datasets(parser, args.datasets, known)).show(args.out)
     elif args.command == "unseen":
         from bench import unseen as unseen_bench
 

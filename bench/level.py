@@ -1,6 +1,7 @@
-"""The smoothed forecast alone (no network) on every field set, from the last value and from a smoothed level
-(``ForecasterConfig.smoothed_level``), each with its rates fitted on the training part as ``fit`` fits them:
-why ``seqcast-train init`` writes the level for daily and longer steps only."""
+"""The smoothed forecast alone (no network) on every field set, from the last value, from a smoothed level
+(``ForecasterConfig.smoothed_level``) and, for positive series, from a smoothed level in logs
+(``FeatureSpec.log_target``), each with its rates fitted on the training part as ``fit`` fits them: why
+``seqcast-train init`` writes the level and the log for steps longer than a day only."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from training.evaluate import test_origins
 from training.metrics import season_length, seasonal_naive_scale
 from training.seasonal import fit_season_rates
 
+VARIANTS = {"last value": (False, False), "smoothed": (True, False), "smoothed, in logs": (True, True)}
+
 
 def run(datasets: list[str]) -> Table:
     table = Table("level", ["data set", "level", "rates", "validation MASE", "test MASE"])
@@ -29,14 +32,20 @@ def run(datasets: list[str]) -> Table:
             network = config["model"]["network"]["init_args"]["config"]
             if not network["seasonal_lag"]:
                 continue
-            data = SeriesDataModule(**config["data"])
-            data.setup()
-            for level in (False, True):
+            plain = SeriesDataModule(**{**config["data"], "log_target": False})
+            plain.setup()
+            positive = all((s.target > 0).all() for s in plain.series)
+            for variant, (level, log) in VARIANTS.items():
+                if log and not positive:
+                    continue
+                data = SeriesDataModule(**{**config["data"], "log_target": True}) if log else plain
+                data.setup()
                 rates, scores = _smoothing(data, tuple(network["smoothed_seasons"]), network["seasonal_lag"], level)
-                table.add(name, "smoothed" if level else "last value", str(list(rates)), *scores)
+                table.add(name, variant, str(list(rates)), *scores)
     table.notes.append(
-        "The smoothed forecast of init's config for each set with no network; MASE in each series' scaled units, "
-        "at the report's origins (midnights for intraday data), over the validation and the test parts."
+        "The smoothed forecast of init's config for each set with no network; MASE in the target's units, at the "
+        "report's origins (midnights for intraday data), over the validation and the test parts. In logs: "
+        "for sets whose values are all positive, the smoothing of log(1 + y), mapped back."
     )
     return table
 
@@ -54,11 +63,13 @@ def _smoothing(
     season, horizon = season_length(str(data.features.freq)), data.horizon
     errors: dict[str, list[np.ndarray]] = {"val": [], "test": []}
     for series, z in zip(data.series, data.scaled_targets, strict=True):
-        forecasts = model.smoothed_forecasts(torch.from_numpy(z.astype(np.float32)).unsqueeze(0))[0].double().numpy()
-        scale = seasonal_naive_scale(z[: data.train_part(series).end], season)
+        smoothed = model.smoothed_forecasts(torch.from_numpy(z.astype(np.float32)).unsqueeze(0))[0].double().numpy()
+        forecasts = data.features.in_target_units(data.scaling_of(series).unscale_target(smoothed))
+        y = series.target
+        scale = seasonal_naive_scale(y[: data.train_part(series).end], season)
         for name, part in (("val", data.val_part(series)), ("test", data.test_part(series))):
             origins = _inside(test_origins(series, part.start, horizon, season), part, horizon)
-            actual = z[origins[:, None] + 1 + np.arange(horizon)]
+            actual = y[origins[:, None] + 1 + np.arange(horizon)]
             errors[name].append(np.abs(forecasts[origins] - actual).mean(axis=1) / scale)
     val, test = (float(np.concatenate(errors[name]).mean()) for name in ("val", "test"))
     return rates, (val, test)

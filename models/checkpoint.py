@@ -19,9 +19,10 @@ from models.forecaster import Forecaster, ForecasterConfig
 # model (ForecasterConfig.seasonal_lag): versions that read only 1 and 2 then refuse it by its version rather
 # than fail on fields they do not know. A model without seasons is still written as 2, which they read. 4 marks
 # a level-free model (ForecasterConfig.level_free): a version reading 3 refuses it by its version, not by a field.
-# 5 marks a smoothed level (ForecasterConfig.smoothed_level), which changes what a state carries.
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+# 5 marks a smoothed level (ForecasterConfig.smoothed_level), which changes what a state carries. 6 marks a log
+# target (FeatureSpec.log_target): a reader that ignored it would serve forecasts of log(1 + y) as y.
+FORMAT_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 # Where a published forecaster is found: its name in a model store and its file inside the stored model.
 PUBLISHED_NAME = "seqcast-forecaster"
 PUBLISHED_FILE = "checkpoint.pt"
@@ -75,8 +76,10 @@ class Checkpoint:
     @property
     def format_version(self) -> int:
         """The oldest format that describes this checkpoint, so that older readers load what they can."""
-        if self.config.smoothed_level:
+        if self.features.log_target:
             return FORMAT_VERSION
+        if self.config.smoothed_level:
+            return 5
         return 4 if self.config.level_free else 3 if self.config.seasonal_lag else 2
 
     def to_payload(self) -> dict[str, Any]:

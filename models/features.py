@@ -50,6 +50,9 @@ class FeatureSpec:
     calendar: tuple[str, ...] = ()  # names from CALENDAR_PERIODS, derived from timestamps
     freq: str | None = None  # pandas offset alias of the series, e.g. "30min"; needed for calendar features
     nonnegative: bool = False  # the target is never below zero (counts, demand): forecasts are clipped at zero
+    # The model reads and forecasts log(1 + target), so a season that grows with the level (sales) is a constant
+    # pattern to it. Needs a target of zero or more; forecasts are mapped back and are never below zero.
+    log_target: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "past_covariates", tuple(self.past_covariates))
@@ -101,12 +104,28 @@ class FeatureSpec:
             "calendar": list(self.calendar),
             "freq": self.freq,
             "nonnegative": self.nonnegative,
+            "log_target": self.log_target,
         }
 
-    def clip(self, forecast: np.ndarray) -> np.ndarray:
-        """A forecast in the target's units as the target can be: at least zero for a nonnegative one. Only the
-        answer is clipped, never the state, so a session stays exactly the forecast of its whole history."""
-        return np.maximum(forecast, 0, dtype=forecast.dtype) if self.nonnegative else forecast
+    def model_target(self, target: np.ndarray) -> np.ndarray:
+        """Raw target values as the model reads them, before scaling: log(1 + y) with ``log_target``."""
+        return np.log1p(target) if self.log_target else target
+
+    def in_target_units(self, forecast: np.ndarray) -> np.ndarray:
+        """An unscaled forecast back in the target's units, as the target can be: at least zero for a nonnegative
+        one. Only the answer is mapped and clipped, never the state, so a session stays exactly the forecast of
+        its whole history."""
+        if self.log_target:
+            forecast = np.expm1(forecast)
+        if self.nonnegative or self.log_target:
+            return np.maximum(forecast, 0, dtype=forecast.dtype)
+        return forecast
+
+    def target_spread(self, scaling: Scaling) -> float:
+        """How far the target typically moves, in its own units: the standard deviation it was scaled by. With
+        ``log_target`` that deviation is of log(1 + y), which near the series' typical level stretches by
+        exp(mean) (the derivative of exp), a first-order answer that keeps live scores in the target's units."""
+        return scaling.std[0] * (float(np.exp(scaling.mean[0])) if self.log_target else 1.0)
 
 
 @dataclass(frozen=True)
@@ -219,12 +238,13 @@ def encode_inputs(
 ) -> np.ndarray:
     """Builds model inputs (T, spec.input_dim) as float32 from raw values.
 
-    target: (T,); covariates: (T, len(spec.covariates)), past then future ones; timestamps: T stamps when
+    target: (T,) raw values; covariates: (T, len(spec.covariates)), past then future ones; timestamps: T stamps when
     spec.calendar is set.
     """
     n = len(target)
     covariates = _check_width("covariates", covariates, n, len(spec.covariates))
-    return _with_calendar(spec, scaling.scale(np.column_stack([target, covariates])), timestamps)
+    rows = np.column_stack([spec.model_target(target), covariates])
+    return _with_calendar(spec, scaling.scale(rows), timestamps)
 
 
 def encode_future(

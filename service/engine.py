@@ -227,8 +227,13 @@ class Engine:
             raise _bad(field, f"its timestamps and the forecast's would pass {pd.Timestamp.max:%Y-%m-%d}")
         ahead = _rows("future_covariates", future, horizon, self.spec.future_covariates, "forecast step")
         target = np.asarray(values, dtype=float)
+        if self.spec.log_target and (target < 0).any():
+            first = int(np.flatnonzero(target < 0)[0])
+            raise _bad(
+                field, f"[{first}] is {target[first]:g}; this model forecasts log(1 + value): values must be >= 0"
+            )
         if scaling is None:
-            scaling = Scaling.fit(np.column_stack([target, past]))
+            scaling = Scaling.fit(np.column_stack([self.spec.model_target(target), past]))
         return Checked(field, target, past, ahead, first_time, series, scaling)
 
     def check_history(
@@ -370,7 +375,7 @@ class Engine:
         forecast, new_state = self.model.forward_ragged(sequences, state, future)
         after = torch.cat([s.transpose(0, 1) for s in new_state], dim=1).numpy()  # (B, rows, hidden)
         target = _by_row([p.scaling for p in prepared], np.ones(len(prepared), dtype=int))
-        forecasts = self.spec.clip(target.unscale_target(forecast.numpy()).astype(np.float32))
+        forecasts = self.spec.in_target_units(target.unscale_target(forecast.numpy()).astype(np.float32))
         finite = np.isfinite(forecasts).all(axis=(1, 2)) & np.isfinite(after).all(axis=(1, 2))
         return RunResult(forecasts, after, np.asarray(finite, dtype=bool))
 

@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from models.features import Scaling
-
 DAY_NS = 86_400 * 10**9
 # Horizon steps (1-based) are counted in these buckets: a fixed set of labels whatever the model's horizon.
 STEP_BUCKETS = ((1, "1"), (2, "2-3"), (4, "4-7"), (8, "8-15"), (16, "16-31"), (32, "32-63"), (64, "64+"))
@@ -112,11 +110,12 @@ class Scorer:
             return next_time % DAY_NS == 0
         return seq % self.horizon == 0
 
-    def scale_for(self, series: str | None, own: Scaling | None) -> float:
+    def scale_for(self, series: str | None, own_spread: float | None) -> float:
+        """``own_spread``: for a session scaled by its own history, its ``FeatureSpec.target_spread``."""
         if series is not None and series in self.naive_scale:
             return self.naive_scale[series]
-        if own is not None:
-            return self.scale_in_std * own.std[0]
+        if own_spread is not None:
+            return self.scale_in_std * own_spread
         return self.pooled_scale
 
     @cached_property

@@ -94,7 +94,8 @@ class Stepper:
         """What newly observed ``target`` values score against this model's part of ``record``, and counts it."""
         if self.scorer is None or part is None or part.origin_forecast is None:
             return NOTHING
-        scale = self.scorer.scale_for(record.series, record.scaling)
+        own = None if record.scaling is None else self.engine.spec.target_spread(record.scaling)
+        scale = self.scorer.scale_for(record.series, own)
         scored = self.scorer.score(part.origin_forecast, part.since_origin, target, scale)
         count_scores(self.engine.tag, scored, self.scorer.interval_labels)
         return scored

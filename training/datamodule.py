@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from models.features import FeatureSpec, Scaling, encode_inputs
-from training.data import CheckedData, FillPolicy, Series, check_series, read_frame
+from training.data import CheckedData, DataError, FillPolicy, Series, check_series, read_frame
 from training.metrics import season_length, seasonal_naive_scale
 from training.sampling import EpochShuffle
 
@@ -109,6 +109,7 @@ class SeriesDataModule(L.LightningDataModule):
         fill: FillPolicy = "error",
         fill_covariates: FillPolicy | None = None,
         nonnegative: bool = False,
+        log_target: bool = False,
         per_series_scaling: bool = False,
         mase_weights: bool = False,
         input_size: int = 336,
@@ -138,6 +139,8 @@ class SeriesDataModule(L.LightningDataModule):
                 constant fill of the target leaves missing covariates listed as errors.
             nonnegative: the target is never negative (counts, demand, sales): forecasts are clipped at zero,
                 in the report as in the service.
+            log_target: the model reads and forecasts log(1 + target), mapped back for every answer: for a
+                target of zero or more whose seasonal swings grow with its level (sales, revenue, passengers).
             per_series_scaling: standardise each series by its own training part rather than all series by
                 the pooled one: for series of very different levels (products, regions, industries). The
                 service then asks each request which series it continues.
@@ -166,6 +169,7 @@ class SeriesDataModule(L.LightningDataModule):
         self.fill = fill
         self.fill_covariates = fill_covariates
         self.nonnegative = nonnegative
+        self.log_target = log_target
         self.per_series_scaling = per_series_scaling
         self.mase_weights = mase_weights
         self.input_size = input_size
@@ -197,16 +201,24 @@ class SeriesDataModule(L.LightningDataModule):
         )
         freq = self.checked.freq
         series = [s.until(len(s) - self.drop_last) for s in self.checked.series]
+        if self.log_target:
+            _check_log_target(series, self.target)
         self.series = series
         self.features = FeatureSpec(
-            self.target, self.past_covariates, self.future_covariates, self.calendar, freq, self.nonnegative
+            self.target,
+            self.past_covariates,
+            self.future_covariates,
+            self.calendar,
+            freq,
+            self.nonnegative,
+            self.log_target,
         )
         self.scaling = Scaling.fit(np.concatenate([self.train_rows(s) for s in series]))
         self.series_scaling = (
             {s.uid: Scaling.fit(self.train_rows(s)) for s in series} if self.per_series_scaling else {}
         )
         self.inputs = [self.encode(s) for s in series]
-        self.scaled_targets = [self.scaling_of(s).scale_target(s.target) for s in series]
+        self.scaled_targets = [self.scaling_of(s).scale_target(self.features.model_target(s.target)) for s in series]
         self.weights = [
             self.mase_weight(s, z) if self.mase_weights else 1.0
             for s, z in zip(series, self.scaled_targets, strict=True)
@@ -220,8 +232,9 @@ class SeriesDataModule(L.LightningDataModule):
         return self.val_size + self.test_size + self.warmup + self.horizon + 1
 
     def train_rows(self, series: Series) -> np.ndarray:
-        """(T, 1 + covariates) raw values of the series' training part."""
-        return np.column_stack([series.target, series.covariates])[: self.train_part(series).end]
+        """(T, 1 + covariates) values of the series' training part as the model reads them, before scaling."""
+        end = self.train_part(series).end
+        return np.column_stack([self.features.model_target(series.target[:end]), series.covariates[:end]])
 
     def mase_weight(self, series: Series, scaled_target: np.ndarray) -> float:
         """1 / the series' seasonal-naive error on its training part, in the scaled units the loss sees."""
@@ -290,3 +303,15 @@ class SeriesDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader[Item]:
         return DataLoader(self.held_out_dataset("val"), batch_size=self.batch_size, num_workers=self.num_workers)
+
+
+def _check_log_target(series: list[Series], target: str) -> None:
+    """log(1 + y) is defined for y >= 0 only: a negative value would turn into NaN and poison training."""
+    for s in series:
+        below = np.flatnonzero(s.target < 0)
+        if len(below):
+            raise DataError(
+                f"data.log_target: series {s.uid!r} has {len(below)} value{'s' if len(below) > 1 else ''} of "
+                f"{target!r} below zero, the first {s.target[below[0]]:g} at {s.timestamps[below[0]]}; log_target "
+                "needs a target of zero or more"
+            )

@@ -79,7 +79,7 @@ def live_scoring(checkpoint: Checkpoint, report: dict[str, Any]) -> dict[str, An
     if not scales:
         return {}
     in_std = [
-        scale / checkpoint.scaling_for(uid if checkpoint.series_scaling else None).std[0]
+        scale / checkpoint.features.target_spread(checkpoint.scaling_for(uid if checkpoint.series_scaling else None))
         for uid, scale in scales.items()
     ]
     return {"naive_scales": scales, "naive_scale_in_std": float(statistics.median(in_std))}

@@ -111,18 +111,24 @@ def test_a_pickled_object_is_never_unpickled(tmp_path: Path, capsys: pytest.Capt
 def test_each_model_is_written_as_the_oldest_format_that_describes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Plain: 2; seasonal: 3; level-free: 4; a smoothed level: 5. An older version loads what it can forecast right
-    and refuses the rest by its version."""
+    """Plain: 2; seasonal: 3; level-free: 4; a smoothed level: 5; a log target: 6. An older version loads what it
+    can forecast right and refuses the rest by its version."""
     seasonal = ForecasterConfig(input_dim=1, horizon=2, hidden_size=4, seasonal_lag=4, smoothed_seasons=(2, 4))
-    configs = {"plain": _checkpoint().config, "seasonal": seasonal, "level_free": replace(seasonal, level_free=True)}
+    plain = _checkpoint()
+    configs = {"plain": plain.config, "seasonal": seasonal, "level_free": replace(seasonal, level_free=True)}
     configs["smoothed_level"] = replace(seasonal, level_free=True, smoothed_level=True)
+    configs["log_target"] = plain.config
     for name, config in configs.items():
-        checkpoint = replace(_checkpoint(), config=config, state_dict=Forecaster(config).state_dict())
+        features = replace(plain.features, log_target=name == "log_target")
+        checkpoint = replace(plain, config=config, features=features, state_dict=Forecaster(config).state_dict())
         save_checkpoint(checkpoint, tmp_path / f"{name}.pt")
     written = {name: torch.load(tmp_path / f"{name}.pt", weights_only=True)["format_version"] for name in configs}
-    assert written == {"plain": 2, "seasonal": 3, "level_free": 4, "smoothed_level": 5}
+    assert written == {"plain": 2, "seasonal": 3, "level_free": 4, "smoothed_level": 5, "log_target": 6}
     assert {name: load_checkpoint(tmp_path / f"{name}.pt").config for name in configs} == configs
-    for readable, refused in [((1, 2, 3, 4), "smoothed_level"), ((1, 2, 3), "level_free"), ((1, 2), "seasonal")]:
+    assert load_checkpoint(tmp_path / "log_target.pt").features.log_target
+    assert not load_checkpoint(tmp_path / "plain.pt").features.log_target
+    refusals = [((1, 2, 3, 4, 5), "log_target"), ((1, 2, 3, 4), "smoothed_level"), ((1, 2, 3), "level_free")]
+    for readable, refused in [*refusals, ((1, 2), "seasonal")]:
         monkeypatch.setattr("models.checkpoint.READABLE_VERSIONS", readable)
         for name in configs:
             if written[name] in readable:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from models.features import Scaling
 from tests.conftest import synthetic_frame
 from training.data import DataError
 from training.datamodule import SeriesDataModule
@@ -151,3 +152,29 @@ def test_mase_weights_weigh_each_series_by_its_seasonal_naive_error_in_scaled_un
             values = torch.cat([mask.unique() for mask in masks]).unique()
             np.testing.assert_allclose(values.numpy(), [0.0, data.weights[index]], rtol=1e-6)
     assert data.weights[0] > 1.5 * data.weights[1]
+
+
+def test_a_log_target_is_scaled_in_logs_read_back_in_units_and_refuses_values_below_zero(tmp_path: Path) -> None:
+    frame = synthetic_frame(points=1000, series=1)
+    frame["y"] = np.exp(frame.y / frame.y.std())  # positive, swings that grow with the level
+    frame.to_csv(tmp_path / "positive.csv", index=False)
+    data = _module(tmp_path / "positive.csv", log_target=True)
+    series, scaling = data.series[0], data.scaling
+    train = np.log1p(frame.y.to_numpy()[: data.train_part(series).end])
+    assert scaling.mean[0] == pytest.approx(train.mean()) and scaling.std[0] == pytest.approx(train.std())
+    assert scaling.std[1] == pytest.approx(frame.temperature.iloc[: len(train)].std(ddof=0))  # covariates as they are
+    np.testing.assert_allclose(data.inputs[0][:, 0], data.scaled_targets[0], rtol=1e-5, atol=1e-5)
+    back = data.features.in_target_units(scaling.unscale_target(data.scaled_targets[0].astype(float)))
+    np.testing.assert_allclose(back, frame.y, rtol=1e-9)
+    assert data.features.in_target_units(np.array([-5.0]))[0] == 0  # below log(1 + 0) is no value of the target
+
+    frame.loc[700, "y"] = -0.5
+    frame.to_csv(tmp_path / "negative.csv", index=False)
+    with pytest.raises(
+        DataError, match=r"data.log_target: series 'series' has 1 value of 'y' below zero, the first -0.5 at"
+    ):
+        _module(tmp_path / "negative.csv", log_target=True)
+    # Live scoring reads a session's spread in the target's units: near the level, the log's spread times it.
+    raw = 1000 + np.random.default_rng(0).normal(0, 10, 5000)
+    own = Scaling.fit(np.log1p(raw)[:, None])
+    assert data.features.target_spread(own) == pytest.approx(raw.std(), rel=0.02)

@@ -162,11 +162,13 @@ def _monthly_panel() -> pd.DataFrame:
 
 def test_a_short_uneven_monthly_panel_from_init_to_a_forecast_over_http(tmp_path: Path) -> None:
     """A panel whose shortest series holds seven and a half years: it used to be refused. init keeps the year,
-    holds one out each for validation and test, and starts forecasts from a smoothed level."""
+    holds one out each for validation and test, starts forecasts from a smoothed level, and works in logs: the
+    shops' yearly swing grows with their sales."""
     frame = _monthly_panel()
     frame.to_csv(tmp_path / "shops.csv", index=False)
     written = _ok(_seqcast_train(tmp_path, "init", "--data.path", "shops.csv", "--name", "shops")).stdout
-    for line in ("seasonal_lag: 12", "smoothed_level: true", "val_size: 12", "test_size: 12", "warmup: 48"):
+    expected = ("seasonal_lag: 12", "smoothed_level: true", "log_target: true", "val_size: 12", "test_size: 12")
+    for line in (*expected, "warmup: 48"):
         assert line in written
     (tmp_path / "shops.yaml").write_text(written)
     fit = _ok(_seqcast_train(tmp_path, "fit", "--config", "shops.yaml", *QUICK, "--trainer.max_epochs", "50"))
@@ -190,3 +192,12 @@ def test_a_short_uneven_monthly_panel_from_init_to_a_forecast_over_http(tmp_path
         ).json()
         # The session carries the smoothed level with the profiles: the same forecast as the whole at once.
         np.testing.assert_allclose(observed["forecast"], answer["forecast"], rtol=1e-4, atol=1e-3)
+        # In the shop's units, not in logs: near the level of its last year.
+        assert 0.7 < np.mean(answer["forecast"]) / np.mean(history[-12:]) < 1.3
+        # log(1 + y) has no value below -1: a negative sale is refused by its field and index, the session kept.
+        session = opened["session_id"]
+        refused = client.post(running.url + "/observe", json={"session_id": session, "seq": 90, "values": [5, -2]})
+        assert refused.status_code == 400 and refused.json()["field"] == "values", refused.text
+        assert "[1] is -2" in refused.json()["error"]
+        again = client.post(running.url + "/observe", json={"session_id": session, "seq": 90, "values": [history[-1]]})
+        assert again.status_code == 200 and again.json()["seq"] == 91, again.text

@@ -35,6 +35,7 @@ def test_hourly_counts_with_gaps_get_a_weekly_season_a_day_ahead_and_zero_fill(t
     assert (network["seasonal_lag"], network["smoothed_seasons"]) == (168, [24, 168])  # a day and a week
     assert network["level_free"] is False  # a count's level says how noisy it is
     assert network["smoothed_level"] is False  # within a day the last value is the level
+    assert data["log_target"] is False  # hours: a season's swing does not grow with a level
     assert data["warmup"] >= 3 * 168 and data["input_size"] >= data["warmup"]  # the smoothing settles first
     # What the data module needs fits the shortest series, and so do the backtest folds the header names.
     needed = data["val_size"] + data["test_size"] + data["warmup"] + data["horizon"] + 1
@@ -121,6 +122,15 @@ def test_an_uneven_panel_is_sized_by_its_shortest_series_and_chunked_by_its_long
     data = config["data"]
     assert data["val_size"] + data["test_size"] + data["warmup"] + data["horizon"] + 1 <= 90
     assert config["model"]["network"]["init_args"]["config"]["smoothed_level"] is True  # a month's value is noisy
+    assert data["log_target"] is True  # positive months: swings that grow with the level are modelled in logs
     # 41 chunks (39 from the longest series, one each from the others) make epochs of two batches: the run
     # validates every five epochs, so that ten batches train between validations, and may make 40 of them.
     assert (config["trainer"]["check_val_every_n_epoch"], config["trainer"]["max_epochs"]) == (5, 200)
+
+
+def test_months_that_reach_zero_or_below_keep_the_target_as_it_is(tmp_path: Path) -> None:
+    frame = pd.read_csv(_monthly(tmp_path / "months.csv", 120))
+    for low, log in ((1.0, True), (0.0, False), (-3.0, False)):
+        frame.loc[50, "y"] = low
+        frame.to_csv(tmp_path / "months.csv", index=False)
+        assert size(str(tmp_path / "months.csv")).log_target is log, low
