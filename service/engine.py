@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ import torch
 from models.checkpoint import Checkpoint
 from models.features import RowScaling, Scaling, encode_future, encode_inputs, fixed_step
 from models.forecaster import state_rows
+from service.clock import Clock
 from service.migration import what_it_reads
 from service.records import NO_TIME
 from service.schemas import ForecastFields, Reason, RejectedRequest, Rejection, Rows
@@ -126,18 +127,7 @@ def _by_row(scalings: list[Scaling], rows: np.ndarray) -> Scaling | RowScaling:
     return RowScaling.repeat(scalings, rows)
 
 
-# Calendar features come from nanosecond timestamps, which end in April 2262.
-LATEST_NS = pd.Timestamp.max.value
-EPOCH = datetime(1970, 1, 1)  # nanosecond times count from it, in the requests' own time (offsets dropped)
 FORMATTED_TIMES = 100_000  # formatted timestamps an engine keeps (~16 MB): 5.7 years of half-hours
-
-
-def _nanoseconds(start: datetime) -> int:
-    stamp = pd.Timestamp(start)
-    try:
-        return int((stamp.tz_localize(None) if stamp.tzinfo else stamp).as_unit("ns").value)
-    except (pd.errors.OutOfBoundsDatetime, OverflowError):
-        raise _bad("start", f"must lie between {pd.Timestamp.min:%Y-%m-%d} and {pd.Timestamp.max:%Y-%m-%d}") from None
 
 
 @dataclass(frozen=True)
@@ -177,9 +167,10 @@ class Engine:
         self.config = checkpoint.config
         self.model = checkpoint.build_model()
         self.reads = what_it_reads(self.spec, bool(checkpoint.series_scaling))  # kept in each session
-        # Timestamps follow a series by a fixed step; months and years have none, so their answers carry none.
+        # Answers' timestamps follow a series step by step: nanoseconds for a fixed step, a step count for months.
+        self.clock = Clock(self.spec.freq)
         freq_step = fixed_step(self.spec.freq) if self.spec.freq is not None else None
-        self.step_ns = freq_step.value if freq_step is not None else 0
+        self.step_ns = freq_step.value if freq_step is not None else 0  # 0: a calendar step, or none known
         self._formatted: dict[int, str] = {}  # ISO 8601 of times answers carried (see timestamps)
         # Fewer values than this give statistics that swing with every value; two horizons, so that a
         # seasonal model sees its season at least twice when the horizon is one season.
@@ -223,7 +214,7 @@ class Engine:
                 f"least {self.min_own_history} values (or name a training series in `series`)",
             )
         past = _rows("covariates", covariates, n, self.spec.covariates, "value")
-        if first_time != NO_TIME and first_time + self.step_ns * (n + horizon) > LATEST_NS:
+        if first_time != NO_TIME and first_time + self.clock.step * (n + horizon) > self.clock.latest:
             raise _bad(field, f"its timestamps and the forecast's would pass {pd.Timestamp.max:%Y-%m-%d}")
         ahead = _rows("future_covariates", future, horizon, self.spec.future_covariates, "forecast step")
         target = np.asarray(values, dtype=float)
@@ -248,8 +239,11 @@ class Engine:
         first_time = NO_TIME
         if self.spec.calendar and start is None:
             raise _bad("start", f"required: the model derives {', '.join(self.spec.calendar)} from timestamps")
-        if start is not None and self.step_ns:  # then answers carry the timestamps of the forecast's steps
-            first_time = _nanoseconds(start)
+        if start is not None and self.clock.timed:  # then answers carry the timestamps of the forecast's steps
+            try:
+                first_time = self.clock.ticks(start)
+            except ValueError as error:
+                raise _bad("start", str(error)) from None
         return self._check("history", history, self.max_history, covariates, first_time, future, series, scaling)
 
     def check_observe(
@@ -270,7 +264,7 @@ class Engine:
     def after_tail(self, checked: Checked, tail: np.ndarray, next_time: int) -> Checked:
         """A session's new values read after the raw inputs it kept (``tail``), so that a pass from a zero state
         rebuilds its state under this model; ``next_time`` is the first new value's timestamp."""
-        first_time = NO_TIME if next_time == NO_TIME else next_time - self.step_ns * len(tail)
+        first_time = NO_TIME if next_time == NO_TIME else next_time - self.clock.step * len(tail)
         target = np.concatenate([tail[:, 0], checked.target])
         past = np.concatenate([tail[:, 1:], checked.past])
         return Checked(checked.field, target, past, checked.future, first_time, checked.series, checked.scaling)
@@ -292,7 +286,7 @@ class Engine:
         ends = np.cumsum(lengths)  # each request's rows end here in the joined rows
         stamps = ahead_stamps = None
         firsts = np.array([c.first_time for c in checked], dtype=np.int64)
-        next_times = np.where(firsts == NO_TIME, NO_TIME, firsts + self.step_ns * lengths)
+        next_times = np.where(firsts == NO_TIME, NO_TIME, firsts + self.clock.step * lengths)
         if spec.calendar:
             row_in_request = np.arange(ends[-1]) - np.repeat(ends - lengths, lengths)
             stamps = np.repeat(firsts, lengths) + self.step_ns * row_in_request
@@ -439,9 +433,10 @@ class Engine:
 
     def timestamps(self, next_time: int) -> list[str] | None:
         """ISO 8601 times of the forecast's steps from ``next_time``; None where the time is not known."""
-        if next_time == NO_TIME or not self.step_ns:
+        if next_time == NO_TIME or not self.clock.timed:
             return None
-        times = range(next_time, next_time + self.step_ns * self.config.horizon, self.step_ns)
+        step = self.clock.step
+        times = range(next_time, next_time + step * self.config.horizon, step)
         # Formatting cost a sixth of an observe's own work, and the sessions of a fleet step through the same
         # times, each a step past its last answer's: formatted once, a time is looked up by the next answers.
         known = self._formatted
@@ -453,6 +448,6 @@ class Engine:
         if len(known) + len(missing) > FORMATTED_TIMES:
             known = self._formatted = {}  # a new dict: a reader holding the old one still finds its times
             missing = list(times)
-        for t in missing:  # datetime's formatting: numpy's costs ~15 us a call, and most answers miss one time
-            known[t] = (EPOCH + timedelta(microseconds=t // 1000)).isoformat(timespec="seconds")
+        for t in missing:  # most answers miss one time: the step after the last answer's
+            known[t] = self.clock.format(t)
         return [known[t] for t in times]

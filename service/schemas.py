@@ -132,8 +132,8 @@ class ForecastResponse(BaseModel):
     quantiles: dict[str, list[float]] | None = Field(None, description="forecast per trained quantile")
     timestamps: list[str] | None = Field(
         None,
-        description="ISO 8601 time of each forecast step, in the time of `start` (its offset dropped); null when "
-        "the request gave no `start` or the model's frequency has no fixed step (months, years)",
+        description="ISO 8601 time of each forecast step, in the time of `start` (its offset dropped), on the "
+        "model's calendar (month starts for a monthly model); null when the request gave no `start`",
     )
     warnings: list[str] | None = Field(
         None,

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from service.engine import Engine
 from service.metrics import count_scores
@@ -55,8 +54,8 @@ class Stepper:
             )
         if not np.isfinite(record.tail).all():
             return "its kept inputs are not all finite"
-        first = record.next_time - self.engine.step_ns * len(record.tail)
-        if record.next_time != NO_TIME and first < pd.Timestamp.min.value:
+        first = record.next_time - self.engine.clock.step * len(record.tail)
+        if record.next_time != NO_TIME and first < self.engine.clock.earliest:
             return "its kept inputs would begin before the first timestamp there is"
         calendar = self.engine.spec.calendar
         if calendar and record.next_time == NO_TIME:

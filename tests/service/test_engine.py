@@ -243,8 +243,31 @@ def test_an_answer_carries_the_timestamp_of_each_forecast_step(monkeypatch: pyte
     assert engine.timestamps(prepared.next_time) == expected  # all known: nothing added
     assert engine.timestamps(prepared.next_time + 9 * engine.step_ns)[0] == "2024-05-04T05:30:00"
     assert len(engine._formatted) == 6
-    monthly = FeatureSpec("y", ("load",), ("temperature",), freq="MS")
-    assert make_engine(spec=monthly).timestamps(prepared.next_time) is None  # no fixed step to count by
+
+
+def test_a_monthly_model_answers_month_starts_and_refuses_a_start_between_them() -> None:
+    """Months have no fixed length: a session counts them, and each answer names the months ahead."""
+    engine = make_engine(spec=FeatureSpec("y", ("load",), ("temperature",), freq="MS"))
+    values, covariates = _history(5, np.random.default_rng(0))
+    prepared = engine.prepare(engine.check_history(values, covariates, datetime(2023, 10, 1), [[15.0]] * 6))
+    # Five months from October end in February; the six ahead start in March, February's 28 days and all.
+    expected = pd.date_range("2024-03-01", periods=6, freq="MS").strftime(ISO).tolist()
+    assert engine.answer(np.zeros((6, 3), dtype=np.float32), prepared.next_time)["timestamps"] == expected
+    observed = engine.prepare(engine.check_observe(values[:2], covariates[:2], prepared.next_time, [[15.0]] * 6))
+    assert engine.timestamps(observed.next_time)[:2] == ["2024-05-01T00:00:00", "2024-06-01T00:00:00"]
+    for start in (datetime(2023, 10, 15), datetime(2023, 10, 1, 12)):
+        with pytest.raises(RejectedRequest) as between:
+            engine.check_history(values, covariates, start, [[15.0]] * 6)
+        assert between.value.rejection.field == "start"
+        assert (
+            "is not a step of the model's frequency MS: the step before it is 2023-10-01"
+            in between.value.rejection.error
+        )
+    # The calendar ends in 2262 for months too: refused before a timestamp overflows.
+    late = engine.prepare(engine.check_history(values, covariates, datetime(2261, 1, 1), [[15.0]] * 6))
+    with pytest.raises(RejectedRequest) as beyond:
+        engine.prepare(engine.check_observe([1.0] * 12, [[0.0, 0.0]] * 12, late.next_time, [[15.0]] * 6))
+    assert beyond.value.rejection.field == "values"
 
 
 def test_values_far_outside_training_are_applied_and_flagged_not_refused() -> None:

@@ -192,6 +192,11 @@ def test_a_short_uneven_monthly_panel_from_init_to_a_forecast_over_http(tmp_path
         ).json()
         # The session carries the smoothed level with the profiles: the same forecast as the whole at once.
         np.testing.assert_allclose(observed["forecast"], answer["forecast"], rtol=1e-4, atol=1e-3)
+        # Months have no fixed length; answers name the months ahead, the session's as the whole's.
+        ahead = pd.date_range(shortest.ds.iloc[-1], periods=13, freq="MS")[1:].strftime("%Y-%m-%dT%H:%M:%S")
+        assert answer["timestamps"] == observed["timestamps"] == ahead.tolist()
+        mid_month = client.post(running.url + "/forecast", json={**body, "start": "1990-01-15T00:00:00"})
+        assert mid_month.status_code == 400 and mid_month.json()["field"] == "start", mid_month.text
         # In the shop's units, not in logs: near the level of its last year.
         assert 0.7 < np.mean(answer["forecast"]) / np.mean(history[-12:]) < 1.3
         # log(1 + y) has no value below -1: a negative sale is refused by its field and index, the session kept.
