@@ -22,10 +22,24 @@ from models.features import FeatureSpec
 _ASPECTS = ("target", "past_covariates", "future_covariates", "freq", "scaling")
 
 
+# A model of log(1 + y) adds this mark to its description. The tail is raw values, which any model reads in its
+# own way, so the mark does not keep a session from moving; statistics a session fitted on its own history are
+# in the old model's space, though, so such a session moves only between models that agree on it.
+_IN_LOGS = "log(1 + target)"
+
+
 def what_it_reads(spec: FeatureSpec, per_series: bool) -> str:
-    """What a model reads, as the compact JSON a session record carries."""
+    """What a model reads, as the compact JSON a session record carries; a model in units is described as
+    before log targets, so that sessions opened earlier still move."""
     described = {**spec.to_dict(), "scaling": "per series" if per_series else "one for all series"}
-    return json.dumps([described[aspect] for aspect in _ASPECTS], separators=(",", ":"))
+    aspects = [described[aspect] for aspect in _ASPECTS] + ([_IN_LOGS] if spec.log_target else [])
+    return json.dumps(aspects, separators=(",", ":"))
+
+
+def in_logs(reads: str) -> bool:
+    """Whether a description is of a model of log(1 + y)."""
+    aspects = _aspects(reads)
+    return aspects is not None and aspects[len(_ASPECTS) :] == (_IN_LOGS,)
 
 
 # Longer than any description a model makes (a few hundred characters with a dozen covariates): a record that
@@ -43,7 +57,8 @@ def _aspects(reads: str) -> tuple[object, ...] | None:
         parsed = json.loads(reads)
     except (ValueError, RecursionError):
         return None
-    return tuple(parsed) if isinstance(parsed, list) and len(parsed) == len(_ASPECTS) else None
+    readable = isinstance(parsed, list) and len(parsed) in (len(_ASPECTS), len(_ASPECTS) + 1)
+    return tuple(parsed) if readable else None
 
 
 def differences(stored: str, served: str) -> list[str]:
@@ -55,7 +70,7 @@ def differences(stored: str, served: str) -> list[str]:
         return ["the session's description of its model's inputs is unreadable"]
     return [
         f"{aspect} {mine!r} there, {other!r} here"
-        for aspect, mine, other in zip(_ASPECTS, theirs, ours, strict=True)
+        for aspect, mine, other in zip(_ASPECTS, theirs, ours, strict=False)  # the log mark: see _IN_LOGS
         if mine != other
     ]
 

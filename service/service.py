@@ -210,6 +210,11 @@ def _check_shadow(served: Engine, shadow: Engine) -> None:
             f"shadow_model_tag: {shadow.tag} reads other inputs than the served {served.tag} ({'; '.join(differ)}), "
             "so it cannot follow its sessions"
         )
+    if served.checkpoint.series_scaling and served.spec.log_target != shadow.spec.log_target:
+        raise ValueError(
+            f"shadow_model_tag: {shadow.tag} and the served {served.tag} disagree on data.log_target, so the "
+            "statistics a session of an untrained series fitted under one would mis-scale it under the other"
+        )
 
 
 def _answered(outcome: BaseModel | Rejection | None) -> BaseModel | Rejection:

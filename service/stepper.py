@@ -13,7 +13,7 @@ import numpy as np
 
 from service.engine import Engine
 from service.metrics import count_scores
-from service.migration import differences
+from service.migration import differences, in_logs
 from service.records import NO_TIME, SessionRecord
 from service.scoring import NOTHING, Scored, Scorer
 
@@ -43,6 +43,9 @@ class Stepper:
         differ = differences(record.reads, self.engine.reads)
         if differ:
             return f"the models read different inputs: {'; '.join(differ)}"
+        if record.scaling is not None and in_logs(record.reads) != self.engine.spec.log_target:
+            kinds = ("in units", "of log(1 + y)") if self.engine.spec.log_target else ("of log(1 + y)", "in units")
+            return f"its own statistics are {kinds[0]}, and this model reads the target {kinds[1]}"
         problem = self.tail_misfit(record)
         if problem is not None:
             return problem

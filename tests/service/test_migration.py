@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models import FeatureSpec
+from models import FeatureSpec, Scaling
 from service.engine import Engine, RunResult
 from service.metrics import SESSIONS
+from service.migration import differences, in_logs, what_it_reads
 from service.records import NO_TIME, SessionRecord
 from service.schemas import Reason, Rejection, SessionResponse
 from service.sessions import Sessions
@@ -191,6 +192,39 @@ def test_a_session_scaled_for_a_series_the_new_model_lacks_is_refused_by_name() 
         assert isinstance(refused, Rejection) and "'large' is not one the model trained on" in refused.error
 
     asyncio.run(scenario())
+
+
+def test_a_move_into_or_out_of_logs_rebuilds_a_training_series_and_refuses_own_statistics() -> None:
+    """The tail is raw values, which a model of log(1 + y) reads its own way; statistics fitted on a session's
+    own history are in its old model's space, so only those sessions are refused."""
+    store = MemoryStore(ttl_s=60, max_sessions=10)
+    old = make_engine(per_series=True)
+    old.tag = OLD
+    # Retrained in logs: each series' target statistics are of log(1 + y) (ten is about 2.4).
+    in_logs_scaling = {
+        name: Scaling((2.4, *scaling.mean[1:]), (0.2, *scaling.std[1:]))
+        for name, scaling in old.checkpoint.series_scaling.items()
+    }
+    logs = dataclasses.replace(old.spec, log_target=True)
+    new = Engine(dataclasses.replace(old.checkpoint, features=logs, series_scaling=in_logs_scaling), NEW)
+    values, covariates = series_values(30)
+
+    async def scenario() -> None:
+        sessions = Sessions(old, store, tail_length=64)
+        named = await sessions.open(old.prepare(old.check_history(values[:20], covariates[:20], START, AHEAD, "large")))
+        own = await sessions.open(old.prepare(old.check_history(values[:20], covariates[:20], START, AHEAD)))
+        assert isinstance(named, SessionResponse) and isinstance(own, SessionResponse)
+        moved, refused = await Sessions(new, store, tail_length=64).observe(
+            [observe(s.session_id, 20, values[20:21], covariates[20:21]) for s in (named, own)]
+        )
+        assert isinstance(moved, SessionResponse) and moved.model == NEW
+        assert isinstance(refused, Rejection) and refused.reason == Reason.STALE_SESSION
+        assert "its own statistics are in units, and this model reads the target of log(1 + y)" in refused.error
+
+    asyncio.run(scenario())
+    assert in_logs(new.reads) and not in_logs(old.reads)
+    assert differences(old.reads, new.reads) == []  # the inputs agree: only own statistics stop a move
+    assert old.reads == what_it_reads(old.spec, True)  # in units, described as before log targets
 
 
 def test_a_spec_describes_what_migration_compares() -> None:
