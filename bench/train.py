@@ -68,7 +68,7 @@ class Split:
         return self.inputs[:, self.data.features.known_ahead_columns]
 
     def unscale(self, forecast: np.ndarray) -> np.ndarray:
-        return self.data.scaling.unscale_target(forecast)
+        return self.data.features.in_target_units(self.data.scaling.unscale_target(forecast))
 
     def score(self, forecast: np.ndarray) -> Scores:
         """forecast: (N, H) in the target's units."""

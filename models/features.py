@@ -104,7 +104,9 @@ class FeatureSpec:
             "calendar": list(self.calendar),
             "freq": self.freq,
             "nonnegative": self.nonnegative,
-            "log_target": self.log_target,
+            # Only when set: a reader from before log targets refuses fields it does not know, and still loads
+            # every model in units this version writes.
+            **({"log_target": True} if self.log_target else {}),
         }
 
     def model_target(self, target: np.ndarray) -> np.ndarray:
@@ -116,7 +118,8 @@ class FeatureSpec:
         one. Only the answer is mapped and clipped, never the state, so a session stays exactly the forecast of
         its whole history."""
         if self.log_target:
-            forecast = np.expm1(forecast)
+            with np.errstate(over="ignore"):  # an overflow is an infinite forecast, refused where it is checked
+                forecast = np.expm1(forecast)
         if self.nonnegative or self.log_target:
             return np.maximum(forecast, 0, dtype=forecast.dtype)
         return forecast

@@ -14,13 +14,17 @@ EPOCH = datetime(1970, 1, 1)  # ticks count from it, in the requests' own time (
 
 
 class Clock:
-    """Ticks of one frequency: ``step`` ticks per step, a tick for every time that ``start`` may name."""
+    """Ticks of one frequency: ``step`` ticks per step, a tick for every time that ``start`` may name; for
+    calendar steps ``offset`` is the calendar's unit (a month for months and for two-monthly steps alike)."""
 
     def __init__(self, freq: str | None) -> None:
         step = fixed_step(freq) if freq is not None else None
-        self.offset = None if freq is None or step is not None else pd.tseries.frequencies.to_offset(freq)
+        calendar = None if freq is None or step is not None else pd.tseries.frequencies.to_offset(freq)
+        self.freq = freq
         self.timed = freq is not None  # whether answers can carry timestamps
-        self.step = step.value if step is not None else 1
+        # Ticks count the calendar's unit (a month for "2MS"), so that two-monthly data may start in any month.
+        self.offset = None if calendar is None else calendar.base
+        self.step = step.value if step is not None else 1 if calendar is None else calendar.n
         self._anchor = pd.Timestamp(EPOCH)
         if self.offset is not None:
             self._anchor = self.offset.rollforward(self._anchor)
@@ -43,7 +47,7 @@ class Clock:
         tick = self._ticks(stamp)
         if self.time(tick) != stamp:
             raise ValueError(
-                f"{stamp.isoformat()} is not a step of the model's frequency {self.offset.freqstr}: the step "
+                f"{stamp.isoformat()} is not a step of the model's frequency {self.freq}: the step "
                 f"before it is {self.time(tick).isoformat()}"
             )
         return tick

@@ -53,7 +53,7 @@ class Prepared:
 
     inputs: np.ndarray  # (T, input_dim)
     future: np.ndarray  # (horizon, future_dim)
-    next_time: int  # ns timestamp of the step after the last input, or NO_TIME
+    next_time: int  # clock ticks (service/clock.py) of the step after the last input, or NO_TIME
     series: str | None  # the training series whose statistics scaled it, for a model scaled per series
     scaling: Scaling  # those statistics, which also unscale its forecast
     target: np.ndarray  # (T,) the raw target values, which live scoring compares with forecasts
@@ -138,7 +138,7 @@ class Checked:
     target: np.ndarray  # (T,)
     past: np.ndarray  # (T, covariates)
     future: np.ndarray  # (horizon, future covariates)
-    first_time: int  # ns timestamp of the first value, or NO_TIME
+    first_time: int  # clock ticks of the first value, or NO_TIME
     series: str | None  # as in Prepared
     scaling: Scaling  # the statistics that will scale it
 

@@ -40,7 +40,7 @@ class RecordError(ValueError):
 class SessionRecord:
     model: str  # tag of the model that stepped the session last
     seq: int  # observations consumed so far
-    next_time: int  # ns since the epoch of the next observation's timestamp, or NO_TIME
+    next_time: int  # the next observation's time in the model's clock ticks (service/clock.py), or NO_TIME
     state: np.ndarray  # (state rows, hidden) float32, as Engine.run gives it
     last_digest: bytes  # 16-byte digest of the last applied observe; zeros after /open
     last_forecast: np.ndarray  # (horizon, outputs per step) float32: the answer that observe got

@@ -171,6 +171,8 @@ class InfoResponse(BaseModel):
     future_covariates: list[str]
     calendar: list[str]
     freq: str | None
+    nonnegative: bool = Field(description="forecasts are clipped at zero")
+    log_target: bool = Field(description="the model forecasts log(1 + value): values below zero are refused")
     scaled_series: int = Field(
         description="training series scaled by their own statistics, whose id a request may name (else its history "
         "is scaled by its own); 0 when all series are scaled alike"

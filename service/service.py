@@ -381,6 +381,8 @@ class Seqcast:
             future_covariates=list(spec.future_covariates),
             calendar=list(spec.calendar),
             freq=spec.freq,
+            nonnegative=spec.nonnegative,
+            log_target=spec.log_target,
             scaled_series=len(self.engine.checkpoint.series_scaling),
             min_own_history=self.engine.min_own_history if self.engine.checkpoint.series_scaling else None,
             max_history=settings.max_history,

@@ -43,6 +43,8 @@ class Stepper:
         differ = differences(record.reads, self.engine.reads)
         if differ:
             return f"the models read different inputs: {'; '.join(differ)}"
+        if self.engine.spec.log_target and (record.tail[:, 0] < 0).any():
+            return "it kept values below zero, which a model of log(1 + y) cannot read"
         if record.scaling is not None and in_logs(record.reads) != self.engine.spec.log_target:
             kinds = ("in units", "of log(1 + y)") if self.engine.spec.log_target else ("of log(1 + y)", "in units")
             return f"its own statistics are {kinds[0]}, and this model reads the target {kinds[1]}"

@@ -141,8 +141,7 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
     freq, shortest, longest = checked.freq, min(lengths), max(lengths)
     chosen = horizon or (season_length(freq) if season_length(freq) > 1 else 12)  # 12 steps where no season is known
     season, held_out, warmup, needed = _fit(freq, chosen, shortest)
-    step = fixed_step(freq)
-    longer_than_a_day = step is None or step > pd.Timedelta(days=1)
+    longer_than_a_day = _longer_than_a_day(freq)
     unit = season or chosen
     window = max(warmup, 2 * unit, 5 * chosen)
     # Longer than every training part, a chunk would be padding only; shorter series are padded to it.
@@ -169,6 +168,16 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         log_target=longer_than_a_day and bool(len(values)) and bool((values > 0).all()),
         epochs_per_validation=_epochs_per_validation(lengths, held_out, chunk, chosen),
     )
+
+
+def _longer_than_a_day(freq: str) -> bool:
+    """Steps of a week, a month or more. Calendar steps by their mean length over 100 of them: a business day's
+    is 1.4 days (weekends skipped), but its values are days, so the line is drawn at two."""
+    step = fixed_step(freq)
+    if step is not None:
+        return step > pd.Timedelta(days=1)
+    start = pd.Timestamp("2000-01-03")
+    return (start + 100 * pd.tseries.frequencies.to_offset(freq) - start) / 100 > pd.Timedelta(days=2)
 
 
 def _fit(freq: str, horizon: int, shortest: int) -> tuple[int, int, int, int]:

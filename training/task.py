@@ -89,6 +89,9 @@ class ForecastTask(L.LightningModule):
             raise ValueError(
                 "model.point_loss 'mape' needs one scaling for all series: set data.per_series_scaling false"
             )
+        if data.log_target:
+            # In logs the error would be a share of log(1 + y), which is near zero for values near zero.
+            raise ValueError("model.point_loss 'mape' reads the target in its units: set data.log_target false")
         scaling = data.scaling
         return scaling.mean[0], scaling.std[0]
 

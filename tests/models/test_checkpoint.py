@@ -126,6 +126,9 @@ def test_each_model_is_written_as_the_oldest_format_that_describes_it(
     assert written == {"plain": 2, "seasonal": 3, "level_free": 4, "smoothed_level": 5, "log_target": 6}
     assert {name: load_checkpoint(tmp_path / f"{name}.pt").config for name in configs} == configs
     assert load_checkpoint(tmp_path / "log_target.pt").features.log_target
+    # A model in units is written as before log targets, whose readers refuse fields they do not know.
+    stored = {name: torch.load(tmp_path / f"{name}.pt", weights_only=True)["features"] for name in configs}
+    assert [name for name, features in stored.items() if "log_target" in features] == ["log_target"]
     assert not load_checkpoint(tmp_path / "plain.pt").features.log_target
     refusals = [((1, 2, 3, 4, 5), "log_target"), ((1, 2, 3, 4), "smoothed_level"), ((1, 2, 3), "level_free")]
     for readable, refused in [*refusals, ((1, 2), "seasonal")]:

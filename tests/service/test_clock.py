@@ -30,3 +30,10 @@ def test_fixed_steps_tick_in_nanoseconds_and_any_time_is_a_start() -> None:
     with pytest.raises(ValueError, match="must lie between 1677"):
         clock.ticks(datetime(2263, 1, 1))
     assert not Clock(None).timed
+
+
+def test_a_multiple_of_a_calendar_unit_starts_on_any_of_its_units() -> None:
+    clock = Clock("2MS")
+    tick = clock.ticks(datetime(2024, 2, 1))  # a two-monthly series of even months
+    assert clock.step == 2 and clock.format(tick + clock.step) == "2024-04-01T00:00:00"
+    assert clock.format(clock.ticks(datetime(2024, 3, 1)) + clock.step) == "2024-05-01T00:00:00"

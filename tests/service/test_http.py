@@ -224,6 +224,7 @@ def test_info_describes_the_model(client: httpx.Client) -> None:
     assert info["future_covariates"] == ["temperature"] and info["calendar"] == ["time_of_day"]
     assert set(info["test_metrics"]) == {"windowed", "streaming", "naive", "seasonal_naive", "seasonal_naive_336"}
     assert (info["scaled_series"], info["min_own_history"]) == (0, None)  # all series scaled alike
+    assert (info["nonnegative"], info["log_target"]) == (False, False)
 
 
 def test_health_and_metrics_stay(client: httpx.Client) -> None:

@@ -213,10 +213,14 @@ def test_a_move_into_or_out_of_logs_rebuilds_a_training_series_and_refuses_own_s
         sessions = Sessions(old, store, tail_length=64)
         named = await sessions.open(old.prepare(old.check_history(values[:20], covariates[:20], START, AHEAD, "large")))
         own = await sessions.open(old.prepare(old.check_history(values[:20], covariates[:20], START, AHEAD)))
-        assert isinstance(named, SessionResponse) and isinstance(own, SessionResponse)
-        moved, refused = await Sessions(new, store, tail_length=64).observe(
-            [observe(s.session_id, 20, values[20:21], covariates[20:21]) for s in (named, own)]
+        below = [*values[:19], -1.0]  # a value in units that has no log
+        negative = await sessions.open(old.prepare(old.check_history(below, covariates[:20], START, AHEAD, "large")))
+        assert all(isinstance(s, SessionResponse) for s in (named, own, negative))
+        moved, refused, unreadable = await Sessions(new, store, tail_length=64).observe(
+            [observe(s.session_id, 20, values[20:21], covariates[20:21]) for s in (named, own, negative)]
         )
+        assert isinstance(unreadable, Rejection) and unreadable.reason == Reason.STALE_SESSION
+        assert "it kept values below zero, which a model of log(1 + y) cannot read" in unreadable.error
         assert isinstance(moved, SessionResponse) and moved.model == NEW
         assert isinstance(refused, Rejection) and refused.reason == Reason.STALE_SESSION
         assert "its own statistics are in units, and this model reads the target of log(1 + y)" in refused.error

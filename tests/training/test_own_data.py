@@ -199,7 +199,9 @@ def test_a_short_uneven_monthly_panel_from_init_to_a_forecast_over_http(tmp_path
         assert mid_month.status_code == 400 and mid_month.json()["field"] == "start", mid_month.text
         # In the shop's units, not in logs: near the level of its last year.
         assert 0.7 < np.mean(answer["forecast"]) / np.mean(history[-12:]) < 1.3
-        # log(1 + y) has no value below -1: a negative sale is refused by its field and index, the session kept.
+        # log(1 + y) has no value below -1: a client can read that a negative sale is refused, and it is, by its
+        # field and index, and the session is kept.
+        assert client.post(running.url + "/info").json()["log_target"] is True
         session = opened["session_id"]
         refused = client.post(running.url + "/observe", json={"session_id": session, "seq": 90, "values": [5, -2]})
         assert refused.status_code == 400 and refused.json()["field"] == "values", refused.text

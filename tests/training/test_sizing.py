@@ -134,3 +134,15 @@ def test_months_that_reach_zero_or_below_keep_the_target_as_it_is(tmp_path: Path
         frame.loc[50, "y"] = low
         frame.to_csv(tmp_path / "months.csv", index=False)
         assert size(str(tmp_path / "months.csv")).log_target is log, low
+
+
+def test_business_days_are_days_and_weeks_are_longer(tmp_path: Path) -> None:
+    """Business days skip weekends, so their mean step is 1.4 days; their values are still days'."""
+    rng = np.random.default_rng(0)
+    for freq, longer, inferred in (("B", False, "B"), ("W-SUN", True, "7D")):
+        ds = pd.date_range("2020-01-06", periods=400, freq=freq)
+        path = tmp_path / f"{freq}.csv"
+        pd.DataFrame({"ds": ds, "y": 100 + rng.normal(0, 1, 400)}).to_csv(path, index=False)
+        sizing = size(str(path))
+        assert (sizing.freq, sizing.log_target) == (inferred, longer)
+        assert not sizing.season or sizing.smoothed_level is longer

@@ -104,3 +104,14 @@ def test_the_loss_measured_outside_a_trainer_is_lightnings_val_loss(tmp_path: Pa
     [theirs] = trainer.validate(task, datamodule=data, verbose=False)
     assert task.network.training  # left as it was found
     assert mine == pytest.approx(theirs["val_loss"], rel=1e-5)
+
+
+def test_a_mape_loss_refuses_a_target_in_logs(tmp_path: Path) -> None:
+    """A share of log(1 + y) is not a percentage error, and near zero it divides by nearly nothing."""
+    frame = synthetic_frame(points=1000)
+    frame.to_csv(tmp_path / "series.csv", index=False)
+    sizes = dict(input_size=96, horizon=24, val_size=200, test_size=200, chunk_length=240, warmup=12)
+    data = SeriesDataModule(path=str(tmp_path / "series.csv"), log_target=True, **sizes)  # type: ignore[arg-type]
+    data.setup()
+    with pytest.raises(ValueError, match="point_loss 'mape' reads the target in its units: set data.log_target false"):
+        _task(origin_stride=1).target_scaling(data)
