@@ -60,8 +60,8 @@ class ProgressLines(Callback):
         # than repeat an older val_loss as if it were new.
         validated, self._validated = self._validated, False
         if not validated:
-            loss = trainer.callback_metrics.get("train_loss")
-            self._print(trainer, f"train_loss {float(loss):.4f}" if loss is not None else "trained")
+            loss = trainer.callback_metrics.get("train_loss")  # logged per step: the epoch's last batch
+            self._print(trainer, f"train_loss {float(loss):.4f} (last batch)" if loss is not None else "trained")
             return
         loss = trainer.callback_metrics.get("val_loss")
         saver = trainer.checkpoint_callback

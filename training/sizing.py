@@ -261,7 +261,7 @@ def render(sizing: Sizing, name: str) -> str:
                 "        level_free: true         # a level: the network reads changes only, so holds at levels unseen"
                 if s.level_free
                 else "        level_free: false        # counts: their level says how noisy and how near zero",
-                "        smoothed_level: true     # a month's value is noisy: forecasts start from a smoothed level"
+                "        smoothed_level: true     # one step's value is noisy: forecasts start from a smoothed level"
                 if s.smoothed_level
                 else "        smoothed_level: false    # forecasts start from the last value",
             ]
