@@ -130,7 +130,7 @@ def test_the_base_holds_what_scale_out_needs(k8s: Path) -> None:
     assert job["containers"][0]["volumeMounts"][0]["mountPath"] == container["volumeMounts"][0]["mountPath"]
     assert not job["containers"][0]["volumeMounts"][0].get("readOnly")
     redis = kinds["StatefulSet"][0]["spec"]
-    args = redis["template"]["spec"]["containers"][0]["args"]
+    args = redis["template"]["spec"]["containers"][0]["args"][0].replace("\\\n", " ").split()
     assert args[args.index("--appendonly") + 1] == "yes" and args[args.index("--maxmemory-policy") + 1] == "noeviction"
     assert "--maxmemory" in args  # noeviction without a limit would grow until the container is killed
     allowed = kinds["NetworkPolicy"][0]["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
@@ -171,23 +171,42 @@ def _rendered_secrets(manifests: list[Manifest]) -> dict[str, dict[str, str]]:
     }
 
 
+def _natively(script: str, auth: Path, data: Path, port: int) -> str:
+    """The Redis container's shell script with its volumes at ``auth`` and ``data``, on a port of the test's."""
+    assert "/run/redis-auth/" in script and "--dir /data" in script
+    return script.replace("/run/redis-auth/", f"{auth}/").replace(
+        "--dir /data", f"--dir {data} --port {port} --bind 127.0.0.1"
+    )
+
+
 def test_the_bundled_redis_asks_for_the_password_the_api_connects_with(k8s: Path, tmp_path: Path) -> None:
-    """The Redis container's arguments, its readiness probe and the API's store URL, resolved as Kubernetes
-    resolves them, run natively: the URL and the probe get in; a client or a probe without the password does not."""
+    """The Redis container's script, its readiness probe and the API's store URL, resolved as Kubernetes
+    resolves them, run natively: the URL and the probe get in; a client or a probe without the password does not,
+    and the password is in no process's arguments."""
     manifests = render(k8s / "base")
     secrets = _rendered_secrets(manifests)
-    container = next(m for m in manifests if m["kind"] == "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    pod = next(m for m in manifests if m["kind"] == "StatefulSet")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
     env = _variables(container, secrets)
-    args = [_expanded(arg, env) for arg in container["args"]]
-    assert args[args.index("--requirepass") + 1] == REDIS_PASSWORD
+    assert container["command"] == ["sh", "-c"] and len(container["args"]) == 1
+    script = _expanded(container["args"][0], env)
+    assert REDIS_PASSWORD not in script  # read from the variable when it runs
     url = _variables(api_container(manifests), secrets)["SEQCAST_SESSION_STORE"]
     assert url == f"redis://:{REDIS_PASSWORD}@seqcast-redis:6379/0"
-    port = free_port()
-    local = [shutil.which(args[0]) or args[0], *(str(tmp_path) if arg == "/data" else arg for arg in args[1:])]
-    server = subprocess.Popen([*local, "--port", str(port), "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)
+    port, auth, data = free_port(), tmp_path / "auth", tmp_path / "data"
+    auth.mkdir()
+    data.mkdir()
+    environment = {**os.environ, "REDIS_PASSWORD": env["REDIS_PASSWORD"]}
+    server = subprocess.Popen(
+        ["sh", "-c", _natively(script, auth, data, port)], env=environment, stdout=subprocess.DEVNULL
+    )
     try:
         wait_until(lambda: accepts(port), 10, "redis")
         assert redis.Redis.from_url(url.replace("seqcast-redis:6379", f"127.0.0.1:{port}")).ping()
+        arguments = Path(f"/proc/{server.pid}/cmdline").read_bytes()  # the shell exec'd redis-server
+        assert b"redis-server" in arguments and REDIS_PASSWORD.encode() not in arguments
+        assert (auth / "auth.conf").stat().st_mode & 0o077 == 0  # only its owner reads the file
         probe = container["readinessProbe"]["exec"]["command"]
         probe = [probe[0], "-p", str(port), *probe[1:]]
         without = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
@@ -196,6 +215,16 @@ def test_the_bundled_redis_asks_for_the_password_the_api_connects_with(k8s: Path
     finally:
         server.terminate()
         server.wait(timeout=10)
+    # A password Redis would read otherwise (empty: no authentication at all) stops the container at once.
+    for unusable in ("", "with space", 'quote"d'):
+        refused = subprocess.run(
+            ["sh", "-c", _natively(script, auth, data, port)],
+            env={**os.environ, "REDIS_PASSWORD": unusable},
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert refused.returncode == 1 and "REDIS_PASSWORD must be letters and digits" in refused.stderr, unusable
 
 
 def test_an_empty_redis_password_stops_the_api_from_starting(k8s: Path) -> None:
