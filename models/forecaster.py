@@ -214,6 +214,9 @@ class Forecaster(nn.Module):
         if config.smoothed_seasons:
             self.season_rates: torch.Tensor
             self.register_buffer("season_rates", torch.full((len(config.smoothed_seasons),), 0.2))
+        if config.smoothed_seasons or config.change_from_last:
+            # The untrained model forecasts its anchor alone (the smoothing, or the last value): training starts
+            # there, and a fit that no epoch improves on validation keeps it (training.cli untrained_baseline).
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
         if config.smoothed_level:

@@ -15,11 +15,14 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from training.evaluate import evaluate, method_label
+
+if TYPE_CHECKING:
+    from training.datamodule import SeriesDataModule
 
 CELLS = ("lstm", "gru", "rnn")
 
@@ -97,13 +100,28 @@ def _fold(rest: list[str], cell: str, drop_last: int, seed: int | None, workdir:
     }
 
 
+def _test_size_that_fits(data: SeriesDataModule, folds: int) -> int:
+    """The data's test size, once its shortest series is known to hold every fold: each moves the test window
+    back by it, and the oldest must still leave a training origin. Refused before anything trains."""
+    data.setup()
+    shortest = min(len(s) for s in data.series)
+    fit = 1 + (shortest - data.min_length) // data.test_size
+    if folds > fit:
+        raise SystemExit(
+            f"backtest: --folds {folds}: the shortest series has {shortest} points, which hold {fit} test "
+            f"window{'s' if fit > 1 else ''} of {data.test_size} steps before its training part gets too short; "
+            f"use --folds {fit}"
+        )
+    return data.test_size
+
+
 def backtest(rest: list[str], cells: list[str], folds: int, seeds: list[int] | None = None) -> dict[str, Any]:
     """Every cell over every fold (and seed), and the baselines of each fold. ``mase``: per method, a score per
     fold, the mean over seeds for a cell; ``mase_by_seed`` and ``train_seconds``: per cell, per fold, one per
     seed."""
     from training.cli import cli
 
-    test_size = cli(rest, run=False, save_config_callback=None).datamodule.test_size
+    test_size = _test_size_that_fits(cli(rest, run=False, save_config_callback=None).datamodule, folds)
     runs: list[int | None] = list(seeds) if seeds else [None]
     scores: dict[str, list[float]] = {}
     by_seed: dict[str, list[list[float]]] = {}
@@ -160,7 +178,9 @@ def summary(result: dict[str, Any]) -> list[str]:
             )
     untrained = sum(bool(report.get("untrained")) for report in result["reports"])
     if untrained:
-        lines.append(f"{untrained} of {len(result['reports'])} runs kept the smoothing alone: no epoch beat it")
+        lines.append(
+            f"{untrained} of {len(result['reports'])} runs kept their anchor alone (the smoothing or the last value): no epoch beat it"
+        )
     for k, (start, end) in enumerate(result["windows"]):
         lines.append(f"fold {k + 1}: test window {start} to {end}")
     best = names[0]

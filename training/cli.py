@@ -111,17 +111,24 @@ class SeqcastCLI(LightningCLI):
         self.untrained = self.untrained_baseline()
 
     def untrained_baseline(self) -> tuple[float, Checkpoint] | None:
-        """For a smoothed model (``smoothed_seasons``): the untrained forecaster, which forecasts the smoothing
-        alone (the head's last layer starts at zero), with its validation loss. A network that no epoch makes
-        better than its own anchor on validation is not worth serving: this is kept instead."""
-        if not self.model.network.config.smoothed_seasons:
+        """For a smoothed model (``smoothed_seasons``) or one of changes from the last value
+        (``change_from_last``): the untrained forecaster, which forecasts its anchor alone (the head's last layer
+        starts at zero), with its validation loss. A network that no epoch makes better than its own anchor on
+        validation is not worth serving: this is kept instead."""
+        if self.anchor is None:
             return None
         loss = self.model.validation_loss(self.datamodule)
-        print(f"the smoothing alone: val_loss {loss:.4f}", flush=True)  # noqa: T201
+        print(f"{self.anchor} alone: val_loss {loss:.4f}", flush=True)  # noqa: T201
         untrained = self.model.seqcast_checkpoint(self.datamodule, epoch=0, global_step=0)
         # A copy of the weights: training updates the network's own tensors in place.
         weights = {name: value.clone() for name, value in untrained.state_dict.items()}
         return loss, replace(untrained, state_dict=weights)
+
+    @property
+    def anchor(self) -> str | None:
+        """What the untrained network forecasts, by name; None where it forecasts nothing in particular."""
+        config = self.model.network.config
+        return "the smoothing" if config.smoothed_seasons else "the last value" if config.change_from_last else None
 
     def chosen_checkpoint(self) -> tuple[str, Checkpoint]:
         """What a fit keeps, and where it came from: the checkpoint of the best epoch by validation loss, or the
@@ -134,7 +141,7 @@ class SeqcastCLI(LightningCLI):
             loss, checkpoint = self.untrained
             score = float(saver.best_model_score)
             if saver.mode == "min" and loss <= score:
-                return f"the smoothing alone (val_loss {loss:.4f}, the best epoch's {score:.4f})", checkpoint
+                return f"{self.anchor} alone (val_loss {loss:.4f}, the best epoch's {score:.4f})", checkpoint
         return best, checkpoint_from_lightning(best)
 
     def prepare_seasonal(self) -> None:

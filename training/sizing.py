@@ -208,7 +208,7 @@ def render(sizing: Sizing, name: str) -> str:
         f"seasonal_lag: {s.season}".ljust(25) + f"# forecasts what seasonal statistics miss: a season of {s.season}"
         f"{s.span(s.season)}"
         if s.season
-        else "seasonal_lag: 0          # no season fits the series five times over"
+        else "change_from_last: true   # no season fits five times over: forecasts are changes from the last value"
     )
     lines = [
         f"# Sized by `seqcast-train init` for {s.path}: {s.series} series of {s.target!r} at frequency {s.freq},",

@@ -82,6 +82,17 @@ def test_a_smoothed_model_no_epoch_improves_is_kept_as_the_smoothing_alone(tmp_p
     assert all(not value.any() for value in last)  # the head adds nothing to the smoothed forecast
 
 
+def test_a_model_of_changes_no_epoch_improves_is_kept_as_the_last_value(tmp_path: Path) -> None:
+    """Without a season (init's config where none fits) the head forecasts changes from the last value and starts
+    at zero: a run that no epoch improves keeps the naive forecast, scored as the naive is."""
+    changes = ("--model.network.init_args.config.change_from_last", "true", "--model.lr", "0.5")
+    done = train(tmp_path, *changes, "--trainer.max_epochs", "2", "--force_export", "true")
+    start = float(done.stdout.split("the last value alone: val_loss ")[1].split()[0])
+    assert f"evaluated the last value alone (val_loss {start:.4f}" in done.stdout
+    metrics = json.loads((tmp_path / "runs" / "gru" / "version_0" / "report.json").read_text())["metrics"]
+    assert metrics["streaming"]["mase"] == pytest.approx(metrics["naive"]["mase"], rel=1e-4)
+
+
 def test_fit_resumes_from_the_last_checkpoint(tmp_path: Path) -> None:
     train(tmp_path, "--trainer.max_epochs", "1", "--export", "false")
     last = tmp_path / "checkpoints" / "last.ckpt"

@@ -171,6 +171,11 @@ def test_a_short_uneven_monthly_panel_from_init_to_a_forecast_over_http(tmp_path
     for line in (*expected, "warmup: 48"):
         assert line in written
     (tmp_path / "shops.yaml").write_text(written)
+    # Seven and a half years hold one test window: a second is refused before anything trains.
+    assert "backtest --config shops.yaml --folds 1" in written
+    folds = _seqcast_train(tmp_path, "backtest", "--config", "shops.yaml", "--folds", "2", "--cells", "gru")
+    assert folds.returncode != 0 and "shortest series has 90 points" in folds.stderr, folds.stderr[-2000:]
+    assert "use --folds 1" in folds.stderr and "training gru" not in folds.stdout
     fit = _ok(_seqcast_train(tmp_path, "fit", "--config", "shops.yaml", *QUICK, "--trainer.max_epochs", "50"))
     rates = fit.stdout.split("smoothing rates [")[1].split("]")[0].split(", ")
     assert float(rates[-1]) < 1.0  # the noisy months' level is smoothed

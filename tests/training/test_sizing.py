@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from models import ForecasterConfig
 from tests.conftest import hourly_counts_frame
 from training.data import DataError
 from training.sizing import render, size
@@ -110,6 +111,11 @@ def test_short_monthly_series_keep_their_year_by_holding_out_less_then_warming_u
         72: (12, 12, 24),  # and one
         60: (0, 12, 12),  # no year fits with a training origin: no season
     }
+    # Without a season the network forecasts changes from the last value, and starts at the naive forecast.
+    network = yaml.safe_load(render(size(_monthly(tmp_path / "60.csv", 60)), "short"))["model"]["network"]
+    assert network["init_args"]["config"]["change_from_last"] is True
+    assert "seasonal_lag" not in network["init_args"]["config"]
+    ForecasterConfig(input_dim=1, horizon=12, **network["init_args"]["config"])  # a config the forecaster takes
 
 
 def test_an_uneven_panel_is_sized_by_its_shortest_series_and_chunked_by_its_longest(tmp_path: Path) -> None:
