@@ -178,9 +178,8 @@ def summary(result: dict[str, Any]) -> list[str]:
             )
     untrained = sum(bool(report.get("untrained")) for report in result["reports"])
     if untrained:
-        lines.append(
-            f"{untrained} of {len(result['reports'])} runs kept their anchor alone (the smoothing or the last value): no epoch beat it"
-        )
+        kept = f"{untrained} of {len(result['reports'])} runs kept their anchor alone"
+        lines.append(f"{kept} (the smoothing or the last value): no epoch beat it")
     for k, (start, end) in enumerate(result["windows"]):
         lines.append(f"fold {k + 1}: test window {start} to {end}")
     best = names[0]
