@@ -246,7 +246,7 @@ class TestCurve(Callback):
 
 def seqcast(config: Path, cell: str, workdir: Path, split: Split) -> Result:
     """Trains from the config exactly as ``seqcast-train fit`` does; scores the checkpoint fit keeps (the best
-    by validation loss, or a smoothed model's untrained one), which is what would be exported."""
+    by validation loss, or the untrained one of a model with an anchor), which is what would be exported."""
     from training.cli import SeqcastCLI
 
     name = f"seqcast {cell.upper()}"

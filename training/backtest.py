@@ -95,7 +95,7 @@ def _fold(rest: list[str], cell: str, drop_last: int, seed: int | None, workdir:
         "test_start": str(start),
         "test_end": str(first.timestamps[-1]),
         "train_seconds": train_seconds,
-        # A smoothed model that no epoch improved is scored untrained, as fit would export it.
+        # A model with an anchor that no epoch improved is scored untrained, as fit would export it.
         "untrained": run.untrained is not None and checkpoint is run.untrained[1],
     }
 
@@ -121,7 +121,9 @@ def backtest(rest: list[str], cells: list[str], folds: int, seeds: list[int] | N
     seed."""
     from training.cli import cli
 
-    test_size = _test_size_that_fits(cli(rest, run=False, save_config_callback=None).datamodule, folds)
+    data = cli(rest, run=False, save_config_callback=None).datamodule
+    test_size = _test_size_that_fits(data, folds)
+    dropped = data.drop_last  # a --data.drop_last of the user's own: every fold starts there
     runs: list[int | None] = list(seeds) if seeds else [None]
     scores: dict[str, list[float]] = {}
     by_seed: dict[str, list[list[float]]] = {}
@@ -136,7 +138,7 @@ def backtest(rest: list[str], cells: list[str], folds: int, seeds: list[int] | N
                 for seed in runs:
                     also = "" if seed is None else f", seed {seed}"
                     print(f"backtest: fold {fold + 1} of {folds}, training {cell}{also}", flush=True)  # noqa: T201
-                    report = _fold(rest, cell, fold * test_size, seed, Path(workdir))
+                    report = _fold(rest, cell, dropped + fold * test_size, seed, Path(workdir))
                     reports.append({"fold": fold + 1, "cell": cell, "seed": seed, **report})
                     by_seed[name][-1].append(report["metrics"]["streaming"]["mase"])
                     seconds[name][-1].append(report["train_seconds"])

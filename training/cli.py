@@ -1,10 +1,10 @@
 """``seqcast-train``: LightningCLI over the forecast task and the series data module.
 
-``fit`` checks the data, trains, keeps the best checkpoint by validation loss (a smoothed model: the untrained
-one where no epoch beats it), then evaluates that checkpoint on the test part, writes the report and plots
-into the run folder and exports it to the BentoML model store under the run's model name. ``check`` reads a
-config's data and lists every problem without training; ``backtest`` compares cells and the naive baselines
-over several test windows; ``models`` lists the store.
+``fit`` checks the data, trains, keeps the best checkpoint by validation loss (a model with an anchor, the
+smoothing or the last value: the untrained one where no epoch beats it), then evaluates that checkpoint on the
+test part, writes the report and plots into the run folder and exports it to the BentoML model store under the
+run's model name. ``check`` reads a config's data and lists every problem without training; ``backtest``
+compares cells and the naive baselines over several test windows; ``models`` lists the store.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def write_evaluation(checkpoint: Checkpoint, data: SeriesDataModule, out: Path) 
 
 
 class SeqcastCLI(LightningCLI):
-    # A smoothed model's untrained forecaster and its validation loss (see untrained_baseline).
+    # The untrained forecaster of a model with an anchor, and its validation loss (see untrained_baseline).
     untrained: tuple[float, Checkpoint] | None = None
 
     @staticmethod
@@ -126,8 +126,11 @@ class SeqcastCLI(LightningCLI):
 
     @property
     def anchor(self) -> str | None:
-        """What the untrained network forecasts, by name; None where it forecasts nothing in particular."""
+        """What the untrained network forecasts, by name; None where it forecasts nothing in particular, or for a
+        quantile model, whose untrained quantiles would all be that anchor: intervals of no width."""
         config = self.model.network.config
+        if config.quantiles:
+            return None
         return "the smoothing" if config.smoothed_seasons else "the last value" if config.change_from_last else None
 
     def chosen_checkpoint(self) -> tuple[str, Checkpoint]:

@@ -24,14 +24,16 @@ def check_beats_strongest_naive(report: dict[str, Any]) -> None:
     strongest naive the report tried (the last value, or the value one season back at each season)."""
     metrics = report["metrics"]
     strongest = report["strongest_naive"]
-    baseline = metrics[strongest]["mase"]
+    # Better by more than float32 rounding: an untrained model of changes from the last value is the naive
+    # forecast, scaled and unscaled, and would otherwise pass as better about half the time.
+    baseline = metrics[strongest]["mase"] * (1 - 1e-5)
     for name in ("windowed", "streaming"):
         mase = metrics[name]["mase"]
         if not math.isfinite(mase) or mase >= baseline:
             raise ExportRefused(
                 f"{name} test MASE {mase:.3f} is not better than the strongest naive's, "
-                f"{method_label(strongest, report)}: {baseline:.3f}; train longer or fix the data, or pass "
-                "--force_export true to publish it anyway"
+                f"{method_label(strongest, report)}: {metrics[strongest]['mase']:.3f}; train longer or fix the data, "
+                "or pass --force_export true to publish it anyway"
             )
 
 

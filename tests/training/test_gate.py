@@ -43,6 +43,14 @@ def test_the_gate_compares_with_the_strongest_naive_and_names_it() -> None:
     assert method_label("seasonal_naive", weekly_wins) == "seasonal naive, 24 steps (1 day)"
 
 
+def test_the_naive_itself_does_not_pass_for_better_by_float32_rounding() -> None:
+    """An untrained model of changes from the last value forecasts the naive, through float32 and back."""
+    rounded = float(np.float32(1.2345678)) * (1 - 1e-8)
+    with pytest.raises(ExportRefused, match="is not better than the strongest naive's, naive"):
+        check_beats_strongest_naive(_report(windowed=rounded, streaming=rounded, naive=1.2345678))
+    check_beats_strongest_naive(_report(windowed=1.2, streaming=1.2, naive=1.2345678))  # better by 3%: passes
+
+
 def test_mape_is_undefined_where_an_actual_is_zero_and_the_rest_stay_defined() -> None:
     actual = np.array([[0.0, 2.0, 1.0]])
     with warnings.catch_warnings():
