@@ -32,6 +32,16 @@ def fixed_step(freq: str) -> pd.Timedelta | None:
         return None
 
 
+def mean_step(freq: str) -> pd.Timedelta:
+    """The time between steps of ``freq``; for calendar frequencies their mean over 100 steps (a month's is 30.4
+    days, a business day's 1.4: weekends are skipped)."""
+    step = fixed_step(freq)
+    if step is not None:
+        return step
+    start = pd.Timestamp("2000-01-03")  # a Monday
+    return (start + 100 * pd.tseries.frequencies.to_offset(freq) - start) / 100
+
+
 def input_width(past: tuple[str, ...], future: tuple[str, ...], calendar: tuple[str, ...]) -> int:
     """Inputs per step: the scaled target, every covariate, and a sin/cos pair per calendar feature."""
     return 1 + len(past) + len(future) + 2 * len(calendar)

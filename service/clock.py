@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from models.features import fixed_step
+from models.features import fixed_step, mean_step
 
 EPOCH = datetime(1970, 1, 1)  # ticks count from it, in the requests' own time (offsets dropped)
 
@@ -28,8 +28,7 @@ class Clock:
         self._anchor = pd.Timestamp(EPOCH)
         if self.offset is not None:
             self._anchor = self.offset.rollforward(self._anchor)
-            # Calendar steps last a month or more mostly; a business day is the shortest, a year the longest.
-            self._typical = (self._anchor + 100 * self.offset - self._anchor) / 100
+            self._typical = mean_step(self.offset.freqstr)  # where a count of steps starts its search
         # Nanosecond times span 1677 to 2262; a calendar's first tick may fall before that span, so the next.
         self.latest = self._ticks(pd.Timestamp.max)
         self.earliest = self._ticks(pd.Timestamp.min) + (0 if self.offset is None else 1)
@@ -69,6 +68,11 @@ class Clock:
             return bool(self.time(tick) <= stamp)
         except (pd.errors.OutOfBoundsDatetime, OverflowError):
             return tick < 0  # past an end of the calendar: the far past is before any stamp, the far future after
+
+    @property
+    def fixed_ns(self) -> int:
+        """The step in nanoseconds for a fixed step; 0 for a calendar step or an unknown frequency."""
+        return self.step if self.timed and self.offset is None else 0
 
     def time(self, tick: int) -> pd.Timestamp:
         if self.offset is None:

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from models.checkpoint import Checkpoint
-from models.features import RowScaling, Scaling, encode_future, encode_inputs, fixed_step
+from models.features import RowScaling, Scaling, encode_future, encode_inputs
 from models.forecaster import state_rows
 from service.clock import Clock
 from service.migration import what_it_reads
@@ -169,8 +169,7 @@ class Engine:
         self.reads = what_it_reads(self.spec, bool(checkpoint.series_scaling))  # kept in each session
         # Answers' timestamps follow a series step by step: nanoseconds for a fixed step, a step count for months.
         self.clock = Clock(self.spec.freq)
-        freq_step = fixed_step(self.spec.freq) if self.spec.freq is not None else None
-        self.step_ns = freq_step.value if freq_step is not None else 0  # 0: a calendar step, or none known
+        self.step_ns = self.clock.fixed_ns  # what live scoring reads: 0 for a calendar step, or none known
         self._formatted: dict[int, str] = {}  # ISO 8601 of times answers carried (see timestamps)
         # Fewer values than this give statistics that swing with every value; two horizons, so that a
         # seasonal model sees its season at least twice when the horizon is one season.
@@ -289,9 +288,10 @@ class Engine:
         next_times = np.where(firsts == NO_TIME, NO_TIME, firsts + self.clock.step * lengths)
         if spec.calendar:
             row_in_request = np.arange(ends[-1]) - np.repeat(ends - lengths, lengths)
-            stamps = np.repeat(firsts, lengths) + self.step_ns * row_in_request
-            next_times = firsts + self.step_ns * lengths
-            ahead_stamps = (next_times[:, None] + self.step_ns * np.arange(horizon)).ravel()  # (B * horizon,)
+            # Calendar features need a fixed step (FeatureSpec): these ticks are nanosecond timestamps.
+            stamps = np.repeat(firsts, lengths) + self.clock.step * row_in_request
+            next_times = firsts + self.clock.step * lengths
+            ahead_stamps = (next_times[:, None] + self.clock.step * np.arange(horizon)).ravel()  # (B * horizon,)
         past = np.concatenate([c.past for c in checked])  # (sum T, covariates)
         ahead = np.concatenate([c.future for c in checked])  # (B * horizon, future covariates)
         scalings = [c.scaling for c in checked]

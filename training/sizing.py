@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.features import fixed_step
+from models.features import fixed_step, mean_step
 from training.data import DataError, FillPolicy, check_series, read_frame
 from training.datamodule import chunk_starts
 from training.evaluate import duration
@@ -176,8 +176,7 @@ def _longer_than_a_day(freq: str) -> bool:
     step = fixed_step(freq)
     if step is not None:
         return step > pd.Timedelta(days=1)
-    start = pd.Timestamp("2000-01-03")
-    return (start + 100 * pd.tseries.frequencies.to_offset(freq) - start) / 100 > pd.Timedelta(days=2)
+    return mean_step(freq) > pd.Timedelta(days=2)
 
 
 def _fit(freq: str, horizon: int, shortest: int) -> tuple[int, int, int, int]:
