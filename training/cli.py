@@ -1,10 +1,11 @@
 """``seqcast-train``: LightningCLI over the forecast task and the series data module.
 
 ``fit`` checks the data, trains, keeps the best checkpoint by validation loss (a model with an anchor, the
-smoothing or the last value: the untrained one where no epoch beats it), then evaluates that checkpoint on the
-test part, writes the report and plots into the run folder and exports it to the BentoML model store under the
-run's model name. ``check`` reads a config's data and lists every problem without training; ``backtest``
-compares cells and the naive baselines over several test windows; ``models`` lists the store.
+smoothing or the last value: the untrained one where no epoch beats it by more than chance), then evaluates
+that checkpoint on the test part, writes the report and plots into the run folder and exports it to the
+BentoML model store under the run's model name. ``check`` reads a config's data and lists every problem
+without training; ``backtest`` compares cells and the naive baselines over several test windows; ``models``
+lists the store.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import json
 import logging
 import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -28,6 +30,7 @@ from training.datamodule import SeriesDataModule
 from training.evaluate import evaluate
 from training.metrics import season_length
 from training.progress import ProgressLines, stop_reason
+from training.significance import beats_anchor
 from training.task import ForecastTask, NonFiniteLoss
 
 
@@ -49,9 +52,18 @@ def write_evaluation(checkpoint: Checkpoint, data: SeriesDataModule, out: Path) 
     return report
 
 
+@dataclass(frozen=True)
+class Untrained:
+    """The untrained forecaster of a model with an anchor, with its validation loss and blocks (see
+    untrained_baseline)."""
+
+    loss: float
+    blocks: np.ndarray
+    checkpoint: Checkpoint
+
+
 class SeqcastCLI(LightningCLI):
-    # The untrained forecaster of a model with an anchor, and its validation loss (see untrained_baseline).
-    untrained: tuple[float, Checkpoint] | None = None
+    untrained: Untrained | None = None
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -110,11 +122,11 @@ class SeqcastCLI(LightningCLI):
         self.prepare_seasonal()
         self.untrained = self.untrained_baseline()
 
-    def untrained_baseline(self) -> tuple[float, Checkpoint] | None:
+    def untrained_baseline(self) -> Untrained | None:
         """For a smoothed model (``smoothed_seasons``) or one of changes from the last value
         (``change_from_last``): the untrained forecaster, which forecasts its anchor alone (the head's last layer
-        starts at zero), with its validation loss. A network that no epoch makes better than its own anchor on
-        validation is not worth serving: this is kept instead."""
+        starts at zero), with its validation loss. A network that training does not make better than its own
+        anchor on validation, by more than chance, is not worth serving: this is kept instead."""
         if self.anchor is None:
             return None
         loss = self.model.validation_loss(self.datamodule)
@@ -122,7 +134,8 @@ class SeqcastCLI(LightningCLI):
         untrained = self.model.seqcast_checkpoint(self.datamodule, epoch=0, global_step=0)
         # A copy of the weights: training updates the network's own tensors in place.
         weights = {name: value.clone() for name, value in untrained.state_dict.items()}
-        return loss, replace(untrained, state_dict=weights)
+        blocks = self.model.validation_blocks(self.datamodule)
+        return Untrained(loss, blocks, replace(untrained, state_dict=weights))
 
     @property
     def anchor(self) -> str | None:
@@ -135,17 +148,21 @@ class SeqcastCLI(LightningCLI):
 
     def chosen_checkpoint(self) -> tuple[str, Checkpoint]:
         """What a fit keeps, and where it came from: the checkpoint of the best epoch by validation loss, or the
-        untrained smoothing where no epoch beat it (see untrained_baseline)."""
+        untrained anchor where that epoch does not beat it by more than chance (see untrained_baseline)."""
         saver = self.trainer.checkpoint_callback
         assert isinstance(saver, ModelCheckpoint)
         best = saver.best_model_path or saver.last_model_path
-        # Only a lower-is-better validation loss is comparable with the smoothing's.
-        if self.untrained is not None and saver.best_model_score is not None and saver.monitor == "val_loss":
-            loss, checkpoint = self.untrained
-            score = float(saver.best_model_score)
-            if saver.mode == "min" and loss <= score:
-                return f"{self.anchor} alone (val_loss {loss:.4f}, the best epoch's {score:.4f})", checkpoint
-        return best, checkpoint_from_lightning(best)
+        trained = checkpoint_from_lightning(best)
+        # Only a lower-is-better validation loss is comparable with the anchor's.
+        if self.untrained is None or saver.best_model_score is None or saver.monitor != "val_loss":
+            return best, trained
+        untrained, score = self.untrained, float(saver.best_model_score)
+        alone = f"{self.anchor} alone (val_loss {untrained.loss:.4f}, the best epoch's {score:.4f}"
+        if saver.mode == "min" and untrained.loss <= score:
+            return f"{alone})", untrained.checkpoint
+        network = self.model.with_network(trained.build_model())
+        won, why = beats_anchor(untrained.blocks, network.validation_blocks(self.datamodule))
+        return (best, trained) if won else (f"{alone}, which {why})", untrained.checkpoint)
 
     def prepare_seasonal(self) -> None:
         """For a seasonal model: checks that its season fits the data's windows, and fits its seasonal

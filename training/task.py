@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import grad_norm
 
 from models.checkpoint import Checkpoint
 from models.forecaster import Forecaster
 from training.datamodule import SeriesDataModule
+
+
+def _block_sums(values: np.ndarray, length: int) -> np.ndarray:
+    """Sums of ``values`` over consecutive blocks of ``length``, the last one short."""
+    return np.add.reduceat(values, np.arange(0, len(values), length))
+
 
 # inputs (B, L, D), known-ahead features (B, L, H, F), targets (B, L, H), mask (B, L, H)
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -58,8 +68,20 @@ class ForecastTask(L.LightningModule):
         self.quantiles: torch.Tensor
         self.register_buffer("quantiles", torch.tensor(network.config.quantiles), persistent=False)
 
+    def with_network(self, network: Forecaster) -> ForecastTask:
+        """A task of the same loss and optimisation around another network."""
+        options = inspect.signature(ForecastTask).parameters
+        return ForecastTask(network, **{name: self.hparams[name] for name in options if name != "network"})
+
     def masked_loss(self, batch: Batch, origin_stride: int = 1, data: SeriesDataModule | None = None) -> torch.Tensor:
         """The batch's loss; ``data``: the data module it comes from, by default the one being fitted."""
+        elementwise, mask = self.weighted_errors(batch, origin_stride, data)
+        return (elementwise * mask).sum() / mask.sum().clamp(min=1e-12)  # mask: 0, or its series' weight
+
+    def weighted_errors(
+        self, batch: Batch, origin_stride: int = 1, data: SeriesDataModule | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's loss at every origin and step ahead (B, L', H) and its mask: 0, or the series' weight."""
         x, future, targets, mask = batch
         outputs, _ = self.network.encode(x)  # (B, L, hidden)
         hidden = self.network.readout(outputs)  # (B, L, [H,] hidden)
@@ -79,7 +101,7 @@ class ForecastTask(L.LightningModule):
             elementwise = (forecast.squeeze(-1) - targets).abs() * std / actual
         else:
             elementwise = (forecast.squeeze(-1) - targets).abs()
-        return (elementwise * mask).sum() / mask.sum().clamp(min=1e-12)  # mask: 0, or its series' weight
+        return elementwise, mask
 
     def target_scaling(self, data: SeriesDataModule | None = None) -> tuple[float, float]:
         """The target's training mean and standard deviation in ``data``, by default the data module being fitted."""
@@ -129,20 +151,44 @@ class ForecastTask(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    @contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """The network in eval mode inside, in the mode it was in after."""
+        was_training = self.network.training
+        self.network.eval()
+        try:
+            yield
+        finally:
+            self.network.train(was_training)
+
     @torch.no_grad()
     def validation_loss(self, data: SeriesDataModule) -> float:
         """The network's loss over ``data``'s validation part as it is now, outside any trainer: each batch's
         loss weighted by its size, as Lightning averages ``val_loss`` on one device; NaN without batches."""
-        was_training = self.network.training
-        self.network.eval()
         total = count = 0.0
-        try:
+        with self._evaluating():
             for batch in data.val_dataloader():
                 size = len(batch[0])
                 total, count = total + float(self.masked_loss(batch, data=data)) * size, count + size
-        finally:
-            self.network.train(was_training)
         return total / count if count else float("nan")
+
+    @torch.no_grad()
+    def validation_blocks(self, data: SeriesDataModule) -> np.ndarray:
+        """(N, 2): per block of a horizon of origins in one row of ``data``'s validation part, from its first
+        scored origin on, the sum of the weighted errors and the number of values scored, the network as it is
+        now (see training/significance.py). The same data gives the same blocks for every network."""
+        blocks = []
+        with self._evaluating():
+            for batch in data.val_dataloader():
+                elementwise, mask = self.weighted_errors(batch, data=data)
+                sums, counts = (elementwise * mask).sum(-1).double(), (mask > 0).sum(-1).double()
+                for row_sums, row_counts in zip(sums.cpu().numpy(), counts.cpu().numpy(), strict=True):
+                    scored = np.flatnonzero(row_counts)
+                    if len(scored):
+                        first, horizon = scored[0], mask.shape[-1]
+                        blocks.append(np.stack([_block_sums(v[first:], horizon) for v in (row_sums, row_counts)], 1))
+        stacked = np.concatenate(blocks) if blocks else np.zeros((0, 2))
+        return stacked[stacked[:, 1] > 0]
 
     def seqcast_checkpoint(self, data: SeriesDataModule, epoch: int, global_step: int) -> Checkpoint:
         """The network in seqcast's own format as it is now, trained on ``data``: at epoch ``epoch`` (from 0)

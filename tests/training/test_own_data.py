@@ -213,3 +213,28 @@ def test_a_short_uneven_monthly_panel_from_init_to_a_forecast_over_http(tmp_path
         assert "[1] is -2" in refused.json()["error"]
         again = client.post(running.url + "/observe", json={"session_id": session, "seq": 90, "values": [history[-1]]})
         assert again.status_code == 200 and again.json()["seq"] == 91, again.text
+
+
+def test_yearly_random_walks_keep_the_last_value_whatever_validation_says(tmp_path: Path) -> None:
+    """Yearly series with nothing to learn: a random walk's best forecast is its last value. Validation holds two
+    horizons of each series, where the best of a run's epochs can lead the last value by luck; it is kept only
+    where its lead is more than chance (training/significance.py), so every run scores the naive's MASE."""
+    rng = np.random.default_rng(11)
+    frames = []
+    for index, years in enumerate((36, 50, 70, 90)):
+        ds = pd.date_range("1900-01-01", periods=years, freq="YS")
+        y = 200 * (index + 1) * np.exp(np.cumsum(rng.normal(0, 0.08, years)))
+        frames.append(pd.DataFrame({"unique_id": f"site{index}", "ds": ds, "y": y.round(1)}))
+    pd.concat(frames).to_csv(tmp_path / "yearly.csv", index=False)
+    init = ("init", "--data.path", "yearly.csv", "--name", "yearly", "--data.horizon", "4")
+    written = _ok(_seqcast_train(tmp_path, *init)).stdout
+    assert "change_from_last: true" in written and "val_size: 8" in written
+    (tmp_path / "yearly.yaml").write_text(written)
+    runs = ("--folds", "2", "--cells", "gru", "--seeds", "1,2", "--out", "bt")
+    backtest = _ok(_seqcast_train(tmp_path, "backtest", "--config", "yearly.yaml", *runs, *QUICK))
+    result = json.loads((tmp_path / "bt" / "backtest.json").read_text())
+    for report in result["reports"]:
+        assert report["untrained"], report
+        metrics = report["metrics"]
+        assert metrics["streaming"]["mase"] == pytest.approx(metrics["naive"]["mase"], rel=1e-4)
+    assert "4 of 4 runs kept their anchor alone" in backtest.stdout

@@ -65,11 +65,8 @@ def test_mape_loss_is_the_reported_mape_in_the_targets_units(monkeypatch: pytest
     assert loss.item() * 100 == pytest.approx(reported, rel=1e-5)
 
 
-def test_the_loss_measured_outside_a_trainer_is_lightnings_val_loss(tmp_path: Path) -> None:
-    """What a smoothed model's untrained loss is compared with: Lightning's epoch mean of val_loss, over batches
-    of unequal size (four series' validation parts, three to a batch) weighted as Lightning weighs them."""
-    import lightning as L
-
+def _validated(tmp_path: Path) -> tuple[SeriesDataModule, ForecastTask]:
+    """Four series' validation parts, three to a batch, and an untrained task."""
     from models.features import future_width, input_width
 
     synthetic_frame(points=1000, series=4).to_csv(tmp_path / "series.csv", index=False)
@@ -97,13 +94,38 @@ def test_the_loss_measured_outside_a_trainer_is_lightnings_val_loss(tmp_path: Pa
         num_layers=2,
     )
     torch.manual_seed(0)
-    task = ForecastTask(Forecaster(config))
+    return data, ForecastTask(Forecaster(config))
+
+
+def test_the_loss_measured_outside_a_trainer_is_lightnings_val_loss(tmp_path: Path) -> None:
+    """What a smoothed model's untrained loss is compared with: Lightning's epoch mean of val_loss, over batches
+    of unequal size (four series' validation parts, three to a batch) weighted as Lightning weighs them."""
+    import lightning as L
+
+    data, task = _validated(tmp_path)
     assert len({len(batch[0]) for batch in data.val_dataloader()}) > 1
     mine = task.validation_loss(data)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
     [theirs] = trainer.validate(task, datamodule=data, verbose=False)
     assert task.network.training  # left as it was found
     assert mine == pytest.approx(theirs["val_loss"], rel=1e-5)
+
+
+def test_validation_blocks_hold_every_value_scored_once(tmp_path: Path) -> None:
+    """The blocks the significance test pairs: a horizon of origins of one series each, whose errors add up to
+    the validation loss (each series' part scores as many values, so the pooled mean is Lightning's)."""
+    data, task = _validated(tmp_path)
+    blocks = task.validation_blocks(data)
+    origins = [int((batch[3].sum(-1) > 0).sum(-1).max()) for batch in data.val_dataloader()]
+    assert len(set(origins)) == 1  # each series' part has as many scored origins
+    assert len(blocks) == 4 * -(-origins[0] // 12)  # from each part's first origin
+    assert (blocks[:, 1] <= 12 * 12).all() and blocks[:, 1].sum() == sum(
+        int((batch[3] > 0).sum()) for batch in data.val_dataloader()
+    )
+    assert blocks[:, 0].sum() / blocks[:, 1].sum() == pytest.approx(task.validation_loss(data), rel=1e-5)
+    torch.manual_seed(1)
+    other = task.with_network(Forecaster(task.network.config)).validation_blocks(data)
+    assert np.array_equal(other[:, 1], blocks[:, 1]) and not np.allclose(other[:, 0], blocks[:, 0])
 
 
 def test_a_mape_loss_refuses_a_target_in_logs(tmp_path: Path) -> None:
