@@ -5,7 +5,8 @@ The rules (each value's reason is written beside it in the config):
   days for daily, a year of months) that fits the shortest series five times over; the model forecasts what
   exponential smoothing of the changes over that season and each shorter one the frequency suggests (a day)
   misses (``ForecasterConfig.smoothed_seasons``);
-- the horizon is a day for intraday data, else a season, unless given;
+- the horizon is a day for intraday data, else a season (12 steps where none is known), unless given; where
+  the shortest series cannot hold it, the longest horizon it holds (a horizon given is kept or refused);
 - a training chunk warms up over three seasons and a horizon, so that the smoothing has settled before the
   loss starts, then trains on two more; windows read as much as the warmup; validation and test take two
   seasons (or two horizons, if longer) each;
@@ -54,6 +55,7 @@ class Sizing:
     season: int  # 0: none fits
     smoothed: list[int]  # the seasons smoothed: the season and each shorter one at least the horizon
     horizon: int
+    preferred_horizon: int  # the season, or 12 steps; longer than horizon where the shortest series is too short
     input_size: int
     warmup: int
     chunk_length: int
@@ -139,8 +141,8 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
     checked = check_series(frame, target, (), fill)
     lengths = [len(s) for s in checked.series]
     freq, shortest, longest = checked.freq, min(lengths), max(lengths)
-    chosen = horizon or (season_length(freq) if season_length(freq) > 1 else 12)  # 12 steps where no season is known
-    season, held_out, warmup, needed = _fit(freq, chosen, shortest)
+    preferred = horizon or (season_length(freq) if season_length(freq) > 1 else 12)  # 12 where no season is known
+    chosen, (season, held_out, warmup, needed) = _fitting_horizon(freq, preferred, shortest, given=horizon is not None)
     longer_than_a_day = _longer_than_a_day(freq)
     unit = season or chosen
     window = max(warmup, 2 * unit, 5 * chosen)
@@ -156,6 +158,7 @@ def size(path: str, target: str = "y", horizon: int | None = None) -> Sizing:
         season=season,
         smoothed=[m for m in sorted(naive_seasons(freq)) if chosen <= m <= season] if season else [],
         horizon=chosen,
+        preferred_horizon=preferred,
         input_size=window,
         warmup=warmup,
         chunk_length=chunk,
@@ -177,6 +180,18 @@ def _longer_than_a_day(freq: str) -> bool:
     if step is not None:
         return step > pd.Timedelta(days=1)
     return mean_step(freq) > pd.Timedelta(days=2)
+
+
+def _fitting_horizon(freq: str, preferred: int, shortest: int, given: bool) -> tuple[int, tuple[int, int, int, int]]:
+    """The preferred horizon and its sizes (see _fit); where it does not fit and was not given, the longest shorter
+    one that does (24 years of airline miles hold four years ahead, not twelve)."""
+    refused = DataError("no horizon tried")
+    for horizon in [preferred] if given else range(preferred, 0, -1):
+        try:
+            return horizon, _fit(freq, horizon, shortest)
+        except DataError as short:
+            refused = short
+    raise refused
 
 
 def _fit(freq: str, horizon: int, shortest: int) -> tuple[int, int, int, int]:
@@ -297,7 +312,7 @@ def _data_lines(s: Sizing) -> list[str]:
         ("per_series_scaling", many, "each series by its own statistics" if s.series > 1 else ""),
         ("mase_weights", many, "each series weighs in the loss as in its MASE" if s.series > 1 else ""),
         ("input_size", s.input_size, f"what a windowed forecast reads{s.span(s.input_size)}"),
-        ("horizon", s.horizon, f"steps ahead{s.span(s.horizon)}"),
+        ("horizon", s.horizon, f"steps ahead{s.span(s.horizon)}{_shortened(s)}"),
         ("val_size", s.held_out, f"per series{s.span(s.held_out)}"),
         ("test_size", s.held_out, f"per series, its last steps{s.span(s.held_out)}"),
         ("chunk_length", s.chunk_length, "steps per training chunk: the warmup, then the steps trained on"),
@@ -306,6 +321,12 @@ def _data_lines(s: Sizing) -> list[str]:
         ("batch_size", BATCH_SIZE, ""),
     ]
     return [(f"  {key}: {value}".ljust(32) + f" # {why}") if why else f"  {key}: {value}" for key, value, why in rows]
+
+
+def _shortened(s: Sizing) -> str:
+    if s.horizon == s.preferred_horizon:
+        return ""
+    return f": the most the shortest series holds ({s.preferred_horizon} would need more)"
 
 
 def _rounds(s: Sizing) -> str:

@@ -95,8 +95,22 @@ def test_a_season_the_series_cannot_hold_five_times_is_left_out(tmp_path: Path) 
 
 
 def test_series_too_short_for_any_config_are_refused_with_what_they_need(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"the shortest series has 4 points; a config for 1 steps ahead needs 5"):
+        size(_monthly(tmp_path / "tiny.csv", 4))
+    # A horizon the user gives is kept or refused, never shortened.
     with pytest.raises(DataError, match=r"the shortest series has 20 points; a config for 12 steps ahead needs"):
-        size(_monthly(tmp_path / "tiny.csv", 20))
+        size(_monthly(tmp_path / "short.csv", 20), horizon=12)
+
+
+def test_without_a_horizon_short_series_get_the_longest_they_hold(tmp_path: Path) -> None:
+    path = _monthly(tmp_path / "short.csv", 20)
+    sizing = size(path)
+    assert sizing.preferred_horizon == 12 and 1 < sizing.horizon < 12
+    with pytest.raises(DataError, match="give a shorter horizon"):
+        size(path, horizon=sizing.horizon + 1)
+    assert f"horizon: {sizing.horizon} " in render(sizing, "short")
+    assert "the most the shortest series holds (12 would need more)" in render(sizing, "short")
+    assert "would need more" not in render(size(_monthly(tmp_path / "long.csv", 300)), "long")
 
 
 def test_short_monthly_series_keep_their_year_by_holding_out_less_then_warming_up_less(tmp_path: Path) -> None:
