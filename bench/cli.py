@@ -106,10 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     field.add_argument(
         "--datasets",
-        default="counts,departures,temperature,daily-departures,monthly,taylor,elecdemand",
+        default="counts,departures,temperature,daily-departures,monthly,yearly,taylor,elecdemand",
         help="comma-separated: counts (simulated hourly counts with zeros), departures, temperature and "
         "daily-departures (hourly and daily, New York's airports in 2013), monthly (six series of 84 to 204 "
-        "months), and the built-in taylor and elecdemand, each with init's config",
+        "months), yearly (four R series of 24 to 114 years), and the built-in taylor and elecdemand, each "
+        "with init's config",
     )
     # field: GRU, the cell init writes, and 4 minutes a run, for sets of up to a year of half-hours
     for parser_of, cells, minutes in [(accuracy, "lstm,gru", 8.0), (field, "gru", 4.0)]:

@@ -95,7 +95,7 @@ def _fold(rest: list[str], cell: str, drop_last: int, seed: int | None, workdir:
         "test_start": str(start),
         "test_end": str(first.timestamps[-1]),
         "train_seconds": train_seconds,
-        # A model with an anchor that no epoch improved is scored untrained, as fit would export it.
+        # A model with an anchor that no epoch beat beyond chance is scored untrained, as fit would export it.
         "untrained": run.untrained is not None and checkpoint is run.untrained.checkpoint,
     }
 

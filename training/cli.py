@@ -52,7 +52,7 @@ def write_evaluation(checkpoint: Checkpoint, data: SeriesDataModule, out: Path) 
     return report
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Untrained:
     """The untrained forecaster of a model with an anchor, with its validation loss and blocks (see
     untrained_baseline)."""
@@ -154,11 +154,12 @@ class SeqcastCLI(LightningCLI):
         best = saver.best_model_path or saver.last_model_path
         trained = checkpoint_from_lightning(best)
         # Only a lower-is-better validation loss is comparable with the anchor's.
-        if self.untrained is None or saver.best_model_score is None or saver.monitor != "val_loss":
+        comparable = (saver.monitor, saver.mode) == ("val_loss", "min")
+        if self.untrained is None or saver.best_model_score is None or not comparable:
             return best, trained
         untrained, score = self.untrained, float(saver.best_model_score)
         alone = f"{self.anchor} alone (val_loss {untrained.loss:.4f}, the best epoch's {score:.4f}"
-        if saver.mode == "min" and untrained.loss <= score:
+        if untrained.loss <= score:
             return f"{alone})", untrained.checkpoint
         network = self.model.with_network(trained.build_model())
         won, why = beats_anchor(untrained.blocks, network.validation_blocks(self.datamodule))

@@ -184,21 +184,25 @@ def _longer_than_a_day(freq: str) -> bool:
 
 def _fitting_horizon(freq: str, preferred: int, shortest: int, given: bool) -> tuple[int, tuple[int, int, int, int]]:
     """The preferred horizon and its sizes (see _fit); where it does not fit and was not given, the longest shorter
-    one that does (24 years of airline miles hold four years ahead, not twelve)."""
-    refused = DataError("no horizon tried")
+    one that does (24 years of airline miles hold five years ahead, not twelve)."""
     for horizon in [preferred] if given else range(preferred, 0, -1):
-        try:
-            return horizon, _fit(freq, horizon, shortest)
-        except DataError as short:
-            refused = short
-    raise refused
+        sizes = _fit(freq, horizon, shortest)
+        if sizes[3] <= shortest:
+            return horizon, sizes
+    steps = f"{horizon} step{'s' if horizon > 1 else ''}"
+    advice = "give a shorter horizon (--data.horizon) or longer series" if horizon > 1 else "give longer series"
+    raise DataError(
+        f"the shortest series has {shortest} points; a config for {steps} ahead needs {sizes[3]} (a training "
+        f"origin past a warmup, validation and test): {advice}"
+    )
 
 
 def _fit(freq: str, horizon: int, shortest: int) -> tuple[int, int, int, int]:
     """(season, held_out, warmup, points needed) for the longest season the shortest series holds: 0 where
     none. Where the preferred sizes do not fit, validation and test shrink to one season (or horizon) each,
     then the warmup to two rounds, then one (a season's first round is averaged, so a fresh state is usable
-    after it); a season is dropped only after all of these."""
+    after it); a season is dropped only after all of these. Where nothing fits, the smallest sizes and the
+    points they need, more than ``shortest``."""
     for season in [*sorted(naive_seasons(freq), reverse=True), 0]:  # the longest first; 0: none
         if season and (season < horizon or shortest < SEASONS_PER_SERIES * season):
             continue
@@ -208,11 +212,7 @@ def _fit(freq: str, horizon: int, shortest: int) -> tuple[int, int, int, int]:
             needed = 2 * held_out + warmup + horizon + 1  # one training origin past the warmup, then its horizon
             if shortest >= needed:
                 return season, held_out, warmup, needed
-    raise DataError(
-        f"the shortest series has {shortest} points; a config for {horizon} steps ahead needs {needed} "
-        "(a training origin past a warmup, validation and test): give a shorter horizon (--data.horizon) or "
-        "longer series"
-    )
+    return season, held_out, warmup, needed
 
 
 def render(sizing: Sizing, name: str) -> str:

@@ -18,8 +18,11 @@ from training.datamodule import SeriesDataModule
 
 
 def _block_sums(values: np.ndarray, length: int) -> np.ndarray:
-    """Sums of ``values`` over consecutive blocks of ``length``, the last one short."""
-    return np.add.reduceat(values, np.arange(0, len(values), length))
+    """Sums of ``values`` over consecutive blocks of ``length``; a shorter rest joins the last whole block."""
+    starts = np.arange(0, len(values), length)
+    if len(starts) > 1 and len(values) - starts[-1] < length:
+        starts = starts[:-1]
+    return np.add.reduceat(values, starts)
 
 
 # inputs (B, L, D), known-ahead features (B, L, H, F), targets (B, L, H), mask (B, L, H)
@@ -70,8 +73,9 @@ class ForecastTask(L.LightningModule):
 
     def with_network(self, network: Forecaster) -> ForecastTask:
         """A task of the same loss and optimisation around another network."""
-        options = inspect.signature(ForecastTask).parameters
-        return ForecastTask(network, **{name: self.hparams[name] for name in options if name != "network"})
+        options = inspect.signature(type(self)).parameters.values()
+        kept = {o.name: self.hparams.get(o.name, o.default) for o in options if o.name != "network"}
+        return type(self)(network, **kept)
 
     def masked_loss(self, batch: Batch, origin_stride: int = 1, data: SeriesDataModule | None = None) -> torch.Tensor:
         """The batch's loss; ``data``: the data module it comes from, by default the one being fitted."""
@@ -174,10 +178,11 @@ class ForecastTask(L.LightningModule):
 
     @torch.no_grad()
     def validation_blocks(self, data: SeriesDataModule) -> np.ndarray:
-        """(N, 2): per block of a horizon of origins in one row of ``data``'s validation part, from its first
-        scored origin on, the sum of the weighted errors and the number of values scored, the network as it is
-        now (see training/significance.py). The same data gives the same blocks for every network."""
-        blocks = []
+        """(N, 3): per block of a horizon of origins in one row of ``data``'s validation part, the sum of the
+        weighted errors, the number of values scored and the row's number, the network as it is now (see
+        training/significance.py). A row's blocks run from its first scored origin to its last, in order; a
+        shorter rest joins the last whole block. The same data gives the same blocks for every network."""
+        blocks: list[np.ndarray] = []
         with self._evaluating():
             for batch in data.val_dataloader():
                 elementwise, mask = self.weighted_errors(batch, data=data)
@@ -185,10 +190,10 @@ class ForecastTask(L.LightningModule):
                 for row_sums, row_counts in zip(sums.cpu().numpy(), counts.cpu().numpy(), strict=True):
                     scored = np.flatnonzero(row_counts)
                     if len(scored):
-                        first, horizon = scored[0], mask.shape[-1]
-                        blocks.append(np.stack([_block_sums(v[first:], horizon) for v in (row_sums, row_counts)], 1))
-        stacked = np.concatenate(blocks) if blocks else np.zeros((0, 2))
-        return stacked[stacked[:, 1] > 0]
+                        span, horizon = slice(scored[0], scored[-1] + 1), mask.shape[-1]
+                        row = [_block_sums(values[span], horizon) for values in (row_sums, row_counts)]
+                        blocks.append(np.stack([*row, np.full(len(row[0]), len(blocks))], axis=1))
+        return np.concatenate(blocks) if blocks else np.zeros((0, 3))
 
     def seqcast_checkpoint(self, data: SeriesDataModule, epoch: int, global_step: int) -> Checkpoint:
         """The network in seqcast's own format as it is now, trained on ``data``: at epoch ``epoch`` (from 0)

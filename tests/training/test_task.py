@@ -112,20 +112,22 @@ def test_the_loss_measured_outside_a_trainer_is_lightnings_val_loss(tmp_path: Pa
 
 
 def test_validation_blocks_hold_every_value_scored_once(tmp_path: Path) -> None:
-    """The blocks the significance test pairs: a horizon of origins of one series each, whose errors add up to
-    the validation loss (each series' part scores as many values, so the pooled mean is Lightning's)."""
+    """The blocks the significance test pairs: a horizon of origins of one series each, in order, the rest of a
+    part joining its last block. Their errors add up to the validation loss: every weight is 1 here and each
+    series' part scores as many values, so the pooled mean is Lightning's batch-weighted one."""
     data, task = _validated(tmp_path)
     blocks = task.validation_blocks(data)
-    origins = [int((batch[3].sum(-1) > 0).sum(-1).max()) for batch in data.val_dataloader()]
-    assert len(set(origins)) == 1  # each series' part has as many scored origins
-    assert len(blocks) == 4 * -(-origins[0] // 12)  # from each part's first origin
-    assert (blocks[:, 1] <= 12 * 12).all() and blocks[:, 1].sum() == sum(
-        int((batch[3] > 0).sum()) for batch in data.val_dataloader()
-    )
+    origins = [int(n) for batch in data.val_dataloader() for n in (batch[3].sum(-1) > 0).sum(-1)]
+    assert len(origins) == 4 and len(set(origins)) == 1 and origins[0] % 12  # a rest of a block
+    for row in range(4):
+        mine = blocks[blocks[:, 2] == row]
+        assert len(mine) == origins[0] // 12
+        assert (mine[:-1, 1] == 12 * 12).all() and mine[-1, 1] > 12 * 12  # whole blocks, then one with the rest
+    assert blocks[:, 1].sum() == sum(int((batch[3] > 0).sum()) for batch in data.val_dataloader())
     assert blocks[:, 0].sum() / blocks[:, 1].sum() == pytest.approx(task.validation_loss(data), rel=1e-5)
     torch.manual_seed(1)
     other = task.with_network(Forecaster(task.network.config)).validation_blocks(data)
-    assert np.array_equal(other[:, 1], blocks[:, 1]) and not np.allclose(other[:, 0], blocks[:, 0])
+    assert np.array_equal(other[:, 1:], blocks[:, 1:]) and not np.allclose(other[:, 0], blocks[:, 0])
 
 
 def test_a_mape_loss_refuses_a_target_in_logs(tmp_path: Path) -> None:
