@@ -86,7 +86,9 @@ def _fold(rest: list[str], cell: str, drop_last: int, seed: int | None, workdir:
     started = time.perf_counter()
     run.trainer.fit(run.model, run.datamodule)
     train_seconds = time.perf_counter() - started
-    checkpoint = run.chosen_checkpoint()[1]
+    kept, checkpoint = run.chosen_checkpoint()
+    if run.untrained is not None and checkpoint is run.untrained.checkpoint:
+        print(f"backtest: kept {kept}", flush=True)  # noqa: T201
     report, _ = evaluate(checkpoint, run.datamodule)
     first = run.datamodule.series[0]
     start = first.timestamps[run.datamodule.test_part(first).start]

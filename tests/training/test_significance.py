@@ -10,13 +10,12 @@ import pandas as pd
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from scipy import stats
 
 from models import Forecaster, ForecasterConfig
 from models.features import input_width
 from training.cli import SeqcastCLI
 from training.datamodule import SeriesDataModule
-from training.significance import beats_anchor, t_95
+from training.significance import beats_anchor
 from training.task import ForecastTask
 
 
@@ -33,16 +32,14 @@ def test_a_steady_small_gain_beats_the_anchor() -> None:
     assert won and why.startswith("beats it by more than chance") and "over 40 blocks" in why
 
 
-def test_a_lead_made_in_one_block_is_chance() -> None:
-    """A network that leads on the mean of the blocks but by one block's luck, as the best of many epochs on four
-    yearly series did."""
-    rng = np.random.default_rng(1)
-    anchor = 1 + rng.random(4)
-    network = anchor + rng.normal(0, 0.05, 4)
-    network[0] -= 0.6  # the mean gain is about 0.15, all of it from here
-    assert (anchor - network).mean() > 0.1
+def test_a_lead_within_its_noise_is_chance() -> None:
+    """A network that leads on the mean of the blocks, but by less than the blocks' spread allows, as the best of
+    many epochs on four yearly series did (it led by 0.22 per value, with a standard error of 1.3)."""
+    anchor = np.array([1.0, 1.2, 0.9, 1.1])
+    network = anchor - np.array([0.9, -0.4, 0.3, -0.2])  # mean gain 0.15, standard error 0.28
     won, why = beats_anchor(_blocks(anchor), _blocks(network))
-    assert not won and why.startswith("does not beat it by more than chance: mean gain")
+    assert not won and why.startswith("does not beat it by more than chance: mean gain 0.1500")
+    assert beats_anchor(_blocks(anchor), _blocks(anchor - np.array([0.5, 0.1, 0.3, 0.2])))[0]  # 0.28, 0.09
 
 
 def test_neighbouring_blocks_that_move_together_need_a_wider_margin() -> None:
@@ -53,7 +50,7 @@ def test_neighbouring_blocks_that_move_together_need_a_wider_margin() -> None:
 
     def needed(rows: int) -> float:
         why = beats_anchor(_blocks(anchor, rows=rows), _blocks(anchor - gains, rows=rows))[1]
-        return float(why.split(" needed")[0].split(", ")[-1])
+        return float(why.split("standard error ")[1])
 
     assert needed(rows=1) > 1.3 * needed(rows=20)
 
@@ -66,12 +63,6 @@ def test_one_block_is_too_few_to_tell() -> None:
 def test_blocks_of_other_data_are_refused() -> None:
     with pytest.raises(ValueError, match="validation blocks differ"):
         beats_anchor(_blocks(np.ones(3)), _blocks(np.ones(3), values=8))
-
-
-@pytest.mark.parametrize("degrees", [1, 2, 3, 5, 10, 11, 14, 29, 45, 200, 5000])
-def test_the_t_table_is_students_or_stricter(degrees: int) -> None:
-    exact = float(stats.t.ppf(0.95, degrees))
-    assert exact <= t_95(degrees) <= exact * 1.05
 
 
 def _trend_run(tmp_path: Path) -> SeqcastCLI:
